@@ -1,0 +1,79 @@
+"""Choosing KVM or software emulation (TCG), with a cached probe boot.
+
+On some hosts /dev/kvm exists but a KVM guest hangs. `auto` therefore boots the
+micro guest's kernel once with KVM and a command line that powers off as soon as
+userspace runs; if it does not finish within the deadline, KVM does not really
+work and the lab uses TCG. The answer is cached per host kernel and QEMU binary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from lab.config import Acceleration
+from lab.errors import LabFailure
+
+PROBE_TIMEOUT = 20.0
+PROBE_MARKER = "probe boot reached userspace"
+QEMU = "qemu-system-x86_64"
+
+
+def domain_type(accel: Acceleration) -> str:
+    """libvirt domain type for a resolved acceleration."""
+    return "kvm" if accel is Acceleration.KVM else "qemu"
+
+
+def probe_kvm(kernel: Path, initrd: Path, timeout: float = PROBE_TIMEOUT) -> tuple[bool, str]:
+    """Boot ``kernel`` under KVM with ``lab.probe=1``; True when it reached userspace."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False, "/dev/kvm is absent or not accessible"
+    qemu = shutil.which(QEMU)
+    if qemu is None:
+        raise LabFailure(f"{QEMU} is not installed", hint="run `make setup`")
+    cmd = [qemu, "-accel", "kvm", "-M", "q35", "-m", "128", "-nodefaults", "-display", "none",
+           "-no-reboot", "-serial", "stdio", "-kernel", str(kernel), "-initrd", str(initrd),
+           "-append", "console=ttyS0 lab.probe=1 quiet panic=-1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # the probe QEMU is ours: stop it by its own handle
+        proc.communicate(timeout=10)
+        return False, f"a KVM guest did not reach userspace within {timeout:.0f}s (it hangs)"
+    text = out.decode(errors="replace")
+    if PROBE_MARKER in text:
+        return True, "a KVM probe guest booted to userspace"
+    return False, f"the KVM probe guest failed: {text.strip()[-300:]}"
+
+
+def resolve(requested: Acceleration, cache_file: Path, kernel: Path, initrd: Path,
+            say: Callable[[str], None]) -> Acceleration:
+    """Resolve ``auto`` (probing once, then from the cache); explicit values pass through."""
+    if requested is not Acceleration.AUTO:
+        say(f"acceleration: {requested.value} (from lab.toml)")
+        return requested
+    key = _cache_key()
+    if cache_file.exists():
+        cached = json.loads(cache_file.read_text())
+        if cached.get("key") == key:
+            choice = Acceleration(cached["choice"])
+            say(f"acceleration: {choice.value} (auto, cached: {cached['reason']})")
+            return choice
+    ok, reason = probe_kvm(kernel, initrd)
+    choice = Acceleration.KVM if ok else Acceleration.TCG
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    cache_file.write_text(json.dumps({"key": key, "choice": choice.value, "reason": reason}))
+    say(f"acceleration: {choice.value} (auto: {reason})")
+    return choice
+
+
+def _cache_key() -> str:
+    qemu = shutil.which(QEMU) or ""
+    stamp = os.stat(qemu).st_mtime if qemu else 0
+    return f"{platform.release()}|{qemu}|{stamp}"

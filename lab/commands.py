@@ -1,0 +1,153 @@
+"""Sub-commands for the lab's life cycle: images, up, down, status, ssh, console, config."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from lab import config as config_mod
+from lab import inventory
+from lab.config import LabConfig, load_config
+from lab.errors import LabFailure
+from lab.guest import Guest, GuestAddress
+from lab.host import enter_existing, open_host
+from lab.hypervisor import DomainState
+from lab.progress import Progress
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("images", help="build the micro Linux guest image")
+    p.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    p.set_defaults(func=cmd_images)
+    sub.add_parser("up", help="bring the lab up (idempotent)").set_defaults(func=cmd_up)
+    sub.add_parser("down", help="remove everything the lab made").set_defaults(func=cmd_down)
+    sub.add_parser("status", help="table of the lab's VMs").set_defaults(func=cmd_status)
+    p = sub.add_parser("ssh", help="shell or command in a VM over the management NIC")
+    p.add_argument("vm")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="command (default: interactive shell)")
+    p.set_defaults(func=cmd_ssh)
+    p = sub.add_parser("console", help="attach to a VM's serial console (virsh console)")
+    p.add_argument("vm")
+    p.set_defaults(func=cmd_console)
+    p = sub.add_parser("config", help="print every lab.toml key with its default and meaning")
+    p.set_defaults(func=cmd_config)
+
+
+def _config(args: argparse.Namespace) -> LabConfig:
+    return load_config(args.config)
+
+
+def _progress(cfg: LabConfig) -> Progress:
+    return Progress(log=cfg.state_dir / "logs" / "lab.log")
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    from lab.micro_image import build_image
+
+    cfg = _config(args)
+    img = build_image(cfg.image.kernel_package, cfg.state_dir, cfg.image.disk_size_mib,
+                      _progress(cfg), force=args.force)
+    print(f"kernel {img.kernel_release}\n  kernel: {img.kernel}\n  initrd: {img.initrd}\n"
+          f"  golden disk: {img.disk}\n  host key: {img.host_key_line}")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from lab.provision import up
+
+    cfg = _config(args)
+    inv = up(cfg, _progress(cfg))
+    print(status_table(inv, None))
+    print(f"\ninventory: {cfg.state_dir / inventory.INVENTORY_NAME}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from lab.teardown import down
+
+    cfg = _config(args)
+    down(cfg, _progress(cfg))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    inv_path = cfg.state_dir / inventory.INVENTORY_NAME
+    if not inv_path.exists():
+        print(f"lab {cfg.lab.name} is down (no {inv_path})")
+        return 0
+    inv = inventory.read(inv_path)
+    hv = open_host(cfg, Progress(quiet=True), start=False)
+    if hv is None:
+        print(status_table(inv, {vm.name: "sandbox stopped" for vm in inv.vms}))
+        return 1
+    with hv:
+        states = {}
+        for vm in inv.vms:
+            dom = hv.domain(vm.domain)
+            states[vm.name] = ("missing" if dom is None
+                               else DomainState.NAMES.get(hv.state(dom), "?"))
+            if dom is not None:
+                live = {n["alias"] for n in hv.interfaces(dom)}
+                states[vm.name] += "".join(f" [{n.alias[3:]} unplugged]" for n in vm.nics
+                                           if n.alias not in live)
+    print(status_table(inv, states))
+    return 0
+
+
+def status_table(inv: inventory.Inventory, states: dict[str, str] | None) -> str:
+    rows = [("VM", "STATE", "MANAGEMENT", "TEST NICS")]
+    for vm in inv.vms:
+        tests = "  ".join(f"{n.alias[3:]}={n.address}({n.model})" for n in vm.test_nics)
+        state = states.get(vm.name, "?") if states is not None else "running"
+        rows.append((vm.name, state, vm.mgmt.address, tests))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}"
+                     for r in rows)
+
+
+def guest_address(inv: inventory.Inventory, vm_name: str) -> GuestAddress:
+    vm = inv.vm(vm_name)
+    return GuestAddress(name=vm.name, host=vm.mgmt.address, subnet=inv.management_subnet,
+                        bridge=vm.mgmt.bridge, key_file=Path(inv.key_file),
+                        host_key=inv.host_key)
+
+
+def cmd_ssh(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    inv = inventory.read(cfg.state_dir / inventory.INVENTORY_NAME)
+    addr = guest_address(inv, args.vm)
+    enter_existing(cfg)
+    if not args.cmd:
+        ssh = shutil.which("ssh")
+        if ssh is None:
+            raise LabFailure("an interactive shell needs the OpenSSH client",
+                             hint="apt-get install openssh-client, or pass a command")
+        os.execv(ssh, [ssh, "-i", str(addr.key_file), "-o", "IdentitiesOnly=yes",
+                       "-o", f"UserKnownHostsFile={inv.known_hosts}",
+                       "-o", "StrictHostKeyChecking=yes", f"root@{addr.host}"])
+    with Guest(addr) as guest:
+        res = guest.run(" ".join(args.cmd), check=False, timeout=600)
+    sys.stdout.write(res.stdout)
+    sys.stderr.write(res.stderr)
+    return res.exit_code
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    inv = inventory.read(cfg.state_dir / inventory.INVENTORY_NAME)
+    vm = inv.vm(args.vm)
+    virsh = shutil.which("virsh")
+    if virsh is None:
+        raise LabFailure("virsh is not installed", hint="run `make setup`")
+    print(f"console of {vm.domain} (leave with Ctrl+]); log: {vm.console_log}", file=sys.stderr)
+    os.execv(virsh, [virsh, "-c", inv.uri, "console", vm.domain])
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    load_config(args.config)  # validate what is there
+    print(config_mod.explain())
+    return 0

@@ -1,0 +1,365 @@
+"""`lab.toml`: the lab's configuration, typed, frozen and validated once.
+
+Every field is documented where it is declared (the ``doc`` metadata); the same
+text is what ``lab config --explain`` prints. Loading never raises anything but
+:class:`~lab.errors.ConfigError`, which names the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+import tomllib
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+from enum import Enum
+from pathlib import Path
+from typing import Any, TypeVar
+
+from lab.errors import ConfigError
+
+DEFAULT_CONFIG_NAME = "lab.toml"
+
+
+class Acceleration(str, Enum):
+    """How guests are run: hardware KVM, software emulation (TCG) or probe."""
+
+    AUTO = "auto"
+    KVM = "kvm"
+    TCG = "tcg"
+
+
+class SandboxMode(str, Enum):
+    """Whether the lab runs its own libvirtd inside a network namespace."""
+
+    AUTO = "auto"  # only when no libvirtd answers on a local URI and we are root
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+class Machine(str, Enum):
+    """QEMU machine type. Both support NIC hot-unplug."""
+
+    Q35 = "q35"  # PCIe: every hot-pluggable NIC sits on its own pcie-root-port
+    PC = "pc"  # i440fx with ACPI PCI hotplug
+
+
+class ImageKind(str, Enum):
+    """Which golden image the VMs clone."""
+
+    LINUX_MICRO = "linux-micro"
+    WINDOWS = "windows"
+
+
+#: NIC models QEMU offers for test NICs, and the Linux driver module each needs.
+NIC_MODELS: dict[str, str] = {
+    "virtio": "virtio_net",
+    "vmxnet3": "vmxnet3",
+    "e1000e": "e1000e",
+    "e1000": "e1000",
+    "rtl8139": "8139cp",
+}
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,14}$")
+# Lab names end up in Linux bridge names ("<name>-t0"), which are limited to 15 bytes.
+_LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
+
+
+def _doc(text: str, default: Any = MISSING) -> Any:
+    if default is MISSING:
+        return field(metadata={"doc": text})
+    if isinstance(default, (list, tuple, dict)):
+        value = default
+        return field(default_factory=lambda: type(value)(value), metadata={"doc": text})
+    return field(default=default, metadata={"doc": text})
+
+
+@dataclass(frozen=True)
+class LabSection:
+    """[lab]: identity of the lab and the hypervisor it runs on."""
+
+    name: str = _doc(
+        "Prefix of every libvirt object the lab creates (domains, networks, pool, bridges); "
+        "lowercase letters and digits, at most 10 characters.",
+        "dlab",
+    )
+    uri: str = _doc(
+        "libvirt connection URI, as virsh takes it (qemu:///system, qemu+ssh://host/system).",
+        "qemu:///system",
+    )
+    acceleration: Acceleration = _doc(
+        "auto | kvm | tcg. auto boots a short KVM probe guest once and falls back to "
+        "software emulation (tcg) when KVM cannot really run a guest; the answer is cached.",
+        Acceleration.AUTO,
+    )
+    sandbox: SandboxMode = _doc(
+        "auto | always | never. With auto, when no libvirtd answers on a local URI and the "
+        "user is root, the lab starts its own libvirtd/virtlogd inside a network namespace "
+        "it creates, and runs its host-side work there.",
+        SandboxMode.AUTO,
+    )
+    state_dir: str = _doc(
+        "Where the lab keeps images, keys, inventory, logs and locks (relative to this file).",
+        "var",
+    )
+    pool_path: str = _doc(
+        "Directory of the lab's libvirt storage pool on the hypervisor host "
+        "(empty: /var/lib/libvirt/images/<name>).",
+        "",
+    )
+
+
+@dataclass(frozen=True)
+class ImageSection:
+    """[image]: the golden image every VM is a linked clone of."""
+
+    kind: ImageKind = _doc(
+        "linux-micro (built here from Debian packages) or windows (a golden qcow2 you provide).",
+        ImageKind.LINUX_MICRO,
+    )
+    kernel_package: str = _doc(
+        "Debian kernel package the micro guest boots (its modules go into the image). "
+        "linux-image-cloud-amd64 is small and has virtio/vmxnet3; linux-image-amd64 adds e1000e.",
+        "linux-image-cloud-amd64",
+    )
+    disk_size_mib: int = _doc("Size of the micro guest's golden disk (MiB, sparse).", 512)
+    windows_disk: str = _doc(
+        "Path of the Windows golden qcow2 (only with kind = windows).", ""
+    )
+
+
+@dataclass(frozen=True)
+class NetworkSection:
+    """[network]: the lab's isolated libvirt networks (no forwarding)."""
+
+    management: str = _doc(
+        "IPv4 subnet of the management network (SSH rides on it; scenarios never touch it).",
+        "192.168.213.0/24",
+    )
+    test: list[str] = _doc(
+        "IPv4 subnets of the test networks, one per test NIC slot (test NIC i of every VM "
+        "sits on test network i).",
+        ["192.168.214.0/24", "192.168.215.0/24"],
+    )
+
+
+@dataclass(frozen=True)
+class VmsSection:
+    """[vms]: the lab's VMs. All share these settings."""
+
+    names: list[str] = _doc("VM names, unique.", ["vm1", "vm2", "vm3", "vm4"])
+    memory_mib: int = _doc("Guest memory in MiB.", 256)
+    vcpus: int = _doc("Virtual CPUs per guest.", 1)
+    machine: Machine = _doc(
+        "q35 (PCIe root ports, native hotplug) or pc (i440fx, ACPI hotplug).", Machine.Q35
+    )
+    test_nics: list[str] = _doc(
+        "One entry per test NIC: its QEMU model (virtio, vmxnet3, e1000e, e1000, rtl8139). "
+        "At least one.",
+        ["virtio", "vmxnet3"],
+    )
+    hotplug_slots: int = _doc(
+        "Spare hot-plug slots (q35: empty pcie-root-ports) for replugging NICs.", 4
+    )
+    boot_timeout_s: int = _doc(
+        "Deadline for a VM to answer on SSH after start (seconds).", 240
+    )
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    """The whole of ``lab.toml``, after validation."""
+
+    path: Path
+    lab: LabSection
+    image: ImageSection
+    network: NetworkSection
+    vms: VmsSection
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def state_dir(self) -> Path:
+        return (self.base_dir / self.lab.state_dir).resolve()
+
+    @property
+    def pool_path(self) -> str:
+        return self.lab.pool_path or f"/var/lib/libvirt/images/{self.lab.name}"
+
+
+SECTIONS: dict[str, type[Any]] = {
+    "lab": LabSection,
+    "image": ImageSection,
+    "network": NetworkSection,
+    "vms": VmsSection,
+}
+
+T = TypeVar("T")
+
+
+def load_config(path: Path | str | None = None) -> LabConfig:
+    """Read and validate ``lab.toml``; a missing file means all defaults."""
+    cfg_path = Path(path or DEFAULT_CONFIG_NAME).resolve()
+    raw: dict[str, Any] = {}
+    if cfg_path.exists():
+        try:
+            raw = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(str(cfg_path), "-", f"is not valid TOML: {exc}",
+                              "fix the syntax at the position shown") from None
+    elif path is not None:
+        raise ConfigError(str(cfg_path), "-", "does not exist",
+                          "pass an existing file with --config, or omit it for the defaults")
+    return parse_config(raw, cfg_path)
+
+
+def parse_config(raw: dict[str, Any], path: Path) -> LabConfig:
+    """Validate a parsed TOML document (pure: no I/O except image existence checks)."""
+    where = str(path)
+    for key in raw:
+        if key not in SECTIONS:
+            raise ConfigError(where, key, "is not a known section",
+                              _suggest(key, SECTIONS) or f"known sections: {', '.join(SECTIONS)}")
+    parts: dict[str, Any] = {}
+    for section, cls in SECTIONS.items():
+        table = raw.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(where, section, "must be a table", f"write it as [{section}]")
+        parts[section] = _build(cls, table, where, section)
+    config = LabConfig(path=path, **parts)
+    _validate(config)
+    return config
+
+
+def _suggest(key: str, known: typing.Iterable[str]) -> str | None:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+def _build(cls: type[T], table: dict[str, Any], where: str, section: str) -> T:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    for key in table:
+        if key not in known:
+            fix = _suggest(key, known) or f"known keys: {', '.join(sorted(known))}"
+            raise ConfigError(where, f"{section}.{key}", "is not a known key", fix)
+    values = {k: _coerce(hints[k], v, where, f"{section}.{k}") for k, v in table.items()}
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, where: str, key: str) -> Any:
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        allowed = [m.value for m in hint]
+        if value not in allowed:
+            raise ConfigError(where, key, f"is {value!r}", f"use one of: {', '.join(allowed)}")
+        return hint(value)
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(where, key, f"must be a list, got {type(value).__name__}",
+                              f'write it as {key.split(".")[-1]} = [...]')
+        return [_coerce(item, v, where, key) for v in value]
+    if isinstance(hint, types.UnionType):
+        raise TypeError(f"unsupported config type {hint}")
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(where, key, f"must be an integer, got {value!r}", "write a whole number")
+    if hint is str and not isinstance(value, str):
+        raise ConfigError(where, key, f"must be a string, got {value!r}", "quote the value")
+    return value
+
+
+def _validate(config: LabConfig) -> None:
+    where = str(config.path)
+    lab, vms, net = config.lab, config.vms, config.network
+    if not _LAB_NAME_RE.match(lab.name):
+        raise ConfigError(where, "lab.name", f"{lab.name!r} is not a valid lab name",
+                          "use 1-10 lowercase letters or digits, starting with a letter")
+    _validate_vms(where, vms)
+    _validate_subnets(where, net, len(vms.test_nics), len(vms.names))
+    if config.image.kind is ImageKind.WINDOWS:
+        disk = Path(config.image.windows_disk)
+        if not config.image.windows_disk or not (config.base_dir / disk).exists():
+            raise ConfigError(where, "image.windows_disk",
+                              f"names no existing file ({config.image.windows_disk!r})",
+                              "point it at your Windows golden qcow2, or use kind = \"linux-micro\"")
+    if config.image.disk_size_mib < 128:
+        raise ConfigError(where, "image.disk_size_mib", "is below 128",
+                          "the micro guest's module tree needs at least 128 MiB")
+
+
+def _validate_vms(where: str, vms: VmsSection) -> None:
+    if not vms.names:
+        raise ConfigError(where, "vms.names", "is empty", "name at least one VM, e.g. [\"vm1\"]")
+    seen: set[str] = set()
+    for name in vms.names:
+        if not _NAME_RE.match(name):
+            raise ConfigError(where, "vms.names", f"{name!r} is not a valid VM name",
+                              "use lowercase letters, digits or '-', starting with a letter")
+        if name in seen:
+            raise ConfigError(where, "vms.names", f"names {name!r} twice",
+                              "give every VM a unique name")
+        seen.add(name)
+    if not vms.test_nics:
+        raise ConfigError(where, "vms.test_nics", "has no test NIC (NIC count 0)",
+                          "list at least one NIC model, e.g. [\"virtio\"]")
+    for model in vms.test_nics:
+        if model not in NIC_MODELS:
+            raise ConfigError(where, "vms.test_nics", f"model {model!r} is unknown",
+                              f"use one of: {', '.join(NIC_MODELS)}")
+    for key, value, low in (("memory_mib", vms.memory_mib, 128), ("vcpus", vms.vcpus, 1),
+                            ("hotplug_slots", vms.hotplug_slots, 0),
+                            ("boot_timeout_s", vms.boot_timeout_s, 10)):
+        if value < low:
+            raise ConfigError(where, f"vms.{key}", f"is {value}, below {low}",
+                              f"set it to {low} or more")
+
+
+def _validate_subnets(where: str, net: NetworkSection, n_test: int, n_vms: int) -> None:
+    nets: list[ipaddress.IPv4Network] = []
+    for key, text in [("network.management", net.management)] + [
+        (f"network.test[{i}]", t) for i, t in enumerate(net.test)
+    ]:
+        try:
+            subnet = ipaddress.IPv4Network(text)
+        except ValueError:
+            raise ConfigError(where, key, f"{text!r} is not an IPv4 subnet",
+                              "write it like \"192.168.213.0/24\"") from None
+        if subnet.num_addresses < n_vms + 16:
+            raise ConfigError(where, key, f"{text} is too small for {n_vms} VMs",
+                              "use a /24 or larger")
+        if any(subnet.overlaps(other) for other in nets):
+            raise ConfigError(where, key, f"{text} overlaps another lab subnet",
+                              "give every network its own subnet")
+        nets.append(subnet)
+    if len(net.test) < n_test:
+        raise ConfigError(where, "network.test",
+                          f"has {len(net.test)} subnets for {n_test} test NICs per VM",
+                          "add one subnet per entry of vms.test_nics")
+
+
+def explain() -> str:
+    """Every section and key with its default and documentation (for `lab config`)."""
+    lines: list[str] = []
+    for section, cls in SECTIONS.items():
+        lines.append(f"[{section}]  # {cls.__doc__.splitlines()[0] if cls.__doc__ else ''}")
+        for f in fields(cls):
+            default = f.default_factory() if f.default_factory is not MISSING else f.default
+            if isinstance(default, Enum):
+                default = default.value
+            lines.append(f"# {f.metadata['doc']}")
+            lines.append(f"{f.name} = {_toml_value(default)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return str(value).lower() if isinstance(value, bool) else str(value)

@@ -1,0 +1,174 @@
+"""libvirt XML for every object the lab creates, built by pure functions.
+
+No I/O and no libvirt import here: each function maps typed specs to a string,
+and tests/unit/golden/ holds the expected output for the default lab.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+from lab import naming
+from lab.config import Machine
+from lab.plan import NetworkSpec, NicSpec, VmSpec
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """The lab metadata stamped on every domain and network."""
+
+    lab: str
+    run: str
+    vm: str | None = None
+
+
+@dataclass(frozen=True)
+class BootSpec:
+    """How a VM boots: direct kernel boot (micro guest) or from its disk (Windows)."""
+
+    disk_path: str
+    console_log: str
+    kernel: str | None = None
+    initrd: str | None = None
+    cmdline: str | None = None
+
+
+def _tostring(root: ET.Element) -> str:
+    ET.indent(root, space="  ")
+    return ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    el = ET.SubElement(parent, tag, attrs)
+    if text is not None:
+        el.text = text
+    return el
+
+
+def metadata(parent: ET.Element, owner: Ownership) -> None:
+    """<metadata><dlab:lab>name/run/vm</dlab:lab></metadata>."""
+    md = _sub(parent, "metadata")
+    lab = ET.SubElement(md, f"{naming.METADATA_PREFIX}:lab",
+                        {f"xmlns:{naming.METADATA_PREFIX}": naming.METADATA_NS})
+    _sub(lab, f"{naming.METADATA_PREFIX}:name", owner.lab)
+    _sub(lab, f"{naming.METADATA_PREFIX}:run", owner.run)
+    if owner.vm is not None:
+        _sub(lab, f"{naming.METADATA_PREFIX}:vm", owner.vm)
+
+
+def network_xml(spec: NetworkSpec, owner: Ownership) -> str:
+    """An isolated network: no <forward>, so guests reach only the host bridge."""
+    root = ET.Element("network")
+    _sub(root, "name", spec.name)
+    metadata(root, owner)
+    _sub(root, "bridge", name=spec.bridge, stp="off", delay="0")
+    dns = _sub(root, "dns", enable="no")
+    del dns  # no DNS server: nothing in the lab resolves names
+    ip = _sub(root, "ip", address=spec.host_ip, prefix=str(spec.prefix))
+    if spec.hosts:
+        dhcp = _sub(ip, "dhcp")
+        for host in spec.hosts:
+            _sub(dhcp, "host", mac=host.mac, name=host.name, ip=host.ip)
+    return _tostring(root)
+
+
+def interface_xml(nic: NicSpec) -> str:
+    """One NIC, as used in the domain XML and for live attach/detach."""
+    return _tostring(_interface(nic))
+
+
+def _interface(nic: NicSpec) -> ET.Element:
+    el = ET.Element("interface", type="network")
+    _sub(el, "source", network=nic.network)
+    _sub(el, "mac", address=nic.mac)
+    _sub(el, "model", type=nic.model)
+    _sub(el, "alias", name=nic.alias)
+    return el
+
+
+def domain_xml(vm: VmSpec, boot: BootSpec, owner: Ownership, domain_type: str) -> str:
+    """The domain of one lab VM (domain_type: 'qemu' for TCG, 'kvm')."""
+    root = ET.Element("domain", type=domain_type)
+    _sub(root, "name", vm.domain)
+    metadata(root, owner)
+    _sub(root, "memory", str(vm.memory_mib), unit="MiB")
+    _sub(root, "vcpu", str(vm.vcpus))
+    _os(root, vm.machine, boot)
+    features = _sub(root, "features")
+    _sub(features, "acpi")
+    _sub(features, "apic")
+    _sub(root, "clock", offset="utc")
+    _sub(root, "on_poweroff", "destroy")
+    _sub(root, "on_reboot", "restart")
+    _sub(root, "on_crash", "preserve")  # keep a crashed guest for the memory dump
+    _devices(root, vm, boot)
+    return _tostring(root)
+
+
+def _os(root: ET.Element, machine: Machine, boot: BootSpec) -> None:
+    os_el = _sub(root, "os")
+    _sub(os_el, "type", "hvm", arch="x86_64", machine=machine.value)
+    if boot.kernel:
+        _sub(os_el, "kernel", boot.kernel)
+        if boot.initrd:
+            _sub(os_el, "initrd", boot.initrd)
+        if boot.cmdline:
+            _sub(os_el, "cmdline", boot.cmdline)
+    else:
+        _sub(os_el, "boot", dev="hd")
+
+
+def _devices(root: ET.Element, vm: VmSpec, boot: BootSpec) -> None:
+    dev = _sub(root, "devices")
+    disk = _sub(dev, "disk", type="file", device="disk")
+    _sub(disk, "driver", name="qemu", type="qcow2", cache="unsafe")
+    _sub(disk, "source", file=boot.disk_path)
+    _sub(disk, "target", dev="vda", bus="virtio")
+    _sub(dev, "controller", type="usb", model="none")
+    if vm.machine is Machine.Q35:
+        _sub(dev, "controller", type="pci", index="0", model="pcie-root")
+        # Spare PCIe root ports: a NIC can only be hot-plugged into an empty port.
+        for _ in range(vm.hotplug_slots):
+            _sub(dev, "controller", type="pci", model="pcie-root-port")
+    for nic in vm.nics:
+        dev.append(_interface(nic))
+    serial = _sub(dev, "serial", type="pty")
+    _sub(serial, "log", file=boot.console_log, append="on")
+    _sub(serial, "target", port="0")
+    console = _sub(dev, "console", type="pty")
+    _sub(console, "target", type="serial", port="0")
+    panic = _sub(dev, "panic", model="isa")
+    _sub(panic, "address", type="isa", iobase="0x505")
+    _sub(dev, "memballoon", model="none")
+
+
+def pool_xml(name: str, path: str) -> str:
+    root = ET.Element("pool", type="dir")
+    _sub(root, "name", name)
+    target = _sub(root, "target")
+    _sub(target, "path", path)
+    return _tostring(root)
+
+
+def volume_xml(name: str, capacity_bytes: int, fmt: str = "qcow2",
+               backing: str | None = None, backing_format: str = "qcow2") -> str:
+    """A volume; with ``backing`` it is a linked clone (qcow2 overlay) of that file."""
+    root = ET.Element("volume")
+    _sub(root, "name", name)
+    _sub(root, "capacity", str(capacity_bytes), unit="bytes")
+    target = _sub(root, "target")
+    _sub(target, "format", type=fmt)
+    if backing is not None:
+        store = _sub(root, "backingStore")
+        _sub(store, "path", backing)
+        _sub(store, "format", type=backing_format)
+    return _tostring(root)
+
+
+def snapshot_xml(name: str, owner: Ownership) -> str:
+    """An internal system checkpoint (disk + memory) the lab reverts to."""
+    root = ET.Element("domainsnapshot")
+    _sub(root, "name", name)
+    _sub(root, "description", f"driver-lab lab={owner.lab} run={owner.run} vm={owner.vm}")
+    return _tostring(root)

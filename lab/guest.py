@@ -1,0 +1,165 @@
+"""SSH access to a lab guest: a fabric Connection with the lab's key and a pinned host key.
+
+The guest's host key is known before the guest boots (it is baked into the
+golden image), so the connection rejects any other key instead of trusting it
+on first use. Connections are lazy and closing is idempotent.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import paramiko
+from fabric import Connection
+
+from lab import netns
+from lab.errors import LabFailure
+from lab.wait import wait_for
+
+CONNECT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class GuestAddress:
+    """How to reach one guest: its management address and the bridge in front of it."""
+
+    name: str
+    host: str
+    subnet: str  # the management subnet, e.g. 192.168.213.0/24
+    bridge: str  # host bridge of the management network
+    key_file: Path
+    host_key: str  # "ssh-ed25519 AAAA..."
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command: str
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+def check_route(addr: GuestAddress) -> None:
+    """Refuse to send anything unless the guest sits behind a lab bridge right here.
+
+    Guest subnets are private ranges that must only ever be reached inside the
+    lab's own network namespace; without the bridge, packets would follow the
+    host's default route instead.
+    """
+    if ipaddress.ip_address(addr.host) not in ipaddress.ip_network(addr.subnet):
+        raise LabFailure(f"{addr.name}: {addr.host} is outside the lab subnet {addr.subnet}")
+    if not netns.has_interface(addr.bridge):
+        raise LabFailure(
+            f"{addr.name}: the lab bridge {addr.bridge} is not in this network namespace; "
+            f"refusing to connect to {addr.host}",
+            hint="run through `lab ...` or the pytest plugin, which enter the lab's namespace")
+
+
+class Guest:
+    """One guest over SSH (context manager; ``close`` may be called any number of times)."""
+
+    def __init__(self, addr: GuestAddress, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+        self.addr = addr
+        self.connect_timeout = connect_timeout
+        self._conn: Connection | None = None
+
+    def __enter__(self) -> Guest:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def connection(self) -> Connection:
+        if self._conn is None:
+            check_route(self.addr)
+            conn = Connection(
+                self.addr.host, user="root", connect_timeout=self.connect_timeout,
+                connect_kwargs={"key_filename": str(self.addr.key_file),
+                                "look_for_keys": False, "allow_agent": False,
+                                "banner_timeout": self.connect_timeout,
+                                "auth_timeout": self.connect_timeout})
+            client = conn.client
+            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            kind, blob = self.addr.host_key.split()[:2]
+            client.get_host_keys().add(self.addr.host, kind,
+                                       paramiko.PKey.from_type_string(kind,
+                                                                      base64.b64decode(blob)))
+            self._conn = conn
+        return self._conn
+
+    def run(self, command: str, timeout: float = 60.0, check: bool = True) -> CommandResult:
+        """Run ``command`` in the guest's shell; ``check`` makes a non-zero exit a LabFailure."""
+        try:
+            res = self.connection.run(command, hide=True, warn=True, timeout=timeout,
+                                      in_stream=False)
+        except (OSError, paramiko.SSHException) as exc:
+            self.close()
+            raise LabFailure(f"{self.addr.name}: ssh {command!r} failed: {exc}") from exc
+        except Exception as exc:  # invoke's CommandTimedOut has no stable import path
+            if type(exc).__name__ == "CommandTimedOut":
+                self.close()
+                raise LabFailure(f"{self.addr.name}: {command!r} did not finish within "
+                                 f"{timeout:.0f}s") from exc
+            raise
+        result = CommandResult(command, int(res.exited), res.stdout, res.stderr)
+        if check and not result.ok:
+            raise LabFailure(f"{self.addr.name}: {command!r} exited {result.exit_code}: "
+                             f"{result.stderr.strip()[-500:]}")
+        return result
+
+    def put(self, local: Path, remote: str) -> None:
+        """Copy a file into the guest (SFTP)."""
+        try:
+            self.connection.put(str(local), remote)
+        except (OSError, paramiko.SSHException) as exc:
+            raise LabFailure(f"{self.addr.name}: copying {local} to {remote} failed: {exc}") \
+                from exc
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+
+def ssh_port_open(host: str, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, 22), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_ssh(addr: GuestAddress, timeout: float,
+                 last_seen: Callable[[], str | None] | None = None) -> float:
+    """Wait until the guest's SSH answers a command; returns the seconds it took."""
+    check_route(addr)
+    start = time.monotonic()
+
+    def probe() -> bool | None:
+        if not ssh_port_open(addr.host):
+            return None
+        try:
+            with Guest(addr, connect_timeout=5) as guest:
+                guest.run("true", timeout=10)
+        except LabFailure:
+            return None
+        return True
+
+    wait_for(f"{addr.name} to answer SSH on {addr.host}:22", probe, timeout, interval=0.5,
+             last_seen=last_seen)
+    return time.monotonic() - start

@@ -1,0 +1,76 @@
+"""The hypervisor host as the lab sees it: which libvirtd, which network namespace.
+
+For a local URI with no libvirtd answering (and root), the lab runs its own
+sandboxed daemons (:mod:`lab.sandbox`) and moves this process into their
+network namespace before it opens any connection or starts any thread.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from lab import netns
+from lab.config import LabConfig, SandboxMode
+from lab.errors import LabFailure
+from lab.hypervisor import Hypervisor
+from lab.progress import Progress
+from lab.sandbox import Sandbox, libvirtd_answers
+
+LOCAL_URIS = ("qemu:///system",)
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """Decision about the host side, before anything is started."""
+
+    use_sandbox: bool
+    netns: str | None
+
+
+def decide(config: LabConfig) -> HostPlan:
+    sandbox = Sandbox(config.lab.name, config.state_dir)
+    mode = config.lab.sandbox
+    local = config.lab.uri in LOCAL_URIS
+    if mode is SandboxMode.NEVER or not local:
+        if mode is SandboxMode.ALWAYS:
+            raise LabFailure(f"{config.path}: [lab] sandbox = \"always\" needs a local URI, "
+                             f"not {config.lab.uri}", hint="use qemu:///system or sandbox = auto")
+        return HostPlan(use_sandbox=False, netns=None)
+    if sandbox.running() or sandbox.state() is not None:
+        return HostPlan(use_sandbox=True, netns=sandbox.netns)
+    if mode is SandboxMode.ALWAYS or (not libvirtd_answers() and os.geteuid() == 0):
+        return HostPlan(use_sandbox=True, netns=sandbox.netns)
+    return HostPlan(use_sandbox=False, netns=None)
+
+
+def open_host(config: LabConfig, progress: Progress, start: bool = True) -> Hypervisor | None:
+    """Enter the sandbox (starting it when ``start``) and return a hypervisor connection.
+
+    Returns None when the lab uses a sandbox that is not running and ``start`` is
+    False (e.g. `lab status` on a lab that is down).
+    """
+    plan = decide(config)
+    if plan.use_sandbox:
+        sandbox = Sandbox(config.lab.name, config.state_dir)
+        if not sandbox.running():
+            if not start:
+                return None
+            if sandbox.state() is not None:
+                progress("sandbox daemons are gone; cleaning up their namespace")
+                sandbox.stop()
+            progress(f"no libvirtd answers: starting the lab's own libvirtd in network "
+                     f"namespace {sandbox.netns}")
+            st = sandbox.start()
+            progress(f"libvirtd pid {st.libvirtd_pid}, virtlogd pid {st.virtlogd_pid}")
+        netns.enter(sandbox.netns)
+    hv = Hypervisor(config.lab.uri, str(config.path))
+    hv.check()
+    return hv
+
+
+def enter_existing(config: LabConfig) -> None:
+    """Enter the lab's namespace if the lab runs in one (for ssh/status helpers)."""
+    plan = decide(config)
+    if plan.use_sandbox and plan.netns and netns.exists(plan.netns):
+        netns.enter(plan.netns)

@@ -1,0 +1,410 @@
+"""The only module that imports libvirt.
+
+A thin, typed wrapper: lazy connect, idempotent close, libvirt errors classified
+by error code (never by message text) into :class:`LabFailure`, and ownership
+read from the lab metadata every domain and network carries.
+"""
+
+from __future__ import annotations
+
+import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import libvirt
+
+from lab import naming
+from lab.errors import LabFailure
+
+OWNER_MARKER_SUFFIX = ".driver-lab-owner"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Lab metadata read back from a libvirt object."""
+
+    lab: str
+    run: str
+    vm: str | None
+
+
+class DomainState:
+    """libvirt domain states the lab cares about (VIR_DOMAIN_*)."""
+
+    RUNNING = libvirt.VIR_DOMAIN_RUNNING
+    PAUSED = libvirt.VIR_DOMAIN_PAUSED
+    SHUTOFF = libvirt.VIR_DOMAIN_SHUTOFF
+    CRASHED = libvirt.VIR_DOMAIN_CRASHED
+
+    NAMES = {
+        libvirt.VIR_DOMAIN_NOSTATE: "no state", libvirt.VIR_DOMAIN_RUNNING: "running",
+        libvirt.VIR_DOMAIN_BLOCKED: "blocked", libvirt.VIR_DOMAIN_PAUSED: "paused",
+        libvirt.VIR_DOMAIN_SHUTDOWN: "shutting down", libvirt.VIR_DOMAIN_SHUTOFF: "shut off",
+        libvirt.VIR_DOMAIN_CRASHED: "crashed", libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
+    }
+
+
+NOT_FOUND_CODES = frozenset({
+    libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_NETWORK, libvirt.VIR_ERR_NO_STORAGE_POOL,
+    libvirt.VIR_ERR_NO_STORAGE_VOL, libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT,
+    libvirt.VIR_ERR_NO_DOMAIN_METADATA,
+})
+CONNECT_CODES = frozenset({libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_SYSTEM_ERROR,
+                           libvirt.VIR_ERR_AUTH_FAILED, libvirt.VIR_ERR_RPC})
+
+
+def is_not_found(exc: libvirt.libvirtError) -> bool:
+    return exc.get_error_code() in NOT_FOUND_CODES
+
+
+@contextmanager
+def classified(what: str) -> Iterator[None]:
+    """Turn a libvirtError into a LabFailure that says what the lab was doing."""
+    try:
+        yield
+    except libvirt.libvirtError as exc:
+        code = exc.get_error_code()
+        raise LabFailure(f"libvirt: {what} failed (error {code}): "
+                         f"{exc.get_error_message()}") from exc
+
+
+def _ignore_libvirt_errors(_ctx: Any, _err: Any) -> None:
+    """libvirt prints every error to stderr by default; errors reach us as exceptions."""
+
+
+libvirt.registerErrorHandler(_ignore_libvirt_errors, None)
+
+_event_loop_lock = threading.Lock()
+_event_loop_started = False
+
+
+def start_event_loop() -> None:
+    """Run libvirt's default event loop in a daemon thread (once per process)."""
+    global _event_loop_started
+    with _event_loop_lock:
+        if _event_loop_started:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+
+        def loop() -> None:
+            while True:
+                libvirt.virEventRunDefaultImpl()
+
+        threading.Thread(target=loop, name="libvirt-events", daemon=True).start()
+        _event_loop_started = True
+
+
+class Hypervisor:
+    """A libvirt connection to the lab's hypervisor host."""
+
+    def __init__(self, uri: str, config_path: str = "lab.toml") -> None:
+        self.uri = uri
+        self._config_path = config_path
+        self._conn: libvirt.virConnect | None = None
+
+    def __enter__(self) -> Hypervisor:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def conn(self) -> libvirt.virConnect:
+        if self._conn is None:
+            start_event_loop()  # must exist before the connection for events to arrive
+            try:
+                self._conn = libvirt.open(self.uri)
+            except libvirt.libvirtError as exc:
+                raise LabFailure(
+                    f"{self._config_path}: [lab] uri: cannot connect to {self.uri}: "
+                    f"{exc.get_error_message()}",
+                    hint="start libvirtd on that host, fix the URI, or for a local URI as "
+                         "root leave [lab] sandbox = \"auto\"") from None
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except libvirt.libvirtError:
+                pass
+            self._conn = None
+
+    def check(self) -> str:
+        """Connect and describe the host (raises a LabFailure naming the URI)."""
+        version = self.conn.getLibVersion()
+        return f"{self.conn.getURI()} (libvirt {version // 1000000}.{version // 1000 % 1000})"
+
+    # ---- ownership -------------------------------------------------------------
+
+    @staticmethod
+    def owner_from_xml(xml: str) -> Owner | None:
+        root = ET.fromstring(xml)
+        ns = {"d": naming.METADATA_NS}
+        el = root.find("metadata/d:lab", ns)
+        if el is None:
+            return None
+        name = el.findtext("d:name", default="", namespaces=ns)
+        run = el.findtext("d:run", default="", namespaces=ns)
+        vm = el.findtext("d:vm", default=None, namespaces=ns)
+        return Owner(lab=name, run=run, vm=vm)
+
+    def owned_domains(self, lab: str) -> list[tuple[libvirt.virDomain, Owner]]:
+        result = []
+        with classified("listing domains"):
+            domains = self.conn.listAllDomains()
+        for dom in domains:
+            owner = self.owner_from_xml(dom.XMLDesc(0))
+            if owner is not None and owner.lab == lab:
+                result.append((dom, owner))
+        return result
+
+    def owned_networks(self, lab: str) -> list[tuple[libvirt.virNetwork, Owner]]:
+        result = []
+        with classified("listing networks"):
+            networks = self.conn.listAllNetworks()
+        for net in networks:
+            owner = self.owner_from_xml(net.XMLDesc(0))
+            if owner is not None and owner.lab == lab:
+                result.append((net, owner))
+        return result
+
+    # ---- networks ----------------------------------------------------------------
+
+    def network(self, name: str) -> libvirt.virNetwork | None:
+        try:
+            return self.conn.networkLookupByName(name)
+        except libvirt.libvirtError as exc:
+            if is_not_found(exc):
+                return None
+            raise
+
+    def ensure_network(self, name: str, xml: str) -> bool:
+        """Define and start a network unless it exists; True when it was created."""
+        net = self.network(name)
+        created = net is None
+        with classified(f"defining network {name}"):
+            if net is None:
+                net = self.conn.networkDefineXML(xml)
+            if not net.isActive():
+                net.create()
+        return created
+
+    def remove_network(self, net: libvirt.virNetwork) -> None:
+        with classified(f"removing network {net.name()}"):
+            if net.isActive():
+                net.destroy()
+            if net.isPersistent():
+                net.undefine()
+
+    # ---- storage -----------------------------------------------------------------
+
+    def pool(self, name: str) -> libvirt.virStoragePool | None:
+        try:
+            return self.conn.storagePoolLookupByName(name)
+        except libvirt.libvirtError as exc:
+            if is_not_found(exc):
+                return None
+            raise
+
+    def ensure_pool(self, name: str, xml: str, lab: str) -> libvirt.virStoragePool:
+        """Define, build and start the lab's dir pool; mark it with an owner volume."""
+        pool = self.pool(name)
+        with classified(f"preparing storage pool {name}"):
+            if pool is None:
+                pool = self.conn.storagePoolDefineXML(xml)
+                pool.build(0)
+            if not pool.isActive():
+                pool.create()
+            pool.refresh(0)
+            marker = f"{lab}{OWNER_MARKER_SUFFIX}"
+            if marker not in pool.listVolumes():
+                pool.createXML(f"<volume><name>{marker}</name><capacity>0</capacity>"
+                               f"<target><format type='raw'/></target></volume>", 0)
+        return pool
+
+    def owned_pool(self, name: str, lab: str) -> libvirt.virStoragePool | None:
+        """The pool ``name`` if it carries this lab's owner marker volume."""
+        pool = self.pool(name)
+        if pool is None:
+            return None
+        with classified(f"reading pool {name}"):
+            if not pool.isActive():
+                pool.create()
+            pool.refresh(0)
+            if f"{lab}{OWNER_MARKER_SUFFIX}" in pool.listVolumes():
+                return pool
+        return None
+
+    @staticmethod
+    def volume(pool: libvirt.virStoragePool, name: str) -> libvirt.virStorageVol | None:
+        try:
+            return pool.storageVolLookupByName(name)
+        except libvirt.libvirtError as exc:
+            if is_not_found(exc):
+                return None
+            raise
+
+    def upload(self, pool: libvirt.virStoragePool, name: str, local: Path, fmt: str,
+               xml_for: Callable[[str, int, str], str]) -> str:
+        """Create volume ``name`` from a local file (streamed, so remote hosts work)."""
+        existing = self.volume(pool, name)
+        if existing is not None:
+            return str(existing.path())
+        size = local.stat().st_size
+        with classified(f"uploading {local.name} to volume {name}"):
+            vol = pool.createXML(xml_for(name, size, fmt), 0)
+            stream = self.conn.newStream(0)
+            vol.upload(stream, 0, size, 0)
+            with local.open("rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    stream.send(chunk)
+            stream.finish()
+        return str(vol.path())
+
+    @staticmethod
+    def create_volume(pool: libvirt.virStoragePool, name: str, xml: str) -> str:
+        existing = Hypervisor.volume(pool, name)
+        if existing is not None:
+            return str(existing.path())
+        with classified(f"creating volume {name}"):
+            return str(pool.createXML(xml, 0).path())
+
+    @staticmethod
+    def delete_volume(vol: libvirt.virStorageVol) -> None:
+        with classified(f"deleting volume {vol.name()}"):
+            vol.delete(0)
+
+    def remove_pool(self, pool: libvirt.virStoragePool) -> list[str]:
+        """Delete every volume in the pool, then the pool and its directory."""
+        removed = []
+        with classified(f"removing pool {pool.name()}"):
+            if not pool.isActive():
+                pool.create()
+            pool.refresh(0)
+            for vol in pool.listAllVolumes():
+                removed.append(vol.name())
+                vol.delete(0)
+            pool.destroy()
+            try:
+                pool.delete(0)
+            except libvirt.libvirtError:
+                pass  # directory not empty or already gone: keep going
+            pool.undefine()
+        return removed
+
+    # ---- domains -----------------------------------------------------------------
+
+    def domain(self, name: str) -> libvirt.virDomain | None:
+        try:
+            return self.conn.lookupByName(name)
+        except libvirt.libvirtError as exc:
+            if is_not_found(exc):
+                return None
+            raise
+
+    def define_domain(self, xml: str) -> libvirt.virDomain:
+        with classified("defining a domain"):
+            return self.conn.defineXML(xml)
+
+    @staticmethod
+    def state(dom: libvirt.virDomain) -> int:
+        with classified(f"reading the state of {dom.name()}"):
+            return int(dom.state()[0])
+
+    @staticmethod
+    def start(dom: libvirt.virDomain) -> None:
+        with classified(f"starting {dom.name()}"):
+            dom.create()
+
+    @staticmethod
+    def remove_domain(dom: libvirt.virDomain) -> None:
+        """Power off (hard) and undefine, with snapshot metadata."""
+        with classified(f"removing domain {dom.name()}"):
+            if dom.isActive():
+                dom.destroy()
+            flags = (libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                     | libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                     | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+            dom.undefineFlags(flags)
+
+    @staticmethod
+    def snapshot_names(dom: libvirt.virDomain) -> list[str]:
+        with classified(f"listing snapshots of {dom.name()}"):
+            return [str(n) for n in dom.snapshotListNames(0)]
+
+    @staticmethod
+    def create_snapshot(dom: libvirt.virDomain, xml: str) -> None:
+        with classified(f"snapshotting {dom.name()}"):
+            dom.snapshotCreateXML(xml, 0)
+
+    @staticmethod
+    def revert_snapshot(dom: libvirt.virDomain, name: str) -> None:
+        with classified(f"reverting {dom.name()} to snapshot {name}"):
+            snap = dom.snapshotLookupByName(name, 0)
+            dom.revertToSnapshot(snap, libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING)
+
+    @staticmethod
+    def interfaces(dom: libvirt.virDomain) -> list[dict[str, str]]:
+        """Live NICs: alias, MAC, network, model (from the live XML)."""
+        root = ET.fromstring(dom.XMLDesc(0))
+        nics = []
+        for el in root.findall("devices/interface"):
+            nics.append({
+                "alias": el.find("alias").get("name", "") if el.find("alias") is not None else "",
+                "mac": el.find("mac").get("address", "") if el.find("mac") is not None else "",
+                "network": el.find("source").get("network", "")
+                if el.find("source") is not None else "",
+                "model": el.find("model").get("type", "") if el.find("model") is not None else "",
+            })
+        return nics
+
+    @staticmethod
+    def detach_alias(dom: libvirt.virDomain, alias: str) -> None:
+        """Ask for a live device removal; completion comes as a device-removed event."""
+        with classified(f"detaching {alias} from {dom.name()}"):
+            dom.detachDeviceAlias(alias, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+    @staticmethod
+    def attach(dom: libvirt.virDomain, xml: str) -> None:
+        with classified(f"attaching a device to {dom.name()}"):
+            dom.attachDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+    def watch_device_removed(self, dom: libvirt.virDomain,
+                             callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback(alias)`` on each device-removed event of ``dom``.
+
+        Returns a function that unregisters the watch.
+        """
+        start_event_loop()
+        uuid = dom.UUIDString()
+
+        def on_removed(_conn: Any, d: libvirt.virDomain, alias: str, _opaque: Any) -> None:
+            if d.UUIDString() == uuid:
+                callback(alias)
+
+        with classified("registering for device-removed events"):
+            cb_id = self.conn.domainEventRegisterAny(
+                dom, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, on_removed, None)
+
+        def cancel() -> None:
+            try:
+                self.conn.domainEventDeregisterAny(cb_id)
+            except libvirt.libvirtError:
+                pass
+
+        return cancel
+
+    def domain_capable(self, virt_type: str) -> bool:
+        """Whether libvirt offers domain type ``virt_type`` (kvm/qemu) for x86_64."""
+        try:
+            self.conn.getDomainCapabilities(None, "x86_64", None, virt_type, 0)
+        except libvirt.libvirtError:
+            return False
+        return True

@@ -1,0 +1,76 @@
+"""The lab's key pair (client login) and the guests' pinned host key.
+
+Both are made once per lab state directory: the client key with `cryptography`
+(OpenSSH format, usable by `ssh -i` too), the guest host key with dropbearkey.
+The guest host key is baked into the golden image at build time, so the lab
+knows it before any guest boots and never has to trust a key blindly.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from lab.errors import LabFailure
+
+
+@dataclass(frozen=True)
+class LabKeys:
+    client_private: Path  # OpenSSH private key the lab logs in with
+    client_public: str  # "ssh-ed25519 AAAA... driver-lab"
+    host_key_dropbear: Path  # guest host key, dropbear format
+    host_public: str  # "ssh-ed25519 AAAA..." pinned in known_hosts
+
+
+def ensure_keys(key_dir: Path) -> LabKeys:
+    key_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(key_dir, 0o700)
+    client = key_dir / "id_ed25519"
+    if not client.exists():
+        _write_client_key(client)
+    host = key_dir / "guest_host_ed25519.dropbear"
+    if not host.exists():
+        _run(["dropbearkey", "-t", "ed25519", "-f", str(host)])
+    host_pub = _host_public(host)
+    return LabKeys(client_private=client,
+                   client_public=(key_dir / "id_ed25519.pub").read_text().strip(),
+                   host_key_dropbear=host, host_public=host_pub)
+
+
+def _write_client_key(path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(private)
+    os.replace(tmp, path)
+    path.with_suffix(".pub").write_text(public.decode() + " driver-lab\n")
+
+
+def _host_public(host_key: Path) -> str:
+    out = _run(["dropbearkey", "-y", "-f", str(host_key)])
+    for line in out.splitlines():
+        if line.startswith("ssh-ed25519 "):
+            kind, blob = line.split()[:2]
+            return f"{kind} {blob}"
+    raise LabFailure(f"dropbearkey printed no public key for {host_key}")
+
+
+def _run(cmd: list[str]) -> str:
+    try:
+        return subprocess.run(cmd, check=True, capture_output=True, text=True,
+                              timeout=60).stdout
+    except FileNotFoundError:
+        raise LabFailure(f"{cmd[0]} is not installed", hint="run `make setup`") from None
+    except subprocess.CalledProcessError as exc:
+        raise LabFailure(f"{' '.join(cmd)} failed: {exc.stderr.strip()}") from None

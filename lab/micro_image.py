@@ -1,0 +1,269 @@
+"""Builder of the micro Linux guest: Debian cloud kernel, initramfs, golden disk.
+
+Everything comes from Debian packages on this host: the kernel package is
+fetched with ``apt-get download`` and unpacked (never installed), busybox,
+dropbear and sftp-server are copied with their libraries. The recipe (init
+scripts, inittab) lives in ``images/linux-micro/``. The result is cached under
+``<state_dir>/images/linux-micro`` and rebuilt only when an input changes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from lab import keys
+from lab.errors import LabFailure
+
+RECIPE_DIR = Path(__file__).resolve().parent.parent / "images" / "linux-micro"
+BUILDER_VERSION = "3"
+
+#: Modules the initramfs loads (with their dependencies) to reach the root disk.
+INITRAMFS_MODULES = ("virtio_pci", "virtio_blk")
+
+#: Host binaries copied into the guest, with their shared libraries.
+GUEST_BINARIES = {
+    "/usr/sbin/dropbear": "usr/sbin/dropbear",
+    "/usr/lib/openssh/sftp-server": "usr/lib/sftp-server",
+}
+BUSYBOX = "/bin/busybox"
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class MicroImage:
+    """A built micro guest image (all paths absolute, on this host)."""
+
+    kernel: Path
+    initrd: Path
+    disk: Path
+    kernel_release: str
+    host_key_line: str  # "ssh-ed25519 AAAA..." pinned by the lab
+    digest: str  # identifies this build; used in volume names
+
+    def to_json(self) -> dict[str, str]:
+        return {k: str(v) for k, v in asdict(self).items()}
+
+
+def _run(cmd: list[str], what: str, cwd: Path | None = None) -> str:
+    try:
+        out = subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True,
+                             timeout=300)
+    except FileNotFoundError:
+        raise LabFailure(f"{what}: {cmd[0]} is not installed",
+                         hint="run `make setup` to install the lab's Debian packages") from None
+    except subprocess.CalledProcessError as exc:
+        raise LabFailure(f"{what} failed ({' '.join(cmd)}): {exc.stderr.strip()[-800:]}") from None
+    except subprocess.TimeoutExpired:
+        raise LabFailure(f"{what} did not finish within 300s ({' '.join(cmd)})") from None
+    return out.stdout
+
+
+def resolve_kernel_package(package: str) -> str:
+    """Map a meta package (linux-image-cloud-amd64) to its ABI package."""
+    if re.match(r"^linux-image-\d", package):
+        return package
+    out = _run(["apt-cache", "depends", "--important", package], f"resolving {package}")
+    for line in out.splitlines():
+        m = re.match(r"\s*Depends:\s*(linux-image-\d\S*)", line)
+        if m:
+            return m.group(1)
+    raise LabFailure(f"cannot resolve kernel package {package!r} with apt-cache",
+                     hint="check [image] kernel_package in lab.toml and run `apt-get update`")
+
+
+def fetch_kernel(package: str, cache: Path, progress: Progress) -> Path:
+    """Download and unpack the kernel .deb; returns the unpacked tree."""
+    abi = resolve_kernel_package(package)
+    tree = cache / abi
+    if (tree / ".complete").exists():
+        return tree
+    debs = cache / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    found = sorted(debs.glob(f"{abi}_*.deb"))
+    if not found:
+        progress(f"downloading {abi} (apt-get download)")
+        _run(["apt-get", "download", "-q", abi], f"downloading {abi}", cwd=debs)
+        found = sorted(debs.glob(f"{abi}_*.deb"))
+    if not found:
+        raise LabFailure(f"apt-get download {abi} left no .deb in {debs}")
+    shutil.rmtree(tree, ignore_errors=True)
+    _run(["dpkg-deb", "-x", str(found[-1]), str(tree)], f"unpacking {found[-1].name}")
+    (tree / ".complete").touch()
+    return tree
+
+
+def kernel_release(tree: Path) -> str:
+    releases = [p.name for p in (tree / "lib" / "modules").iterdir() if p.is_dir()]
+    if len(releases) != 1:
+        raise LabFailure(f"expected one kernel release in {tree}/lib/modules, found {releases}")
+    return releases[0]
+
+
+def _inputs_digest(kernel_tree: Path, host_pub: str, client_pub: str) -> str:
+    h = hashlib.sha256(BUILDER_VERSION.encode())
+    h.update(kernel_tree.name.encode())
+    h.update(host_pub.encode() + client_pub.encode())
+    for path in sorted(RECIPE_DIR.rglob("*")):
+        if path.is_file():
+            h.update(str(path.relative_to(RECIPE_DIR)).encode())
+            h.update(path.read_bytes())
+    for src in [BUSYBOX, *GUEST_BINARIES]:
+        h.update(Path(src).read_bytes() if Path(src).exists() else b"missing")
+    return h.hexdigest()[:12]
+
+
+def build_image(kernel_package: str, state_dir: Path, disk_size_mib: int,
+                progress: Progress, force: bool = False) -> MicroImage:
+    """Build (or reuse) the micro guest image for the lab in ``state_dir``."""
+    out = state_dir / "images" / "linux-micro"
+    manifest = out / "image.json"
+    tree = fetch_kernel(kernel_package, state_dir / "cache", progress)
+    lab_keys = keys.ensure_keys(state_dir / "keys")
+    digest = _inputs_digest(tree, lab_keys.host_public, lab_keys.client_public)
+    if manifest.exists() and not force:
+        data = json.loads(manifest.read_text())
+        if data.get("digest") == digest and Path(data["disk"]).exists():
+            return MicroImage(kernel=Path(data["kernel"]), initrd=Path(data["initrd"]),
+                              disk=Path(data["disk"]), kernel_release=data["kernel_release"],
+                              host_key_line=data["host_key_line"], digest=digest)
+    progress(f"building micro guest image {digest} (kernel {tree.name})")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    release = kernel_release(tree)
+    root = out / "rootfs"
+    _stage_rootfs(root, tree, release, lab_keys)
+    initrd = out / "initrd.img"
+    _build_initramfs(initrd, tree, release, out / "initramfs")
+    kernel = out / "vmlinuz"
+    shutil.copy2(tree / "boot" / f"vmlinuz-{release}", kernel)
+    disk = out / "golden.qcow2"
+    _build_disk(root, disk, disk_size_mib, out)
+    shutil.rmtree(root)
+    image = MicroImage(kernel=kernel, initrd=initrd, disk=disk, kernel_release=release,
+                       host_key_line=lab_keys.host_public, digest=digest)
+    tmp = manifest.with_suffix(".tmp")
+    tmp.write_text(json.dumps(image.to_json(), indent=2))
+    os.replace(tmp, manifest)
+    progress(f"micro guest image ready: {disk} ({disk.stat().st_size // 1024} KiB)")
+    return image
+
+
+def _copy_with_libs(src: str, root: Path, dest: str) -> None:
+    target = root / dest
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, target)
+    for lib in _shared_libs(src):
+        lib_target = root / lib.lstrip("/")
+        if not lib_target.exists():
+            lib_target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(os.path.realpath(lib), lib_target)
+
+
+def _shared_libs(binary: str) -> list[str]:
+    out = _run(["ldd", binary], f"listing libraries of {binary}")
+    libs: list[str] = []
+    for line in out.splitlines():
+        m = re.search(r"(/\S+)\s+\(0x", line)
+        if m:
+            libs.append(m.group(1))
+    return libs
+
+
+def _install_busybox(root: Path) -> None:
+    bb = root / "bin" / "busybox"
+    bb.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(BUSYBOX, bb)
+    applets = _run([BUSYBOX, "--list-full"], "listing busybox applets").split()
+    for applet in applets:
+        link = root / applet
+        if link.exists() or link.is_symlink():
+            continue
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(bb, link.parent))
+
+
+def _stage_rootfs(root: Path, tree: Path, release: str, lab_keys: keys.LabKeys) -> None:
+    shutil.copytree(RECIPE_DIR / "rootfs", root, symlinks=True)
+    _install_busybox(root)
+    for src, dest in GUEST_BINARIES.items():
+        if not Path(src).exists():
+            raise LabFailure(f"{src} is missing on this host",
+                             hint="run `make setup` (dropbear-bin, openssh-sftp-server)")
+        _copy_with_libs(src, root, dest)
+    modules = root / "lib" / "modules"
+    modules.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(tree / "lib" / "modules" / release, modules / release, symlinks=True)
+    _run(["depmod", "-b", str(root), release], "depmod for the guest module tree")
+    dropbear_dir = root / "etc" / "dropbear"
+    dropbear_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(lab_keys.host_key_dropbear, dropbear_dir / "dropbear_ed25519_host_key")
+    ssh_dir = root / "root" / ".ssh"
+    ssh_dir.mkdir(parents=True, exist_ok=True)
+    (ssh_dir / "authorized_keys").write_text(lab_keys.client_public + "\n")
+    os.chmod(ssh_dir, 0o700)
+    os.chmod(ssh_dir / "authorized_keys", 0o600)
+    (root / "etc" / "hostname").write_text("micro\n")
+
+
+def module_closure(tree_modules: Path, names: tuple[str, ...]) -> list[str]:
+    """Relative paths of ``names`` and their dependencies, dependencies first."""
+    deps: dict[str, list[str]] = {}
+    by_name: dict[str, str] = {}
+    for line in (tree_modules / "modules.dep").read_text().splitlines():
+        path, _, rest = line.partition(":")
+        deps[path] = rest.split()
+        by_name[Path(path).name.split(".ko")[0].replace("-", "_")] = path
+    order: list[str] = []
+
+    def visit(path: str) -> None:
+        if path in order:
+            return
+        for dep in deps.get(path, []):
+            visit(dep)
+        order.append(path)
+
+    for name in names:
+        if name not in by_name:
+            raise LabFailure(f"kernel module {name} is not in {tree_modules}")
+        visit(by_name[name])
+    return order
+
+
+def _build_initramfs(initrd: Path, tree: Path, release: str, staging: Path) -> None:
+    mod_src = tree / "lib" / "modules" / release
+    if not (mod_src / "modules.dep").exists():
+        _run(["depmod", "-b", str(tree), release], "depmod for the kernel tree")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "bin").mkdir(parents=True)
+    (staging / "modules").mkdir()
+    shutil.copy2(BUSYBOX, staging / "bin" / "busybox")
+    shutil.copy2(RECIPE_DIR / "initramfs-init", staging / "init")
+    order = module_closure(mod_src, INITRAMFS_MODULES)
+    for rel in order:
+        shutil.copy2(mod_src / rel, staging / "modules" / Path(rel).name)
+    (staging / "modules" / "order").write_text("".join(Path(r).name + "\n" for r in order))
+    listing = "\n".join(sorted(str(p.relative_to(staging)) for p in staging.rglob("*"))) + "\n"
+    archive = subprocess.run(["cpio", "-o", "-H", "newc", "--quiet", "-R", "0:0"],
+                             cwd=staging, input=listing.encode(), capture_output=True,
+                             check=True, timeout=120).stdout
+    initrd.write_bytes(gzip.compress(archive, compresslevel=6))
+    shutil.rmtree(staging)
+
+
+def _build_disk(root: Path, disk: Path, size_mib: int, workdir: Path) -> None:
+    raw = workdir / "golden.raw"
+    _run(["mke2fs", "-q", "-t", "ext4", "-L", "labroot", "-d", str(root), "-F",
+          "-E", "root_owner=0:0", str(raw), f"{size_mib}M"], "creating the golden ext4 disk")
+    _run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(disk)],
+         "converting the golden disk to qcow2")
+    raw.unlink()

@@ -1,0 +1,93 @@
+"""Network namespaces: create, enter (setns) and list the processes inside.
+
+The lab's sandbox namespace holds libvirtd, the guests' bridges and every
+QEMU; the lab's host-side code enters it so that guest traffic never leaves it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+from lab.errors import LabFailure
+
+NETNS_DIR = Path("/run/netns")
+CLONE_NEWNET = 0x40000000
+
+
+def exists(name: str) -> bool:
+    return (NETNS_DIR / name).exists()
+
+
+def ip(*args: str, timeout: float = 30) -> str:
+    """Run `ip ARGS...`; a failure is a LabFailure naming the command."""
+    try:
+        out = subprocess.run(["ip", *args], check=True, capture_output=True, text=True,
+                             timeout=timeout)
+    except FileNotFoundError:
+        raise LabFailure("`ip` (iproute2) is not installed", hint="run `make setup`") from None
+    except subprocess.CalledProcessError as exc:
+        raise LabFailure(f"ip {' '.join(args)} failed: {exc.stderr.strip()}") from None
+    return out.stdout
+
+
+def create(name: str) -> None:
+    if not exists(name):
+        ip("netns", "add", name)
+    ip("-n", name, "link", "set", "lo", "up")
+
+
+def delete(name: str) -> None:
+    if exists(name):
+        ip("netns", "delete", name)
+
+
+def pids(name: str) -> list[int]:
+    """PIDs of every process whose network namespace is ``name``."""
+    if not exists(name):
+        return []
+    return [int(p) for p in ip("netns", "pids", name).split()]
+
+
+def _inode(path: str) -> int:
+    return os.stat(path).st_ino
+
+
+def current_is(name: str) -> bool:
+    """True when this thread already runs inside namespace ``name``."""
+    return exists(name) and _inode("/proc/thread-self/ns/net") == _inode(str(NETNS_DIR / name))
+
+
+def enter(name: str) -> None:
+    """Move this process's network context into ``name`` (before any thread starts).
+
+    setns(2) changes only the calling thread; threads started afterwards
+    inherit it, so call this from the main thread early.
+    """
+    if current_is(name):
+        return
+    if threading.active_count() > 1:
+        raise LabFailure("cannot enter the lab's network namespace: threads already run",
+                         hint="enter the namespace before starting the thread pool")
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(NETNS_DIR / name, os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise LabFailure(f"setns into {name} failed: {os.strerror(err)}",
+                             hint="the lab's sandbox needs root")
+    finally:
+        os.close(fd)
+
+
+def has_interface(ifname: str) -> bool:
+    """Whether ``ifname`` exists in this thread's network namespace."""
+    try:
+        socket.if_nametoindex(ifname)
+    except OSError:
+        return False
+    return True

@@ -1,0 +1,122 @@
+"""The lab's intended shape, computed from the configuration (pure, no I/O).
+
+`lab up` turns a :class:`LabPlan` into libvirt objects; `lab status` and the
+inventory describe the same plan, so there is one source of names and addresses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lab import naming
+from lab.config import LabConfig, Machine
+
+
+@dataclass(frozen=True)
+class DhcpHost:
+    """A fixed DHCP lease (for guests that use DHCP, e.g. Windows)."""
+
+    mac: str
+    name: str
+    ip: str
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """An isolated libvirt network: a bridge with the host's address, no forwarding."""
+
+    name: str
+    bridge: str
+    host_ip: str
+    prefix: int
+    role: str  # "management" or "test<N>"
+    hosts: tuple[DhcpHost, ...]
+
+
+@dataclass(frozen=True)
+class NicSpec:
+    """One virtual NIC of a VM."""
+
+    alias: str  # libvirt user alias ("ua-mgmt", "ua-test0", ...)
+    network: str
+    mac: str
+    model: str
+    ip: str  # address with prefix, e.g. 192.168.213.11/24
+    role: str  # "management" or "test"
+
+    @property
+    def address(self) -> str:
+        return self.ip.split("/")[0]
+
+
+@dataclass(frozen=True)
+class VmSpec:
+    """Everything needed to build one VM's domain XML."""
+
+    name: str  # the lab's short name (vm1)
+    index: int
+    domain: str  # libvirt domain name (dlab-vm1)
+    memory_mib: int
+    vcpus: int
+    machine: Machine
+    hotplug_slots: int
+    mgmt: NicSpec
+    test_nics: tuple[NicSpec, ...]
+
+    @property
+    def nics(self) -> tuple[NicSpec, ...]:
+        return (self.mgmt, *self.test_nics)
+
+
+@dataclass(frozen=True)
+class LabPlan:
+    """All networks and VMs of one lab."""
+
+    lab: str
+    networks: tuple[NetworkSpec, ...]
+    vms: tuple[VmSpec, ...]
+
+    def vm(self, name: str) -> VmSpec:
+        for vm in self.vms:
+            if vm.name == name:
+                return vm
+        raise KeyError(name)
+
+
+def make_plan(config: LabConfig) -> LabPlan:
+    lab = config.lab.name
+    vms = tuple(_vm_spec(config, i, name) for i, name in enumerate(config.vms.names))
+    networks = [_network(naming.mgmt_network(lab), naming.mgmt_bridge(lab),
+                         config.network.management, "management",
+                         tuple(DhcpHost(vm.mgmt.mac, vm.name, vm.mgmt.address) for vm in vms))]
+    for slot in range(len(config.vms.test_nics)):
+        hosts = tuple(DhcpHost(vm.test_nics[slot].mac, vm.name, vm.test_nics[slot].address)
+                      for vm in vms)
+        networks.append(_network(naming.test_network(lab, slot), naming.test_bridge(lab, slot),
+                                 config.network.test[slot], f"test{slot}", hosts))
+    return LabPlan(lab=lab, networks=tuple(networks), vms=vms)
+
+
+def _network(name: str, bridge: str, subnet: str, role: str,
+             hosts: tuple[DhcpHost, ...]) -> NetworkSpec:
+    host = naming.host_address(subnet)
+    return NetworkSpec(name=name, bridge=bridge, host_ip=str(host.ip),
+                       prefix=host.network.prefixlen, role=role, hosts=hosts)
+
+
+def _vm_spec(config: LabConfig, index: int, name: str) -> VmSpec:
+    lab = config.lab.name
+    mgmt = NicSpec(alias=naming.MGMT_ALIAS, network=naming.mgmt_network(lab),
+                   mac=naming.mac_address(lab, index, 0), model="virtio",
+                   ip=str(naming.vm_address(config.network.management, index)),
+                   role="management")
+    tests = tuple(
+        NicSpec(alias=naming.test_alias(slot), network=naming.test_network(lab, slot),
+                mac=naming.mac_address(lab, index, slot + 1), model=model,
+                ip=str(naming.vm_address(config.network.test[slot], index)), role="test")
+        for slot, model in enumerate(config.vms.test_nics)
+    )
+    return VmSpec(name=name, index=index, domain=naming.domain_name(lab, name),
+                  memory_mib=config.vms.memory_mib, vcpus=config.vms.vcpus,
+                  machine=config.vms.machine, hotplug_slots=config.vms.hotplug_slots,
+                  mgmt=mgmt, test_nics=tests)

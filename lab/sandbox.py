@@ -1,0 +1,192 @@
+"""The lab's own libvirtd + virtlogd, inside a network namespace the lab creates.
+
+Used when no libvirtd answers on a local URI and the user is root (CI containers,
+machines without systemd). Guests' bridges, dnsmasq and QEMU all live in that
+namespace, and so does the lab's host-side code (see :func:`lab.netns.enter`), so
+guest traffic never leaves it. `lab down` stops exactly these daemons (by PID)
+and removes the namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from lab import netns
+from lab.errors import LabFailure
+from lab.wait import wait_for
+
+LIBVIRT_SOCKET = Path("/run/libvirt/libvirt-sock")
+DAEMON_START_TIMEOUT = 60.0
+DAEMON_STOP_TIMEOUT = 20.0
+
+#: Appended to the host's qemu.conf, seen only by the sandbox daemons (bind mount
+#: in their private mount namespace). QEMU runs as root: on hosts where /dev/kvm
+#: is root-only, libvirt otherwise sees KVM "enabled when probing but not usable"
+#: and re-probes QEMU's capabilities on every domain start (a minute each time).
+SANDBOX_QEMU_CONF = """
+# --- driver-lab sandbox ---
+user = "root"
+group = "root"
+remember_owner = 0
+"""
+
+
+@dataclass(frozen=True)
+class SandboxState:
+    """What the lab started, as recorded in ``<state>/sandbox/state.json``."""
+
+    netns: str
+    libvirtd_pid: int
+    virtlogd_pid: int
+
+
+def namespace_name(lab: str) -> str:
+    return f"driverlab-{lab}"
+
+
+def libvirtd_answers(path: Path = LIBVIRT_SOCKET) -> bool:
+    """Whether a libvirtd listens on the local system socket."""
+    if not path.exists():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2)
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+class Sandbox:
+    """Start, find and stop the lab's sandboxed libvirt daemons."""
+
+    def __init__(self, lab: str, state_dir: Path) -> None:
+        self.netns = namespace_name(lab)
+        self.dir = state_dir / "sandbox"
+        self.state_file = self.dir / "state.json"
+
+    def state(self) -> SandboxState | None:
+        if not self.state_file.exists():
+            return None
+        try:
+            data = json.loads(self.state_file.read_text())
+            return SandboxState(netns=data["netns"], libvirtd_pid=int(data["libvirtd_pid"]),
+                                virtlogd_pid=int(data["virtlogd_pid"]))
+        except (ValueError, KeyError, TypeError):
+            raise LabFailure(f"{self.state_file} is unreadable",
+                             hint="stop the daemons it names by hand, then delete it") from None
+
+    def running(self) -> bool:
+        """True when our recorded daemons are alive inside our namespace."""
+        st = self.state()
+        return st is not None and all(
+            _alive_in(pid, self.netns) for pid in (st.libvirtd_pid, st.virtlogd_pid))
+
+    def start(self) -> SandboxState:
+        """Create the namespace and start virtlogd + libvirtd in it."""
+        if os.geteuid() != 0:
+            raise LabFailure("no libvirtd answers and the lab's sandbox needs root",
+                             hint="start libvirtd yourself, or run `sudo make lab-up`")
+        if libvirtd_answers():
+            raise LabFailure(f"a libvirtd already answers on {LIBVIRT_SOCKET}",
+                             hint="set [lab] sandbox = \"never\" to use it")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        netns.create(self.netns)
+        pid_l, pid_v = self.dir / "libvirtd.pid", self.dir / "virtlogd.pid"
+        for p in (pid_l, pid_v):
+            p.unlink(missing_ok=True)
+        script = ["set -e"]
+        qemu_conf = Path("/etc/libvirt/qemu.conf")
+        if qemu_conf.exists():
+            private = self.dir / "qemu.conf"
+            private.write_text(qemu_conf.read_text() + SANDBOX_QEMU_CONF)
+            script.append(f"mount --bind {private} {qemu_conf}")
+        script += [f"virtlogd -d -p {pid_v}", f"libvirtd -d -p {pid_l}"]
+        try:
+            subprocess.run(["ip", "netns", "exec", self.netns, "sh", "-c", "\n".join(script)],
+                           check=True, capture_output=True, text=True, timeout=60)
+        except subprocess.CalledProcessError as exc:
+            raise LabFailure(f"starting libvirtd in namespace {self.netns} failed: "
+                             f"{exc.stderr.strip()}",
+                             hint="see /var/log/libvirt/libvirtd.log") from None
+        wait_for("libvirtd to answer on its socket", lambda: True if libvirtd_answers() else None,
+                 DAEMON_START_TIMEOUT)
+        state = SandboxState(netns=self.netns, libvirtd_pid=_read_pid(pid_l),
+                             virtlogd_pid=_read_pid(pid_v))
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(state), indent=2))
+        os.replace(tmp, self.state_file)
+        return state
+
+    def stop(self) -> list[str]:
+        """Stop the daemons and every straggler in our namespace; remove it.
+
+        Returns one line per process stopped. Only processes inside the lab's own
+        namespace are touched: the lab created it, so all of them are the lab's.
+        """
+        stopped: list[str] = []
+        st = self.state()
+        if st is not None:
+            for name, pid in (("libvirtd", st.libvirtd_pid), ("virtlogd", st.virtlogd_pid)):
+                if _alive_in(pid, self.netns):
+                    _terminate(pid)
+                    stopped.append(f"{name} (pid {pid})")
+        for pid in netns.pids(self.netns):
+            stopped.append(f"{_comm(pid)} (pid {pid}, left in the namespace)")
+            _terminate(pid)
+        netns.delete(self.netns)
+        self.state_file.unlink(missing_ok=True)
+        return stopped
+
+
+def _read_pid(path: Path) -> int:
+    text = wait_for(f"pid file {path}", lambda: path.read_text().strip() or None
+                    if path.exists() else None, 10)
+    return int(text)
+
+
+def _alive_in(pid: int, ns: str) -> bool:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(netns.NETNS_DIR / ns).st_ino
+    except OSError:
+        return False
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def _gone(pid: int) -> bool:
+    """Exited (or a zombie nobody reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def _terminate(pid: int) -> None:
+    """SIGTERM, wait up to DAEMON_STOP_TIMEOUT, then SIGKILL."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + DAEMON_STOP_TIMEOUT
+    while time.monotonic() < deadline:
+        if _gone(pid):
+            return
+        time.sleep(0.1)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return

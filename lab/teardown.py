@@ -1,0 +1,57 @@
+"""`lab down`: remove exactly what the lab made, found by its metadata, and nothing else.
+
+Works after an interrupted `lab up` (it never relies on the inventory) and is
+idempotent: a second run finds nothing and says so.
+"""
+
+from __future__ import annotations
+
+from lab import inventory, naming
+from lab.config import LabConfig
+from lab.host import decide, open_host
+from lab.hypervisor import Hypervisor
+from lab.progress import Progress
+from lab.sandbox import Sandbox
+
+
+def down(config: LabConfig, progress: Progress) -> int:
+    """Remove the lab's domains, networks, pool (volumes) and sandbox. Returns #objects."""
+    plan = decide(config)
+    sandbox = Sandbox(config.lab.name, config.state_dir)
+    removed = 0
+    if plan.use_sandbox and sandbox.state() is None:
+        progress("no sandbox recorded: nothing runs for this lab")
+    else:
+        hv = open_host(config, progress, start=True)
+        assert hv is not None
+        with hv:
+            removed = _remove_objects(hv, config, progress)
+    if plan.use_sandbox:
+        for line in sandbox.stop():
+            progress(f"stopped {line}")
+        progress(f"network namespace {sandbox.netns} removed")
+    for name in (inventory.INVENTORY_NAME, "known_hosts"):
+        (config.state_dir / name).unlink(missing_ok=True)
+    progress(f"lab {config.lab.name} is down ({removed} libvirt objects removed)")
+    return removed
+
+
+def _remove_objects(hv: Hypervisor, config: LabConfig, progress: Progress) -> int:
+    lab = config.lab.name
+    removed = 0
+    for dom, owner in hv.owned_domains(lab):
+        hv.remove_domain(dom)
+        progress(f"domain {dom.name()} (run {owner.run}) removed with its snapshots")
+        removed += 1
+    for net, _owner in hv.owned_networks(lab):
+        hv.remove_network(net)
+        progress(f"network {net.name()} removed")
+        removed += 1
+    pool = hv.owned_pool(naming.pool_name(lab), lab)
+    if pool is not None:
+        vols = hv.remove_pool(pool)
+        progress(f"pool {naming.pool_name(lab)} removed with {len(vols)} volumes")
+        removed += 1 + len(vols)
+    elif hv.pool(naming.pool_name(lab)) is not None:
+        progress(f"pool {naming.pool_name(lab)} exists without this lab's owner mark: kept")
+    return removed
