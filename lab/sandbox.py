@@ -138,12 +138,37 @@ class Sandbox:
                 if _alive_in(pid, self.netns):
                     _terminate(pid)
                     stopped.append(f"{name} (pid {pid})")
+        spare = _self_and_ancestors()
         for pid in netns.pids(self.netns):
-            stopped.append(f"{_comm(pid)} (pid {pid}, left in the namespace)")
-            _terminate(pid)
+            if pid in spare or _gone(pid):
+                continue
+            comm = _comm(pid)
+            if comm in DAEMON_CHILDREN:
+                _terminate(pid)
+                stopped.append(f"{comm} (pid {pid}, left in the namespace)")
+            else:
+                stopped.append(f"nothing: {comm} (pid {pid}) is not the lab's, left running")
         netns.delete(self.netns)
         self.state_file.unlink(missing_ok=True)
         return stopped
+
+
+#: Processes the sandbox daemons start; only these are stopped when left behind.
+DAEMON_CHILDREN = frozenset({"libvirtd", "virtlogd", "dnsmasq", "qemu-system-x86",
+                             "libvirt_leasesh", "rpc-worker"})
+
+
+def _self_and_ancestors() -> set[int]:
+    pids = set()
+    pid = os.getpid()
+    while pid > 1:
+        pids.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return pids
 
 
 def _read_pid(path: Path) -> int:

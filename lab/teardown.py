@@ -6,7 +6,7 @@ idempotent: a second run finds nothing and says so.
 
 from __future__ import annotations
 
-from lab import inventory, naming
+from lab import inventory, naming, netns
 from lab.config import LabConfig
 from lab.host import decide, open_host
 from lab.hypervisor import Hypervisor
@@ -27,9 +27,11 @@ def down(config: LabConfig, progress: Progress) -> int:
         with hv:
             removed = _remove_objects(hv, config, progress)
     if plan.use_sandbox:
+        had_netns = netns.exists(sandbox.netns)
         for line in sandbox.stop():
             progress(f"stopped {line}")
-        progress(f"network namespace {sandbox.netns} removed")
+        if had_netns:
+            progress(f"network namespace {sandbox.netns} removed")
     for name in (inventory.INVENTORY_NAME, "known_hosts"):
         (config.state_dir / name).unlink(missing_ok=True)
     progress(f"lab {config.lab.name} is down ({removed} libvirt objects removed)")
