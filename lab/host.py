@@ -29,7 +29,7 @@ class HostPlan:
 
 
 def decide(config: LabConfig) -> HostPlan:
-    sandbox = Sandbox(config.lab.name, config.state_dir)
+    sandbox = Sandbox()
     mode = config.lab.sandbox
     local = config.lab.uri in LOCAL_URIS
     if mode is SandboxMode.NEVER or not local:
@@ -52,7 +52,7 @@ def open_host(config: LabConfig, progress: Progress, start: bool = True) -> Hype
     """
     plan = decide(config)
     if plan.use_sandbox:
-        sandbox = Sandbox(config.lab.name, config.state_dir)
+        sandbox = Sandbox()
         if not sandbox.running():
             if not start:
                 return None

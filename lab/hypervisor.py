@@ -175,6 +175,14 @@ class Hypervisor:
                 result.append((net, owner))
         return result
 
+    def lab_object_names(self) -> list[str]:
+        """Domains and networks of any Driver Lab lab (carrying lab metadata)."""
+        with classified("listing libvirt objects"):
+            objs = [("domain", d.name(), d.XMLDesc(0)) for d in self.conn.listAllDomains()]
+            objs += [("network", n.name(), n.XMLDesc(0)) for n in self.conn.listAllNetworks()]
+        return [f"{kind} {name}" for kind, name, xml in objs
+                if self.owner_from_xml(xml) is not None]
+
     # ---- networks ----------------------------------------------------------------
 
     def network(self, name: str) -> libvirt.virNetwork | None:

@@ -10,7 +10,6 @@ import ctypes
 import os
 import socket
 import subprocess
-import threading
 from pathlib import Path
 
 from lab.errors import LabFailure
@@ -63,16 +62,15 @@ def current_is(name: str) -> bool:
 
 
 def enter(name: str) -> None:
-    """Move this process's network context into ``name`` (before any thread starts).
+    """Move the calling thread into network namespace ``name``.
 
-    setns(2) changes only the calling thread; threads started afterwards
-    inherit it, so call this from the main thread early.
+    setns(2) changes only the calling thread; threads it starts afterwards
+    inherit the namespace, threads started before keep theirs. Sockets belong to
+    the namespace of the thread that created them, which is why
+    :func:`lab.guest.check_route` runs in the thread that opens the connection.
     """
     if current_is(name):
         return
-    if threading.active_count() > 1:
-        raise LabFailure("cannot enter the lab's network namespace: threads already run",
-                         hint="enter the namespace before starting the thread pool")
     libc = ctypes.CDLL(None, use_errno=True)
     fd = os.open(NETNS_DIR / name, os.O_RDONLY)
     try:

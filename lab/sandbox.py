@@ -1,7 +1,8 @@
 """The lab's own libvirtd + virtlogd, inside a network namespace the lab creates.
 
 Used when no libvirtd answers on a local URI and the user is root (CI containers,
-machines without systemd). Guests' bridges, dnsmasq and QEMU all live in that
+machines without systemd). One sandbox serves every lab on the host; the last
+`lab down` that leaves it empty stops it. Guests' bridges, dnsmasq and QEMU all live in that
 namespace, and so does the lab's host-side code (see :func:`lab.netns.enter`), so
 guest traffic never leaves it. `lab down` stops exactly these daemons (by PID)
 and removes the namespace.
@@ -47,8 +48,10 @@ class SandboxState:
     virtlogd_pid: int
 
 
-def namespace_name(lab: str) -> str:
-    return f"driverlab-{lab}"
+#: The sandbox is a host-wide resource: one libvirtd serves every lab on the host
+#: (its socket path is fixed), so its record lives in /run, not in a lab's state dir.
+RUN_DIR = Path("/run/driver-lab")
+NETNS = "driverlab"
 
 
 def libvirtd_answers(path: Path = LIBVIRT_SOCKET) -> bool:
@@ -67,10 +70,10 @@ def libvirtd_answers(path: Path = LIBVIRT_SOCKET) -> bool:
 class Sandbox:
     """Start, find and stop the lab's sandboxed libvirt daemons."""
 
-    def __init__(self, lab: str, state_dir: Path) -> None:
-        self.netns = namespace_name(lab)
-        self.dir = state_dir / "sandbox"
-        self.state_file = self.dir / "state.json"
+    def __init__(self, run_dir: Path = RUN_DIR, netns_name: str = NETNS) -> None:
+        self.netns = netns_name
+        self.dir = run_dir
+        self.state_file = self.dir / "sandbox.json"
 
     def state(self) -> SandboxState | None:
         if not self.state_file.exists():
@@ -108,6 +111,12 @@ class Sandbox:
             private = self.dir / "qemu.conf"
             private.write_text(qemu_conf.read_text() + SANDBOX_QEMU_CONF)
             script.append(f"mount --bind {private} {qemu_conf}")
+        autostart = Path("/etc/libvirt/qemu/networks/autostart")
+        if autostart.is_dir():
+            # The host's autostart networks (Debian's NAT "default") stay out of the sandbox.
+            empty = self.dir / "empty-autostart"
+            empty.mkdir(exist_ok=True)
+            script.append(f"mount --bind {empty} {autostart}")
         script += [f"virtlogd -d -p {pid_v}", f"libvirtd -d -p {pid_l}"]
         try:
             subprocess.run(["ip", "netns", "exec", self.netns, "sh", "-c", "\n".join(script)],

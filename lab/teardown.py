@@ -17,8 +17,9 @@ from lab.sandbox import Sandbox
 def down(config: LabConfig, progress: Progress) -> int:
     """Remove the lab's domains, networks, pool (volumes) and sandbox. Returns #objects."""
     plan = decide(config)
-    sandbox = Sandbox(config.lab.name, config.state_dir)
+    sandbox = Sandbox()
     removed = 0
+    others: list[str] = []
     if plan.use_sandbox and sandbox.state() is None:
         progress("no sandbox recorded: nothing runs for this lab")
     else:
@@ -26,7 +27,10 @@ def down(config: LabConfig, progress: Progress) -> int:
         assert hv is not None
         with hv:
             removed = _remove_objects(hv, config, progress)
-    if plan.use_sandbox:
+            others = hv.lab_object_names() if plan.use_sandbox else []
+    if others:
+        progress(f"sandbox libvirtd kept: it still holds {', '.join(others)}")
+    elif plan.use_sandbox:
         had_netns = netns.exists(sandbox.netns)
         for line in sandbox.stop():
             progress(f"stopped {line}")

@@ -1,0 +1,112 @@
+"""End to end against real libvirtd + QEMU: up, SSH, idempotence, NIC hot-unplug, down.
+
+Tests in this module run in order and share one lab (module fixture).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+import threading
+from pathlib import Path
+
+import pytest
+
+from lab import host, inventory
+from lab.commands import guest_address
+from lab.config import LabConfig
+from lab.domxml import interface_xml
+from lab.guest import Guest
+from lab.hypervisor import DomainState, Hypervisor
+from lab.netns import exists as netns_exists
+from lab.plan import make_plan
+from lab.sandbox import Sandbox
+from lab.wait import wait_for
+
+LabCli = Callable[..., "subprocess.CompletedProcess[str]"]
+
+pytestmark = pytest.mark.lab
+
+
+def _inventory(cfg: LabConfig) -> inventory.Inventory:
+    return inventory.read(cfg.state_dir / inventory.INVENTORY_NAME)
+
+
+def test_up_brings_up_both_vms(running_lab: LabConfig, cli: LabCli) -> None:
+    res = cli(running_lab.path, "status")
+    assert res.returncode == 0
+    lines = res.stdout.splitlines()
+    assert lines[0].split()[:3] == ["VM", "STATE", "MANAGEMENT"]
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert set(rows) == {"t1", "t2"}
+    assert all(" running " in row for row in rows.values())
+    inv = _inventory(running_lab)
+    data = json.loads((running_lab.state_dir / inventory.INVENTORY_NAME).read_text())
+    assert data["vms"][0]["snapshot"] == "clean"
+    assert {n.model for n in inv.vm("t1").test_nics} == {"virtio", "vmxnet3"}
+
+
+def test_ssh_answers_with_the_guest_kernel(running_lab: LabConfig, cli: LabCli) -> None:
+    res = cli(running_lab.path, "ssh", "t1", "uname", "-r")
+    assert res.returncode == 0
+    assert res.stdout.strip().endswith("-amd64")
+    res = cli(running_lab.path, "ssh", "t2", "exit", "7")
+    assert res.returncode == 7
+
+
+def test_second_up_changes_nothing(running_lab: LabConfig, cli: LabCli) -> None:
+    before = _inventory(running_lab)
+    res = cli(running_lab.path, "up")
+    assert res.returncode == 0
+    assert res.stderr.count("already up") == 2
+    assert "created" not in res.stderr.replace("already there", "")
+    assert _inventory(running_lab).run == before.run
+
+
+def test_test_nic_hot_unplug_is_seen_in_the_guest(running_lab: LabConfig) -> None:
+    host.enter_existing(running_lab)
+    inv = _inventory(running_lab)
+    vm = inv.vm("t1")
+    nic = vm.test_nics[0]
+    plan_nic = make_plan(running_lab).vm("t1").test_nics[0]
+    removed = threading.Event()
+    with Hypervisor(inv.uri) as hv, Guest(guest_address(inv, "t1")) as guest:
+        dom = hv.domain(vm.domain)
+        assert dom is not None and hv.state(dom) == DomainState.RUNNING
+        assert nic.mac in guest.run("cat /sys/class/net/*/address").stdout
+        cancel = hv.watch_device_removed(dom, lambda alias: removed.set()
+                                         if alias == nic.alias else None)
+        try:
+            hv.detach_alias(dom, nic.alias)
+            assert removed.wait(60), "libvirt sent no device-removed event within 60s"
+        finally:
+            cancel()
+        assert nic.alias not in {n["alias"] for n in hv.interfaces(dom)}
+        wait_for(f"{nic.mac} to vanish inside t1",
+                 lambda: True if nic.mac not in guest.run(
+                     "cat /sys/class/net/*/address").stdout else None, 30)
+        # The management NIC (our SSH path) was never touched, and replug brings it back.
+        hv.attach(dom, interface_xml(plan_nic))
+        wait_for(f"{nic.address} configured on the replugged NIC",
+                 lambda: True if f"inet {nic.address}/" in guest.run(
+                     "ip -o -4 addr").stdout else None, 60)
+
+
+def test_down_leaves_nothing(running_lab: LabConfig, cli: LabCli) -> None:
+    res = cli(running_lab.path, "down")
+    assert res.returncode == 0, res.stderr
+    assert not (running_lab.state_dir / inventory.INVENTORY_NAME).exists()
+    for name in ("t1", "t2"):
+        assert not Path(f"/etc/libvirt/qemu/dltest-{name}.xml").exists()
+    for net in ("mgmt", "test0", "test1"):
+        assert not Path(f"/etc/libvirt/qemu/networks/dltest-{net}.xml").exists()
+    assert not Path(running_lab.pool_path).exists()
+    sandbox = Sandbox()
+    if sandbox.running():  # another lab still uses the shared sandbox: ask it directly
+        with Hypervisor(running_lab.lab.uri) as hv:
+            assert not hv.owned_domains("dltest") and not hv.owned_networks("dltest")
+            assert hv.pool("dltest-pool") is None
+    else:
+        assert not netns_exists(sandbox.netns)
+    assert "0 libvirt objects removed" in cli(running_lab.path, "down").stderr
