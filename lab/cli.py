@@ -18,7 +18,8 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lab", description="Driver Lab: provision and drive the VM lab")
+    parser = argparse.ArgumentParser(prog="lab",
+                                     description="Driver Lab: provision and drive the VM lab")
     parser.add_argument("-c", "--config", default=None,
                         help="lab configuration file (default: ./lab.toml, or built-in defaults)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -14,7 +14,7 @@ import tomllib
 import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +23,7 @@ from lab.errors import ConfigError
 DEFAULT_CONFIG_NAME = "lab.toml"
 
 
-class Acceleration(str, Enum):
+class Acceleration(StrEnum):
     """How guests are run: hardware KVM, software emulation (TCG) or probe."""
 
     AUTO = "auto"
@@ -31,7 +31,7 @@ class Acceleration(str, Enum):
     TCG = "tcg"
 
 
-class SandboxMode(str, Enum):
+class SandboxMode(StrEnum):
     """Whether the lab runs its own libvirtd inside a network namespace."""
 
     AUTO = "auto"  # only when no libvirtd answers on a local URI and we are root
@@ -39,14 +39,14 @@ class SandboxMode(str, Enum):
     NEVER = "never"
 
 
-class Machine(str, Enum):
+class Machine(StrEnum):
     """QEMU machine type. Both support NIC hot-unplug."""
 
     Q35 = "q35"  # PCIe: every hot-pluggable NIC sits on its own pcie-root-port
     PC = "pc"  # i440fx with ACPI PCI hotplug
 
 
-class ImageKind(str, Enum):
+class ImageKind(StrEnum):
     """Which golden image the VMs clone."""
 
     LINUX_MICRO = "linux-micro"
@@ -68,6 +68,7 @@ _LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 
 
 def _doc(text: str, default: Any = MISSING) -> Any:
+    """A dataclass field carrying its documentation (``metadata["doc"]``)."""
     if default is MISSING:
         return field(metadata={"doc": text})
     if isinstance(default, (list, tuple, dict)):
@@ -286,7 +287,8 @@ def _validate(config: LabConfig) -> None:
         if not config.image.windows_disk or not (config.base_dir / disk).exists():
             raise ConfigError(where, "image.windows_disk",
                               f"names no existing file ({config.image.windows_disk!r})",
-                              "point it at your Windows golden qcow2, or use kind = \"linux-micro\"")
+                              "point it at your Windows golden qcow2, "
+                              "or use kind = \"linux-micro\"")
     if config.image.disk_size_mib < 128:
         raise ConfigError(where, "image.disk_size_mib", "is below 128",
                           "the micro guest's module tree needs at least 128 MiB")

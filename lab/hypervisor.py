@@ -10,11 +10,11 @@ from __future__ import annotations
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 import libvirt
 
@@ -41,7 +41,7 @@ class DomainState:
     SHUTOFF = libvirt.VIR_DOMAIN_SHUTOFF
     CRASHED = libvirt.VIR_DOMAIN_CRASHED
 
-    NAMES = {
+    NAMES: ClassVar[dict[int, str]] = {
         libvirt.VIR_DOMAIN_NOSTATE: "no state", libvirt.VIR_DOMAIN_RUNNING: "running",
         libvirt.VIR_DOMAIN_BLOCKED: "blocked", libvirt.VIR_DOMAIN_PAUSED: "paused",
         libvirt.VIR_DOMAIN_SHUTDOWN: "shutting down", libvirt.VIR_DOMAIN_SHUTOFF: "shut off",
@@ -71,6 +71,11 @@ def classified(what: str) -> Iterator[None]:
         code = exc.get_error_code()
         raise LabFailure(f"libvirt: {what} failed (error {code}): "
                          f"{exc.get_error_message()}") from exc
+
+
+def _attr(el: ET.Element, child: str, name: str) -> str:
+    sub = el.find(child)
+    return sub.get(name, "") if sub is not None else ""
 
 
 def _ignore_libvirt_errors(_ctx: Any, _err: Any) -> None:
@@ -130,10 +135,8 @@ class Hypervisor:
 
     def close(self) -> None:
         if self._conn is not None:
-            try:
+            with suppress(libvirt.libvirtError):
                 self._conn.close()
-            except libvirt.libvirtError:
-                pass
             self._conn = None
 
     def check(self) -> str:
@@ -300,10 +303,8 @@ class Hypervisor:
                 removed.append(vol.name())
                 vol.delete(0)
             pool.destroy()
-            try:
+            with suppress(libvirt.libvirtError):  # directory not empty or gone: go on
                 pool.delete(0)
-            except libvirt.libvirtError:
-                pass  # directory not empty or already gone: keep going
             pool.undefine()
         return removed
 
@@ -364,13 +365,9 @@ class Hypervisor:
         root = ET.fromstring(dom.XMLDesc(0))
         nics = []
         for el in root.findall("devices/interface"):
-            nics.append({
-                "alias": el.find("alias").get("name", "") if el.find("alias") is not None else "",
-                "mac": el.find("mac").get("address", "") if el.find("mac") is not None else "",
-                "network": el.find("source").get("network", "")
-                if el.find("source") is not None else "",
-                "model": el.find("model").get("type", "") if el.find("model") is not None else "",
-            })
+            nics.append({"alias": _attr(el, "alias", "name"), "mac": _attr(el, "mac", "address"),
+                         "network": _attr(el, "source", "network"),
+                         "model": _attr(el, "model", "type")})
         return nics
 
     @staticmethod
@@ -402,10 +399,8 @@ class Hypervisor:
                 dom, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, on_removed, None)
 
         def cancel() -> None:
-            try:
+            with suppress(libvirt.libvirtError):
                 self.conn.domainEventDeregisterAny(cb_id)
-            except libvirt.libvirtError:
-                pass
 
         return cancel
 

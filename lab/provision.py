@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import accel, domxml, inventory, naming
-from lab.config import ImageKind, LabConfig
+from lab.config import Acceleration, ImageKind, LabConfig
 from lab.errors import LabError, LabFailure
 from lab.guest import Guest, GuestAddress, wait_for_ssh
 from lab.host import decide, open_host
@@ -22,8 +22,6 @@ from lab.hypervisor import DomainState, Hypervisor
 from lab.micro_image import MicroImage, build_image
 from lab.plan import LabPlan, VmSpec, make_plan
 from lab.progress import Progress, SubjectProgress
-
-GiB = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -87,14 +85,14 @@ def up(config: LabConfig, progress: Progress) -> inventory.Inventory:
         return _write_inventory(config, plan, run, accel_choice.value, image, entries)
 
 
-def _acceleration(config: LabConfig, image: MicroImage, progress: Progress) -> accel.Acceleration:
+def _acceleration(config: LabConfig, image: MicroImage, progress: Progress) -> Acceleration:
     if config.lab.uri in ("qemu:///system",):
         return accel.resolve(config.lab.acceleration, config.state_dir / "accel.json",
                              image.kernel, image.initrd, progress)
-    if config.lab.acceleration is accel.Acceleration.AUTO:
+    if config.lab.acceleration is Acceleration.AUTO:
         progress("acceleration: remote host, trusting libvirt's capabilities (kvm if offered)")
         with Hypervisor(config.lab.uri, str(config.path)) as hv:
-            return accel.Acceleration.KVM if hv.domain_capable("kvm") else accel.Acceleration.TCG
+            return Acceleration.KVM if hv.domain_capable("kvm") else Acceleration.TCG
     return config.lab.acceleration
 
 

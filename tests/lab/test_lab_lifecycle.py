@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest

@@ -96,8 +96,9 @@ def test_uri_that_does_not_answer_names_the_key() -> None:
 
 
 def test_explain_lists_every_key_with_its_doc() -> None:
-    from lab.config import SECTIONS, explain
     from dataclasses import fields
+
+    from lab.config import SECTIONS, explain
 
     text = explain()
     for cls in SECTIONS.values():
