@@ -1,0 +1,44 @@
+# Linux driver twins (kecho, labtdi), built for the micro guest's kernel: the
+# Debian 12 cloud kernel. `make drivers-linux` (or `make drivers`) writes
+#   var/drivers/linux/kecho.ko, labtdi.ko   the modules
+#   var/drivers/linux/l2probe               static L2 echo probe (guest side)
+#   var/drivers/linux/kernel-abi            the ABI they were built for
+# Sources are copied to var/drivers/linux/build/ so kbuild leaves the tree clean.
+# Override LINUX_TWINS_ABI (e.g. 6.1.0-56-cloud-amd64) or LINUX_TWINS_KDIR.
+
+LINUX_TWINS_ABI   ?= $(shell bash drivers/linux/kernel-abi.sh)
+LINUX_TWINS_KDIR  ?= /usr/src/linux-headers-$(LINUX_TWINS_ABI)
+LINUX_TWINS_OUT   := var/drivers/linux
+LINUX_TWINS_BUILD := $(LINUX_TWINS_OUT)/build
+# <source dir under drivers/>:<module name>
+LINUX_TWINS       := wskecho:kecho labtdi:labtdi
+
+.PHONY: drivers drivers-linux drivers-linux-clean
+
+drivers:: drivers-linux
+
+drivers-linux:
+	@test -f "$(LINUX_TWINS_KDIR)/Makefile" || { \
+	    echo "drivers-linux: no kernel headers at $(LINUX_TWINS_KDIR);" \
+	         "install linux-headers-$(LINUX_TWINS_ABI) (make setup does)" >&2; exit 1; }
+	@mkdir -p $(LINUX_TWINS_BUILD)
+	@set -e; for pair in $(LINUX_TWINS); do \
+	    src=$${pair%%:*}; mod=$${pair##*:}; dir=$(LINUX_TWINS_BUILD)/$$src; \
+	    mkdir -p $$dir; \
+	    cp -p drivers/$$src/linux/* drivers/common/linux/*.h $$dir/; \
+	    echo "  KMOD    $$mod.ko ($(LINUX_TWINS_ABI))"; \
+	    $(MAKE) -s -C $(LINUX_TWINS_KDIR) M=$(CURDIR)/$$dir W=1 modules >$$dir/build.log 2>&1 || \
+	        { cat $$dir/build.log >&2; exit 1; }; \
+	    if grep -iq 'warning' $$dir/build.log; then \
+	        cat $$dir/build.log >&2; echo "drivers-linux: $$mod built with warnings" >&2; exit 1; fi; \
+	    cp -p $$dir/$$mod.ko $(LINUX_TWINS_OUT)/$$mod.ko; \
+	done
+	@echo "  CC      l2probe (static)"
+	@gcc -static -O2 -Wall -Wextra -Werror -Idrivers/labtdi/linux \
+	    -o $(LINUX_TWINS_OUT)/l2probe drivers/linux/l2probe.c
+	@echo "$(LINUX_TWINS_ABI)" >$(LINUX_TWINS_OUT)/kernel-abi
+
+drivers-linux-clean:
+	rm -rf $(LINUX_TWINS_OUT)
+
+clean:: drivers-linux-clean
