@@ -35,7 +35,11 @@ if ((${#missing[@]})); then
     if [[ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mmin -1440 2>/dev/null | head -1)" ]]; then
         apt-get update -qq
     fi
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/tmp/driver-lab-apt.log 2>&1; then
+        tail -30 /tmp/driver-lab-apt.log >&2
+        echo "setup: apt-get install failed (log: /tmp/driver-lab-apt.log)" >&2
+        exit 1
+    fi
 fi
 
 if [[ ! -x "$VENV/bin/python" ]]; then
@@ -45,7 +49,12 @@ fi
 stamp="$VENV/.driver-lab-installed"
 if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
     echo "setup: installing the lab package and its extras into $VENV"
-    "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -e ".[dev,load,drivers,twins]"
+    log="$VENV/pip-install.log"
+    if ! { "$VENV/bin/python" -m pip install -q --upgrade pip &&
+           "$VENV/bin/python" -m pip install -q -e ".[dev,load,drivers,twins]"; } >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "setup: pip install failed (log: $log)" >&2
+        exit 1
+    fi
     touch "$stamp"
 fi
