@@ -355,9 +355,23 @@ class Hypervisor:
 
     @staticmethod
     def revert_snapshot(dom: libvirt.virDomain, name: str) -> None:
+        """Revert to a snapshot, running; FORCE also recovers a crashed/stuck domain."""
         with classified(f"reverting {dom.name()} to snapshot {name}"):
             snap = dom.snapshotLookupByName(name, 0)
-            dom.revertToSnapshot(snap, libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING)
+            dom.revertToSnapshot(snap, libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING
+                                 | libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_FORCE)
+
+    @staticmethod
+    def update_device(dom: libvirt.virDomain, xml: str) -> None:
+        with classified(f"updating a device of {dom.name()}"):
+            dom.updateDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+    @staticmethod
+    def dump_memory(dom: libvirt.virDomain, path: str) -> None:
+        """Memory-only dump (ELF), as `virsh dump --memory-only` writes it."""
+        with classified(f"dumping the memory of {dom.name()}"):
+            dom.coreDumpWithFormat(path, libvirt.VIR_DOMAIN_CORE_DUMP_FORMAT_RAW,
+                                   libvirt.VIR_DUMP_MEMORY_ONLY)
 
     @staticmethod
     def interfaces(dom: libvirt.virDomain) -> list[dict[str, str]]:
@@ -397,6 +411,52 @@ class Hypervisor:
         with classified("registering for device-removed events"):
             cb_id = self.conn.domainEventRegisterAny(
                 dom, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, on_removed, None)
+
+        def cancel() -> None:
+            with suppress(libvirt.libvirtError):
+                self.conn.domainEventDeregisterAny(cb_id)
+
+        return cancel
+
+    def watch_removal_failed(self, dom: libvirt.virDomain,
+                             callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback(alias)`` when libvirt reports a device removal failed."""
+        start_event_loop()
+        uuid = dom.UUIDString()
+
+        def on_failed(_conn: Any, d: libvirt.virDomain, alias: str, _opaque: Any) -> None:
+            if d.UUIDString() == uuid:
+                callback(alias)
+
+        with classified("registering for device-removal-failed events"):
+            cb_id = self.conn.domainEventRegisterAny(
+                dom, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED, on_failed, None)
+
+        def cancel() -> None:
+            with suppress(libvirt.libvirtError):
+                self.conn.domainEventDeregisterAny(cb_id)
+
+        return cancel
+
+    def watch_lifecycle(self, dom: libvirt.virDomain,
+                        callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback(description)`` on each lifecycle event (crashed, stopped, ...)."""
+        start_event_loop()
+        uuid = dom.UUIDString()
+        names = {libvirt.VIR_DOMAIN_EVENT_CRASHED: "crashed",
+                 libvirt.VIR_DOMAIN_EVENT_STOPPED: "stopped",
+                 libvirt.VIR_DOMAIN_EVENT_STARTED: "started",
+                 libvirt.VIR_DOMAIN_EVENT_SUSPENDED: "suspended",
+                 libvirt.VIR_DOMAIN_EVENT_RESUMED: "resumed"}
+
+        def on_event(_conn: Any, d: libvirt.virDomain, event: int, detail: int,
+                     _opaque: Any) -> None:
+            if d.UUIDString() == uuid:
+                callback(f"{names.get(event, str(event))} (detail {detail})")
+
+        with classified("registering for lifecycle events"):
+            cb_id = self.conn.domainEventRegisterAny(
+                dom, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, on_event, None)
 
         def cancel() -> None:
             with suppress(libvirt.libvirtError):

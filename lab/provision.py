@@ -55,7 +55,7 @@ def micro_cmdline(vm: VmSpec) -> str:
     """Kernel command line of a micro guest: hostname and each NIC's MAC -> address."""
     nets = ",".join(f"{nic.mac}={nic.ip}" for nic in vm.nics)
     return (f"console=ttyS0,115200 root=/dev/vda rw lab.hostname={vm.name} lab.net={nets} "
-            "panic=0 oops=panic")
+            "panic=0 oops=panic log_buf_len=4M")
 
 
 def new_run_id() -> str:
