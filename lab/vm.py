@@ -77,7 +77,7 @@ class Vm:
         return self.hv.state(self.domain())
 
     def crashed(self) -> bool:
-        return self.state() == DomainState.CRASHED
+        return bool(self.state() == DomainState.CRASHED)
 
     def guest_macs(self) -> set[str]:
         out = self.guest.run("cat /sys/class/net/*/address", timeout=30).stdout

@@ -1,0 +1,62 @@
+"""The Driver Lab scenario suite (see DESIGN.md, "What the scenarios check").
+
+Run against a lab that is up: `pytest -n 4 tests/scenarios` (or `make lab`).
+Every test leases one VM, starts from its clean snapshot, deploys the drivers
+from their manifests and checks the oracles; failures carry a verdict that says
+whether the driver or the lab failed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lab import scenarios
+from lab.pytest_plugin import LeasedVm, record_load
+
+pytestmark = pytest.mark.scenario
+
+
+def test_hot_unplug_replug(lab_vm: LeasedVm, nic_model: str) -> None:
+    """Unplug: removal completes, per-adapter teardown in order, replug binds again."""
+    kecho = lab_vm.deploy("wskecho")
+    tdi = lab_vm.deploy("labtdi")
+    m = scenarios.hot_unplug(lab_vm.vm, tdi, lab_vm.nic(nic_model), kecho=kecho)
+    assert m.values["unplug_s"] < 60
+
+
+def test_unbind_rebind(lab_vm: LeasedVm, nic_model: str) -> None:
+    """Unbind the transport from one adapter: its teardown only, others untouched."""
+    tdi = lab_vm.deploy("labtdi")
+    nic = lab_vm.nic(nic_model)
+    others = tuple(n for n in lab_vm.test_nics if n.alias != nic.alias)
+    scenarios.unbind_rebind(lab_vm.vm, tdi, nic, others)
+
+
+def test_load_every_nic(lab_vm: LeasedVm) -> None:
+    """Echo load on every test NIC: every byte back intact, zero errors."""
+    lab_vm.deploy("wskecho")
+    m = scenarios.load(lab_vm.vm, lab_vm.test_nics)
+    record_load(lab_vm, m.loads)
+    assert m.values["throughput_Bps"] > 0
+
+
+@pytest.mark.parametrize("action", ["unplug", "unbind"])
+def test_load_with_churn(lab_vm: LeasedVm, nic_model: str, action: str) -> None:
+    """Load on every NIC while one NIC churns: failures only there, no corrupt byte."""
+    lab_vm.deploy("wskecho")
+    tdi = lab_vm.deploy("labtdi")
+    m = scenarios.load_churn(lab_vm.vm, lab_vm.test_nics, lab_vm.nic(nic_model), action,
+                             tdi=tdi)
+    record_load(lab_vm, m.loads)
+
+
+@pytest.mark.parametrize(("driver", "live"), [("wskecho", 0), ("wskecho", 3), ("labtdi", 0)],
+                         ids=["wskecho-idle", "wskecho-live-connections", "labtdi-idle"])
+def test_unload(lab_vm: LeasedVm, driver: str, live: int) -> None:
+    """Unload within the deadline once clients close; pairs exact; loads again.
+
+    (labtdi serves no TCP clients, so "with live connections" applies to wskecho.)
+    """
+    dep = lab_vm.deploy(driver)
+    m = scenarios.unload(lab_vm.vm, dep, live_connections=live, nics=lab_vm.test_nics)
+    assert m.values["reload"] == "ok"
