@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("console", help="attach to a VM's serial console (virsh console)")
     p.add_argument("vm")
     p.set_defaults(func=cmd_console)
+    p = sub.add_parser("report", help="summary table of a scenario run (JUnit XML)")
+    p.add_argument("--junit", default="artifacts/junit.xml")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("config", help="print every lab.toml key with its default and meaning")
     p.set_defaults(func=cmd_config)
 
@@ -150,4 +153,16 @@ def cmd_console(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     load_config(args.config)  # validate what is there
     print(config_mod.explain())
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from lab.report import summary
+
+    cfg = _config(args)
+    junit = Path(args.junit)
+    if not junit.exists():
+        raise LabFailure(f"{junit} does not exist", hint="run the scenario suite first "
+                         "(make lab)")
+    print(summary(junit, cfg.state_dir / "leases" / "leases.jsonl"))
     return 0

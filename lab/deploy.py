@@ -104,7 +104,7 @@ class LinuxTwinDeployment:
         if self.twin.control is None:
             raise LabFailure(f"{self.manifest.path}: {self.name} has no control file to {verb}")
         line = self.twin.control_line(verb, ifname)
-        self.guest.run(f"echo {shlex.quote(line)} > {self.twin.control}", timeout=30)
+        self.guest.run(f"echo {shlex.quote(line)} > {self.twin.control}", timeout=15)
 
     def unbind(self, ifname: str) -> None:
         self._control("unbind", ifname)

@@ -314,7 +314,15 @@ def check_adapter_removal(
         raise DriverFailure(f"{driver}: adapter {adapter} was never bound (no BIND)")
     last_bind = len(names) - 1 - names[::-1].index("BIND")
     tail = names[last_bind:]
-    wanted = BIND_ORDER + (REMOVAL_ORDER if with_query else UNBIND_ORDER)
+    # Bind: BIND, then the net address and the device object, in either order (the
+    # seed does not fix it: the Linux twin registers the address first, labtdi.sys
+    # the device object first).
+    up = [n for n in tail if n in set(BIND_ORDER)][:3]
+    if len(up) < 3 or up[0] != "BIND" or set(up) != set(BIND_ORDER):
+        raise DriverFailure(f"{driver}: adapter {adapter} binding incomplete: got "
+                            f"{' '.join(up)}, expected BIND then NETADDR_REGISTERED and "
+                            "DEVICE_REGISTERED")
+    wanted = REMOVAL_ORDER if with_query else UNBIND_ORDER
     teardown = [n for n in tail if n in set(wanted)]
     if teardown != list(wanted):
         raise DriverFailure(
@@ -338,10 +346,21 @@ def check_unload(journal: Journal, driver: str, vocabulary: Vocabulary) -> None:
         )
     check_pairs(last, driver, vocabulary)
     names = last.names()
-    if "PROVIDER_DEREGISTERED" in names and "PROTOCOL_DEREGISTERED" in names and (
-        names.index("PROVIDER_DEREGISTERED") > names.index("PROTOCOL_DEREGISTERED")
-    ):
-        raise DriverFailure(f"{driver}: protocol deregistered before the provider")
+    # Seed: unload only after every binding is released, and it deregisters both the
+    # TDI provider and the NDIS protocol (their relative order is left open: labtdi.sys
+    # deregisters the protocol first so that NDIS unbinds every adapter).
+    for final in ("PROVIDER_DEREGISTERED", "PROTOCOL_DEREGISTERED"):
+        if final in names:
+            released = names.index(final)
+            late = [n for n in names[released:] if n in ("BIND", "NETADDR_REGISTERED",
+                                                          "DEVICE_REGISTERED")]
+            if late:
+                raise DriverFailure(f"{driver}: {late[0]} after {final} during unload")
+    if "PROVIDER_REGISTERED" in names and "PROVIDER_DEREGISTERED" in names:
+        last_unbind = max((i for i, n in enumerate(names) if n == "UNBIND"), default=-1)
+        if last_unbind > names.index("PROVIDER_DEREGISTERED"):
+            raise DriverFailure(f"{driver}: provider deregistered before every binding was "
+                                "released (UNBIND after PROVIDER_DEREGISTERED)")
     failed = last.errors()
     if failed:
         raise DriverFailure(

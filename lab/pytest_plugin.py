@@ -217,6 +217,16 @@ class LeasedVm:
     evidence: Evidence
     manifests: dict[str, DriverManifest]
     vocabulary: Vocabulary
+    console_offset: int = 0
+
+    def console(self) -> str:
+        """The VM's serial console since this lease began."""
+        try:
+            with open(self.vm.entry.console_log, "rb") as fh:
+                fh.seek(self.console_offset)
+                return fh.read().decode(errors="replace")
+        except OSError:
+            return ""
 
     @property
     def test_nics(self) -> tuple[inventory.NicEntry, ...]:
@@ -260,7 +270,7 @@ def lab_vm(request: pytest.FixtureRequest, lab_config: LabConfig,
                         / _safe(request.node.nodeid))
     console_offset = _size(entry.console_log)
     cancel: Callable[[], None] | None = None
-    leased = LeasedVm(vm, evidence, lab_manifests, lab_vocabulary)
+    leased = LeasedVm(vm, evidence, lab_manifests, lab_vocabulary, console_offset)
     try:
         timeline.add(f"leased {name} by {worker}")
         timeline.add(f"revert took {vm.revert():.1f}s")
@@ -338,9 +348,14 @@ def lab_evidence(lab_vm: LeasedVm) -> Evidence:
     return lab_vm.evidence
 
 
-def record_load(lab_vm: LeasedVm, results: list[LoadResult]) -> None:
+def record_load(lab_vm: LeasedVm, results: list[LoadResult],
+                node: pytest.Item | None = None) -> None:
+    """Keep load results as evidence and, with ``node``, as JUnit properties."""
     for result in results:
         lab_vm.evidence.add_load(result)
+        if node is not None:
+            node.user_properties.append(("throughput_MBps", f"{result.throughput / 1e6:.2f}"))
+            node.user_properties.append(("load_errors", str(len(result.errors))))
 
 
 def models_from_config(path: str | None) -> list[str]:

@@ -123,9 +123,9 @@ def check_load(result: LoadResult) -> None:
     """Every byte echoed intact, no connection failed."""
     mismatches = [e for e in result.errors if e.cls is ErrorClass.MISMATCH]
     if mismatches:
-        raise DriverFailure(f"corrupt byte: {mismatches[0]}")
+        raise DriverFailure(f"corrupt byte: {mismatches[0].describe()}")
     if result.errors:
-        raise DriverFailure(f"echo load failed: {result.errors[0]} "
+        raise DriverFailure(f"echo load failed: {result.errors[0].describe()} "
                             f"({len(result.errors)} errors: {result.error_counts})")
     if result.bytes_echoed == 0 and result.ops == 0:
         raise DriverFailure("echo load moved no data")
@@ -202,11 +202,11 @@ def _check_churn(result: LoadResult, churn: inventory.NicEntry) -> None:
     churn_target = f"{churn.address}:{ECHO_PORT}"
     mismatches = [e for e in result.errors if e.cls is ErrorClass.MISMATCH]
     if mismatches:
-        raise DriverFailure(f"corrupt byte during churn: {mismatches[0]}")
+        raise DriverFailure(f"corrupt byte during churn: {mismatches[0].describe()}")
     stray = [e for e in result.errors if e.target != churn_target]
     if stray:
         raise DriverFailure(f"churn of {churn.alias} broke connections on another NIC: "
-                            f"{stray[0]}")
+                            f"{stray[0].describe()}")
     for target in result.targets:
         if target.bytes == 0:
             raise DriverFailure(f"no traffic at all on {target.target} during churn")

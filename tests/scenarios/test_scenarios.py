@@ -32,22 +32,23 @@ def test_unbind_rebind(lab_vm: LeasedVm, nic_model: str) -> None:
     scenarios.unbind_rebind(lab_vm.vm, tdi, nic, others)
 
 
-def test_load_every_nic(lab_vm: LeasedVm) -> None:
+def test_load_every_nic(lab_vm: LeasedVm, request: pytest.FixtureRequest) -> None:
     """Echo load on every test NIC: every byte back intact, zero errors."""
     lab_vm.deploy("wskecho")
     m = scenarios.load(lab_vm.vm, lab_vm.test_nics)
-    record_load(lab_vm, m.loads)
+    record_load(lab_vm, m.loads, request.node)
     assert m.values["throughput_Bps"] > 0
 
 
 @pytest.mark.parametrize("action", ["unplug", "unbind"])
-def test_load_with_churn(lab_vm: LeasedVm, nic_model: str, action: str) -> None:
+def test_load_with_churn(lab_vm: LeasedVm, nic_model: str, action: str,
+                        request: pytest.FixtureRequest) -> None:
     """Load on every NIC while one NIC churns: failures only there, no corrupt byte."""
     lab_vm.deploy("wskecho")
     tdi = lab_vm.deploy("labtdi")
     m = scenarios.load_churn(lab_vm.vm, lab_vm.test_nics, lab_vm.nic(nic_model), action,
                              tdi=tdi)
-    record_load(lab_vm, m.loads)
+    record_load(lab_vm, m.loads, request.node)
 
 
 @pytest.mark.parametrize(("driver", "live"), [("wskecho", 0), ("wskecho", 3), ("labtdi", 0)],
