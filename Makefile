@@ -8,7 +8,9 @@ LAB     := $(PY) -m lab
 CONFIG  ?= lab.toml
 PYTEST_ARGS ?=
 
-.PHONY: setup images lab-up lab-down lab-status test test-unit test-lab lint bench clean help
+.PHONY: setup images lab-up lab-down lab-status lab scenarios test test-unit test-lab lint bench clean help
+WORKERS ?= 4
+SCENARIO_ARGS ?=
 
 help:
 	@echo "setup       install Debian packages and the Python package into $(VENV)"
@@ -16,7 +18,8 @@ help:
 	@echo "lab-up      bring the lab up (networks, VMs, snapshots, inventory)"
 	@echo "lab-status  show the lab's VMs and their NICs"
 	@echo "lab-down    remove everything the lab created"
-	@echo "test        run the test suite (unit, drivers, lab tiers)"
+	@echo "lab         the main job: set up, lab up, scenario suite on WORKERS=4 workers, summary"
+	@echo "test        run the test suite (unit, drivers, lab tiers), then the scenario suite"
 	@echo "lint        ruff and mypy --strict"
 	@echo "bench       run the benchmarks and write tables under bench/results"
 
@@ -35,8 +38,26 @@ lab-down:
 lab-status:
 	$(LAB) --config $(CONFIG) status
 
+# The main job: scenario suite in parallel against the lab of lab.toml (left up for
+# inspection; `make lab-down` removes it). JUnit and evidence land in artifacts/.
+lab: lab-up
+	@rm -f var/leases/leases.jsonl
+	$(PY) -m pytest -p no:cacheprovider -n $(WORKERS) tests/scenarios \
+		--lab-config $(CONFIG) --junitxml=artifacts/junit.xml $(SCENARIO_ARGS); \
+		rc=$$?; $(LAB) --config $(CONFIG) report; exit $$rc
+
+# Everything: unit, drivers and lab tiers, then the scenario suite. A lab that is
+# already up is used and left up; otherwise one is brought up and removed again
+# afterwards, whatever the outcome.
 test: setup
-	$(PY) -m pytest -p no:cacheprovider tests $(PYTEST_ARGS)
+	$(PY) -m pytest -p no:cacheprovider tests/unit tests/drivers tests/lab \
+		--junitxml=artifacts/junit-tiers.xml $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory scenarios
+
+scenarios: setup
+	@if [ -f var/inventory.json ]; then $(MAKE) --no-print-directory lab; else \
+		$(MAKE) --no-print-directory lab; rc=$$?; \
+		$(LAB) --config $(CONFIG) down; exit $$rc; fi
 
 test-unit: setup
 	$(PY) -m pytest -p no:cacheprovider tests/unit $(PYTEST_ARGS)
@@ -47,6 +68,9 @@ test-lab: setup
 lint: setup
 	$(VENV)/bin/ruff check lab tests
 	$(VENV)/bin/mypy lab
+	$(VENV)/bin/mypy --strict tests/unit
+	$(VENV)/bin/mypy --strict tests/lab
+	$(VENV)/bin/mypy --strict tests/scenarios
 
 bench:: setup
 

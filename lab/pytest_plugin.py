@@ -19,7 +19,8 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,10 +59,8 @@ def _config_path(config: pytest.Config) -> str | None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "scenario: a Driver Lab scenario run on a leased VM")
-    try:
+    with suppress(LabError):  # reported by the fixtures, where a test needs the lab
         host.enter_existing(load_config(_config_path(config)))
-    except LabError:
-        pass  # reported by the fixtures, where a test actually needs the lab
 
 
 # ---- verdicts ----------------------------------------------------------------------
@@ -78,19 +77,17 @@ def classify(exc: BaseException | None, crashed: bool) -> str:
     return "lab failed"
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
     if call.when != "call" or "lab_vm" not in getattr(item, "fixturenames", ()):
-        return
+        return report
     crashed = item.stash.get(CRASHED, False)
     lease: LeasedVm | None = getattr(item, "_lab_lease", None)
     if lease is not None and not crashed and report.failed:
-        try:
+        with suppress(LabError):
             crashed = lease.vm.crashed()
-        except LabError:
-            pass
     item.stash[CRASHED] = crashed
     verdict = "pass" if report.passed else (
         "skipped" if report.skipped else classify(call.excinfo.value if call.excinfo else None,
@@ -99,6 +96,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     item.user_properties.append(("verdict", verdict))
     if report.failed:
         report.sections.append(("Driver Lab verdict", verdict))
+    return report
 
 
 # ---- session fixtures --------------------------------------------------------------

@@ -76,6 +76,6 @@ def summary(junit: Path, lease_log: Path) -> str:
     failed = sum(r.outcome == "FAIL" for r in rows)
     n, who = max_concurrency(lease_log)
     lines = [table(rows), "",
-             f"{passed} passed, {failed} failed",
+             f"scenarios: {passed} passed, {failed} failed",
              f"most VMs leased at once: {n} ({', '.join(who)})"]
     return "\n".join(lines)

@@ -30,7 +30,6 @@ import tdiemu
 from tdiemu import ADAPTER_A, ADAPTER_B, Call, Run, check_contract, run_lifecycle
 
 from lab import journal as lj
-from lab.errors import DriverFailure
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "drivers" / "labtdi" / "driver.toml"
