@@ -1,0 +1,6 @@
+# Scenario suite wall time with 1/2/4 workers, unplug confirmation latency.
+.PHONY: bench-scenarios
+bench-scenarios: lab-up
+	$(PY) bench/scenarios/run.py
+
+bench:: bench-scenarios
