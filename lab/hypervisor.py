@@ -395,74 +395,50 @@ class Hypervisor:
         with classified(f"attaching a device to {dom.name()}"):
             dom.attachDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
 
-    def watch_device_removed(self, dom: libvirt.virDomain,
-                             callback: Callable[[str], None]) -> Callable[[], None]:
-        """Call ``callback(alias)`` on each device-removed event of ``dom``.
-
-        Returns a function that unregisters the watch.
-        """
+    def _watch(self, dom: libvirt.virDomain, event_id: int, what: str,
+               handler: Callable[..., None]) -> Callable[[], None]:
+        """Register ``handler(*event args)`` for ``dom``'s events; returns the cancel function."""
         start_event_loop()
         uuid = dom.UUIDString()
 
-        def on_removed(_conn: Any, d: libvirt.virDomain, alias: str, _opaque: Any) -> None:
+        def on_event(_conn: Any, d: libvirt.virDomain, *args: Any) -> None:
             if d.UUIDString() == uuid:
-                callback(alias)
+                handler(*args[:-1])  # the last argument is the opaque value
 
-        with classified("registering for device-removed events"):
-            cb_id = self.conn.domainEventRegisterAny(
-                dom, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, on_removed, None)
+        with classified(f"registering for {what} events"):
+            cb_id = self.conn.domainEventRegisterAny(dom, event_id, on_event, None)
 
         def cancel() -> None:
             with suppress(libvirt.libvirtError):
                 self.conn.domainEventDeregisterAny(cb_id)
 
         return cancel
+
+    def watch_device_removed(self, dom: libvirt.virDomain,
+                             callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback(alias)`` on each device-removed event of ``dom``."""
+        return self._watch(dom, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, "device-removed",
+                           callback)
 
     def watch_removal_failed(self, dom: libvirt.virDomain,
                              callback: Callable[[str], None]) -> Callable[[], None]:
         """Call ``callback(alias)`` when libvirt reports a device removal failed."""
-        start_event_loop()
-        uuid = dom.UUIDString()
-
-        def on_failed(_conn: Any, d: libvirt.virDomain, alias: str, _opaque: Any) -> None:
-            if d.UUIDString() == uuid:
-                callback(alias)
-
-        with classified("registering for device-removal-failed events"):
-            cb_id = self.conn.domainEventRegisterAny(
-                dom, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED, on_failed, None)
-
-        def cancel() -> None:
-            with suppress(libvirt.libvirtError):
-                self.conn.domainEventDeregisterAny(cb_id)
-
-        return cancel
+        return self._watch(dom, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED,
+                           "device-removal-failed", callback)
 
     def watch_lifecycle(self, dom: libvirt.virDomain,
                         callback: Callable[[str], None]) -> Callable[[], None]:
         """Call ``callback(description)`` on each lifecycle event (crashed, stopped, ...)."""
-        start_event_loop()
-        uuid = dom.UUIDString()
         names = {libvirt.VIR_DOMAIN_EVENT_CRASHED: "crashed",
                  libvirt.VIR_DOMAIN_EVENT_STOPPED: "stopped",
                  libvirt.VIR_DOMAIN_EVENT_STARTED: "started",
                  libvirt.VIR_DOMAIN_EVENT_SUSPENDED: "suspended",
                  libvirt.VIR_DOMAIN_EVENT_RESUMED: "resumed"}
 
-        def on_event(_conn: Any, d: libvirt.virDomain, event: int, detail: int,
-                     _opaque: Any) -> None:
-            if d.UUIDString() == uuid:
-                callback(f"{names.get(event, str(event))} (detail {detail})")
+        def on_event(event: int, detail: int) -> None:
+            callback(f"{names.get(event, str(event))} (detail {detail})")
 
-        with classified("registering for lifecycle events"):
-            cb_id = self.conn.domainEventRegisterAny(
-                dom, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, on_event, None)
-
-        def cancel() -> None:
-            with suppress(libvirt.libvirtError):
-                self.conn.domainEventDeregisterAny(cb_id)
-
-        return cancel
+        return self._watch(dom, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, "lifecycle", on_event)
 
     def domain_capable(self, virt_type: str) -> bool:
         """Whether libvirt offers domain type ``virt_type`` (kvm/qemu) for x86_64."""

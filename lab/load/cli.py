@@ -80,8 +80,8 @@ def register(subparsers: Any) -> None:
                    help="stream mode: bytes per connection, then stop (e.g. 64M)")
     p.add_argument("-s", "--message-size", type=_size, default=64,
                    help="ping/connect: bytes per request (default 64)")
-    p.add_argument("-w", "--window", type=_size, default=1 << 20,
-                   help="stream: bytes in flight per connection (default 1M)")
+    p.add_argument("-w", "--window", type=_size, default=1 << 18,
+                   help="stream: bytes in flight per connection (default 256K)")
     p.add_argument("--seed", type=int, default=1, help="pattern seed (default 1)")
     p.add_argument("--connect-timeout", type=_positive(float), default=3.0)
     p.add_argument("--stall-timeout", type=_positive(float), default=5.0,

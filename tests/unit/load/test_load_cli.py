@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Socat
+from load_echo_servers import Socat
 
 from lab.cli import main
 from lab.load.cli import parse_target

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import Fault, FaultyEchoServer, Socat
+from load_echo_servers import Fault, FaultyEchoServer, Socat
 
 from lab.load import LoadConfigError, LoadSpec, Mode, Target, run_load, run_load_async
 from lab.load.engine import TICK
@@ -120,3 +120,19 @@ def test_impossible_specs_are_config_errors(kwargs: dict[str, object], words: st
 def test_target_port_is_checked() -> None:
     with pytest.raises(LoadConfigError, match="out of range"):
         Target("127.0.0.1", 70000)
+
+
+def test_progress_line_when_asked(socat_echo: Socat, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = LoadSpec(targets=(target(socat_echo),), connections=1, duration=0.8, progress=True)
+    assert run_load(spec).ok
+    err = capsys.readouterr().err
+    assert "\r\x1b[Klab load:" in err and "/s  errors 0" in err
+    assert err.endswith("\r\x1b[K")  # the line is wiped at the end
+
+
+def test_no_progress_when_stderr_is_not_a_tty(
+    socat_echo: Socat, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = LoadSpec(targets=(target(socat_echo),), connections=1, duration=0.6)
+    assert run_load(spec).ok
+    assert capsys.readouterr().err == ""

@@ -4,12 +4,12 @@ connection, offset and time, and the run continues on the other connections."""
 from __future__ import annotations
 
 import pytest
-from conftest import Fault, FaultyEchoServer
+from load_echo_servers import Fault, FaultyEchoServer
 
 from lab.load import ErrorClass, LoadResult, LoadSpec, Mode, Target, run_load
 from lab.load.pattern import pattern_for
 
-AT = 300_000  # fault offset: past the first recv, inside the first 1 MiB window
+AT = 300_000  # fault offset: beyond the first window (256 KiB) and the first read
 
 
 def run_against(
