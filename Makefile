@@ -40,7 +40,7 @@ lab-status:
 
 # The main job: scenario suite in parallel against the lab of lab.toml (left up for
 # inspection; `make lab-down` removes it). JUnit and evidence land in artifacts/.
-lab: lab-up
+lab: lab-up drivers-linux
 	@rm -f var/leases/leases.jsonl
 	$(PY) -m pytest -p no:cacheprovider -n $(WORKERS) tests/scenarios \
 		--lab-config $(CONFIG) --junitxml=artifacts/junit.xml $(SCENARIO_ARGS); \

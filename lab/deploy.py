@@ -59,6 +59,12 @@ class LinuxTwinDeployment:
         if not self.twin.file.exists():
             raise LabFailure(f"{self.twin.file} is not built",
                              hint="run `make drivers-linux`")
+        abi_file = self.twin.file.parent / "kernel-abi"
+        guest_release = self.guest.run("uname -r", timeout=30).stdout.strip()
+        if abi_file.exists() and abi_file.read_text().strip() != guest_release:
+            raise LabFailure(f"{self.twin.file} was built for {abi_file.read_text().strip()}, "
+                             f"the guest runs {guest_release}",
+                             hint="rebuild with `make drivers-linux` after `make images`")
         self.guest.run(f"mkdir -p {GUEST_DIR}")
         self.guest.put(self.twin.file, str(self.guest_file))
 
