@@ -11,6 +11,10 @@ PYTEST_ARGS ?=
 .PHONY: setup images lab-up lab-down lab-status lab scenarios test test-unit test-lab lint bench clean help
 WORKERS ?= 4
 SCENARIO_ARGS ?=
+JUNIT ?= artifacts/junit.xml
+E1000E_CONFIG := images/linux-micro/lab-e1000e.toml
+# The inventory of the lab named by CONFIG (exists while that lab is up).
+INVENTORY = $(shell $(PY) -c "from lab.config import load_config; print(load_config('$(CONFIG)').state_dir / 'inventory.json')" 2>/dev/null)
 
 help:
 	@echo "setup       install Debian packages and the Python package into $(VENV)"
@@ -41,21 +45,23 @@ lab-status:
 # The main job: scenario suite in parallel against the lab of lab.toml (left up for
 # inspection; `make lab-down` removes it). JUnit and evidence land in artifacts/.
 lab: lab-up drivers-linux
-	@rm -f var/leases/leases.jsonl
+	@rm -f $(dir $(INVENTORY))leases/leases.jsonl
 	$(PY) -m pytest -p no:cacheprovider -n $(WORKERS) tests/scenarios \
-		--lab-config $(CONFIG) --junitxml=artifacts/junit.xml $(SCENARIO_ARGS); \
-		rc=$$?; $(LAB) --config $(CONFIG) report; exit $$rc
+		--lab-config $(CONFIG) --junitxml=$(JUNIT) $(SCENARIO_ARGS); \
+		rc=$$?; $(LAB) --config $(CONFIG) report --junit $(JUNIT); exit $$rc
 
-# Everything: unit, drivers and lab tiers, then the scenario suite. A lab that is
-# already up is used and left up; otherwise one is brought up and removed again
-# afterwards, whatever the outcome.
+# Everything: unit, drivers and lab tiers, then the scenario suite on the default
+# lab (virtio + vmxnet3, cloud kernel) and on the e1000e lab (virtio + e1000e,
+# generic kernel). A lab that is already up is used and left up; otherwise it is
+# brought up and removed again afterwards, whatever the outcome.
 test: setup
 	$(PY) -m pytest -p no:cacheprovider tests/unit tests/drivers tests/lab \
 		--junitxml=artifacts/junit-tiers.xml $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory scenarios
+	$(MAKE) --no-print-directory scenarios CONFIG=$(E1000E_CONFIG) JUNIT=artifacts/junit-e1000e.xml
 
 scenarios: setup
-	@if [ -f var/inventory.json ]; then $(MAKE) --no-print-directory lab; else \
+	@if [ -f "$(INVENTORY)" ]; then $(MAKE) --no-print-directory lab; else \
 		$(MAKE) --no-print-directory lab; rc=$$?; \
 		$(LAB) --config $(CONFIG) down; exit $$rc; fi
 

@@ -3,13 +3,18 @@
 #   var/drivers/linux/kecho.ko, labtdi.ko   the modules
 #   var/drivers/linux/l2probe               static L2 echo probe (guest side)
 #   var/drivers/linux/kernel-abi            the ABI they were built for
+#   var/drivers/linux/<abi>/*.ko            the modules per ABI (the lab deploys the
+#                                           ones matching the guest's `uname -r`)
 # Sources are copied to var/drivers/linux/build/ so kbuild leaves the tree clean.
 # Override LINUX_TWINS_ABI (e.g. 6.1.0-56-cloud-amd64) or LINUX_TWINS_KDIR.
 
-LINUX_TWINS_ABI   ?= $(shell bash drivers/linux/kernel-abi.sh)
+# The kernel package of the lab's config ([image] kernel_package) decides the ABI.
+LINUX_TWINS_META  ?= $(shell $(PY) -c "from lab.config import load_config; print(load_config('$(CONFIG)').image.kernel_package)" 2>/dev/null || echo linux-image-cloud-amd64)
+export LINUX_TWINS_META
+LINUX_TWINS_ABI   ?= $(shell LINUX_TWINS_META=$(LINUX_TWINS_META) bash drivers/linux/kernel-abi.sh)
 LINUX_TWINS_KDIR  ?= /usr/src/linux-headers-$(LINUX_TWINS_ABI)
 LINUX_TWINS_OUT   := var/drivers/linux
-LINUX_TWINS_BUILD := $(LINUX_TWINS_OUT)/build
+LINUX_TWINS_BUILD := $(LINUX_TWINS_OUT)/build/$(LINUX_TWINS_ABI)
 # <source dir under drivers/>:<module name>
 LINUX_TWINS       := wskecho:kecho labtdi:labtdi
 
@@ -32,6 +37,8 @@ drivers-linux:
 	    if grep -iq 'warning' $$dir/build.log; then \
 	        cat $$dir/build.log >&2; echo "drivers-linux: $$mod built with warnings" >&2; exit 1; fi; \
 	    cp -p $$dir/$$mod.ko $(LINUX_TWINS_OUT)/$$mod.ko; \
+	    mkdir -p $(LINUX_TWINS_OUT)/$(LINUX_TWINS_ABI); \
+	    cp -p $$dir/$$mod.ko $(LINUX_TWINS_OUT)/$(LINUX_TWINS_ABI)/$$mod.ko; \
 	done
 	@echo "  CC      l2probe (static)"
 	@gcc -static -O2 -Wall -Wextra -Werror -Idrivers/labtdi/linux \

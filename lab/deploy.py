@@ -10,8 +10,9 @@ OpenSSH) is to come and will satisfy the same protocol.
 from __future__ import annotations
 
 import shlex
+import subprocess
 import time
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from lab.drivers import DriverManifest, LinuxTwin
@@ -36,6 +37,16 @@ class Deployment(Protocol):
     def bind(self, ifname: str) -> None: ...
 
 
+def module_release(ko: Path) -> str | None:
+    """The kernel release a module was built for (first word of its vermagic)."""
+    try:
+        out = subprocess.run(["modinfo", "-F", "vermagic", str(ko)], capture_output=True,
+                             text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.split()[0] if out.split() else None
+
+
 class LinuxTwinDeployment:
     """The Linux twin (kernel module) of one driver, in a micro guest."""
 
@@ -56,17 +67,20 @@ class LinuxTwinDeployment:
         return self.twin.module
 
     def install(self) -> None:
-        if not self.twin.file.exists():
-            raise LabFailure(f"{self.twin.file} is not built",
-                             hint="run `make drivers-linux`")
-        abi_file = self.twin.file.parent / "kernel-abi"
         guest_release = self.guest.run("uname -r", timeout=30).stdout.strip()
-        if abi_file.exists() and abi_file.read_text().strip() != guest_release:
-            raise LabFailure(f"{self.twin.file} was built for {abi_file.read_text().strip()}, "
+        per_kernel = self.twin.file.parent / guest_release / self.twin.file.name
+        local = per_kernel if per_kernel.exists() else self.twin.file
+        if not local.exists():
+            raise LabFailure(f"{per_kernel} is not built",
+                             hint="run `make drivers-linux` (CONFIG=<the lab's toml>)")
+        built_for = module_release(local)
+        if built_for is not None and built_for != guest_release:
+            raise LabFailure(f"{local} was built for kernel {built_for}, "
                              f"the guest runs {guest_release}",
-                             hint="rebuild with `make drivers-linux` after `make images`")
+                             hint="rebuild the twins for the guest's kernel: "
+                                  "`make drivers-linux` (LINUX_TWINS_META=<kernel package>)")
         self.guest.run(f"mkdir -p {GUEST_DIR}")
-        self.guest.put(self.twin.file, str(self.guest_file))
+        self.guest.put(local, str(self.guest_file))
 
     def load(self, knobs: tuple[str, ...] = ()) -> None:
         argv = self.twin.insmod_argv(self.guest_file, knobs)

@@ -97,28 +97,64 @@ class Guest:
             client.get_host_keys().add(self.addr.host, kind,
                                        paramiko.PKey.from_type_string(kind,
                                                                       base64.b64decode(blob)))
+            try:
+                conn.open()
+            except (OSError, paramiko.SSHException) as exc:
+                raise LabFailure(f"{self.addr.name}: cannot connect to {self.addr.host}:22: "
+                                 f"{exc}") from exc
+            # A guest that crashed or hangs must not block a channel open forever
+            # (paramiko waits an hour by default); keepalives notice a dead peer.
+            conn.transport.channel_timeout = self.connect_timeout
+            conn.transport.set_keepalive(5)
             self._conn = conn
         return self._conn
 
     def run(self, command: str, timeout: float = 60.0, check: bool = True) -> CommandResult:
-        """Run ``command`` in the guest's shell; ``check`` makes a non-zero exit a LabFailure."""
+        """Run ``command`` in the guest's shell; ``check`` makes a non-zero exit a LabFailure.
+
+        The deadline is hard: every read on the SSH channel times out, so a guest
+        that crashed or hangs mid-command cannot block the caller (a dead TCP peer
+        would otherwise keep a blocking read waiting for many minutes).
+        """
+        transport = self.connection.transport
         try:
-            res = self.connection.run(command, hide=True, warn=True, timeout=timeout,
-                                      in_stream=False)
-        except (OSError, paramiko.SSHException) as exc:
+            chan = transport.open_session(timeout=self.connect_timeout)
+            chan.settimeout(1.0)
+            chan.exec_command(command)
+            stdout, stderr = self._drain(chan, command, time.monotonic() + timeout, timeout)
+            code = chan.recv_exit_status()
+            chan.close()
+        except (OSError, EOFError, paramiko.SSHException) as exc:
             self.close()
-            raise LabFailure(f"{self.addr.name}: ssh {command!r} failed: {exc}") from exc
-        except Exception as exc:  # invoke's CommandTimedOut has no stable import path
-            if type(exc).__name__ == "CommandTimedOut":
-                self.close()
-                raise LabFailure(f"{self.addr.name}: {command!r} did not finish within "
-                                 f"{timeout:.0f}s") from exc
-            raise
-        result = CommandResult(command, int(res.exited), res.stdout, res.stderr)
+            raise LabFailure(f"{self.addr.name}: ssh {command!r} failed: "
+                             f"{exc or type(exc).__name__}") from exc
+        result = CommandResult(command, code, stdout, stderr)
         if check and not result.ok:
             raise LabFailure(f"{self.addr.name}: {command!r} exited {result.exit_code}: "
                              f"{result.stderr.strip()[-500:]}")
         return result
+
+    def _drain(self, chan: paramiko.Channel, command: str, deadline: float,
+               timeout: float) -> tuple[str, str]:
+        out: list[bytes] = []
+        err: list[bytes] = []
+        while not (chan.exit_status_ready() and not chan.recv_ready()
+                   and not chan.recv_stderr_ready()):
+            if time.monotonic() > deadline:
+                chan.close()
+                self.close()
+                raise LabFailure(f"{self.addr.name}: {command!r} did not finish within "
+                                 f"{timeout:.0f}s")
+            got = False
+            if chan.recv_ready():
+                out.append(chan.recv(65536))
+                got = True
+            if chan.recv_stderr_ready():
+                err.append(chan.recv_stderr(65536))
+                got = True
+            if not got:
+                chan.status_event.wait(0.05)
+        return (b"".join(out).decode(errors="replace"), b"".join(err).decode(errors="replace"))
 
     def put(self, local: Path, remote: str) -> None:
         """Copy a file into the guest (SFTP)."""
@@ -145,12 +181,20 @@ def ssh_port_open(host: str, timeout: float = 1.0) -> bool:
 
 
 def wait_for_ssh(addr: GuestAddress, timeout: float,
-                 last_seen: Callable[[], str | None] | None = None) -> float:
-    """Wait until the guest's SSH answers a command; returns the seconds it took."""
+                 last_seen: Callable[[], str | None] | None = None,
+                 fatal: Callable[[], str | None] | None = None) -> float:
+    """Wait until the guest's SSH answers a command; returns the seconds it took.
+
+    ``fatal`` reports a boot that can no longer succeed (e.g. the root disk cannot
+    be mounted): the wait then ends at once with that message instead of a timeout.
+    """
     check_route(addr)
     start = time.monotonic()
 
     def probe() -> bool | None:
+        if fatal is not None and (reason := fatal()):
+            raise LabFailure(f"{addr.name} cannot boot: {reason}",
+                             hint="see its serial console log")
         if not ssh_port_open(addr.host):
             return None
         try:

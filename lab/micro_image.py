@@ -24,10 +24,12 @@ from lab import keys
 from lab.errors import LabFailure
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "images" / "linux-micro"
-BUILDER_VERSION = "3"
+BUILDER_VERSION = "4"
 
-#: Modules the initramfs loads (with their dependencies) to reach the root disk.
-INITRAMFS_MODULES = ("virtio_pci", "virtio_blk")
+#: Modules the initramfs loads (with their dependencies) to reach the root disk;
+#: those the kernel has built in (modules.builtin) are skipped. ext4 and crc32c are
+#: built in on the cloud kernel but modules on the generic one (which has e1000e).
+INITRAMFS_MODULES = ("virtio_pci", "virtio_blk", "crc32c_generic", "ext4")
 
 #: Host binaries copied into the guest, with their shared libraries.
 GUEST_BINARIES = {
@@ -232,11 +234,22 @@ def module_closure(tree_modules: Path, names: tuple[str, ...]) -> list[str]:
             visit(dep)
         order.append(path)
 
+    builtin = _builtin_names(tree_modules)
     for name in names:
+        if name in builtin:
+            continue
         if name not in by_name:
             raise LabFailure(f"kernel module {name} is not in {tree_modules}")
         visit(by_name[name])
     return order
+
+
+def _builtin_names(tree_modules: Path) -> set[str]:
+    listing = tree_modules / "modules.builtin"
+    if not listing.exists():
+        return set()
+    return {Path(line).name.split(".ko")[0].replace("-", "_")
+            for line in listing.read_text().splitlines() if line.strip()}
 
 
 def _build_initramfs(initrd: Path, tree: Path, release: str, staging: Path) -> None:

@@ -186,13 +186,15 @@ def _bring_up_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec,
             return entry
     if dom is None:
         dom = _define_vm(hv, ctx, vm, log, say)
+    log_start = Path(log).stat().st_size if Path(log).exists() else 0
     if hv.state(dom) != DomainState.RUNNING:
         Path(log).parent.mkdir(parents=True, exist_ok=True)
         hv.start(dom)
         say("started; waiting for SSH on the management NIC "
             f"{vm.mgmt.address} (deadline {ctx.config.vms.boot_timeout_s}s)")
     took = wait_for_ssh(_guest_address(ctx, vm), ctx.config.vms.boot_timeout_s,
-                        last_seen=lambda: _last_console_line(log))
+                        last_seen=lambda: _last_console_line(log),
+                        fatal=lambda: _fatal_console_line(log, log_start))
     say(f"SSH answers after {took:.1f}s")
     if inventory.SNAPSHOT_NAME not in hv.snapshot_names(dom):
         t0 = time.monotonic()
@@ -233,6 +235,24 @@ def _last_console_line(log: str) -> str | None:
     except OSError:
         return None
     return f"console: {lines[-1].strip()}" if lines else "console: (empty)"
+
+
+#: Console lines that mean a boot cannot reach SSH any more.
+FATAL_MARKERS = ("lab-initramfs: cannot", "lab-initramfs: no /dev/vda", "Kernel panic")
+
+
+def _fatal_console_line(log: str, start: int) -> str | None:
+    """A fatal line printed since offset ``start`` (the log is appended across boots)."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(start)
+            text = fh.read(1 << 20).decode(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if any(marker in line for marker in FATAL_MARKERS):
+            return line.strip()
+    return None
 
 
 def _write_inventory(config: LabConfig, plan: LabPlan, run: str, accel_name: str,
