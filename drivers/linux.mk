@@ -10,7 +10,6 @@
 
 # The kernel package of the lab's config ([image] kernel_package) decides the ABI.
 LINUX_TWINS_META  ?= $(shell $(PY) -c "from lab.config import load_config; print(load_config('$(CONFIG)').image.kernel_package)" 2>/dev/null || echo linux-image-cloud-amd64)
-export LINUX_TWINS_META
 LINUX_TWINS_ABI   ?= $(shell LINUX_TWINS_META=$(LINUX_TWINS_META) bash drivers/linux/kernel-abi.sh)
 LINUX_TWINS_KDIR  ?= /usr/src/linux-headers-$(LINUX_TWINS_ABI)
 LINUX_TWINS_OUT   := var/drivers/linux

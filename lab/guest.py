@@ -182,7 +182,8 @@ def ssh_port_open(host: str, timeout: float = 1.0) -> bool:
 
 def wait_for_ssh(addr: GuestAddress, timeout: float,
                  last_seen: Callable[[], str | None] | None = None,
-                 fatal: Callable[[], str | None] | None = None) -> float:
+                 fatal: Callable[[], str | None] | None = None,
+                 progress: Callable[[str], None] | None = None) -> float:
     """Wait until the guest's SSH answers a command; returns the seconds it took.
 
     ``fatal`` reports a boot that can no longer succeed (e.g. the root disk cannot
@@ -190,8 +191,14 @@ def wait_for_ssh(addr: GuestAddress, timeout: float,
     """
     check_route(addr)
     start = time.monotonic()
+    reported = [start]
 
     def probe() -> bool | None:
+        now = time.monotonic()
+        if progress is not None and now - reported[0] >= 10:
+            reported[0] = now
+            seen = last_seen() if last_seen is not None else None
+            progress(f"still booting after {now - start:.0f}s" + (f" ({seen})" if seen else ""))
         if fatal is not None and (reason := fatal()):
             raise LabFailure(f"{addr.name} cannot boot: {reason}",
                              hint="see its serial console log")

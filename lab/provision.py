@@ -194,7 +194,7 @@ def _bring_up_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec,
             f"{vm.mgmt.address} (deadline {ctx.config.vms.boot_timeout_s}s)")
     took = wait_for_ssh(_guest_address(ctx, vm), ctx.config.vms.boot_timeout_s,
                         last_seen=lambda: _last_console_line(log),
-                        fatal=lambda: _fatal_console_line(log, log_start))
+                        fatal=lambda: _fatal_console_line(log, log_start), progress=say)
     say(f"SSH answers after {took:.1f}s")
     if inventory.SNAPSHOT_NAME not in hv.snapshot_names(dom):
         t0 = time.monotonic()
