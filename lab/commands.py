@@ -113,10 +113,7 @@ def status_table(inv: inventory.Inventory, states: dict[str, str] | None) -> str
 
 
 def guest_address(inv: inventory.Inventory, vm_name: str) -> GuestAddress:
-    vm = inv.vm(vm_name)
-    return GuestAddress(name=vm.name, host=vm.mgmt.address, subnet=inv.management_subnet,
-                        bridge=vm.mgmt.bridge, key_file=Path(inv.key_file),
-                        host_key=inv.host_key)
+    return GuestAddress.of(inv, inv.vm(vm_name))
 
 
 def cmd_ssh(args: argparse.Namespace) -> int:

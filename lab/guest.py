@@ -21,6 +21,7 @@ from fabric import Connection
 
 from lab import netns
 from lab.errors import LabFailure
+from lab.inventory import Inventory, VmEntry
 from lab.wait import wait_for
 
 CONNECT_TIMEOUT = 10.0
@@ -36,6 +37,12 @@ class GuestAddress:
     bridge: str  # host bridge of the management network
     key_file: Path
     host_key: str  # "ssh-ed25519 AAAA..."
+
+    @classmethod
+    def of(cls, inv: Inventory, vm: VmEntry) -> GuestAddress:
+        """The management address of an inventory VM."""
+        return cls(name=vm.name, host=vm.mgmt.address, subnet=inv.management_subnet,
+                   bridge=vm.mgmt.bridge, key_file=Path(inv.key_file), host_key=inv.host_key)
 
 
 @dataclass(frozen=True)

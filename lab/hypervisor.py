@@ -158,33 +158,30 @@ class Hypervisor:
         vm = el.findtext("d:vm", default=None, namespaces=ns)
         return Owner(lab=name, run=run, vm=vm)
 
-    def owned_domains(self, lab: str) -> list[tuple[libvirt.virDomain, Owner]]:
+    def _with_owner(self, objects: list[Any], lab: str | None) -> list[tuple[Any, Owner]]:
+        """Objects carrying lab metadata (of lab ``lab``; of any lab when None)."""
         result = []
-        with classified("listing domains"):
-            domains = self.conn.listAllDomains()
-        for dom in domains:
-            owner = self.owner_from_xml(dom.XMLDesc(0))
-            if owner is not None and owner.lab == lab:
-                result.append((dom, owner))
+        for obj in objects:
+            owner = self.owner_from_xml(obj.XMLDesc(0))
+            if owner is not None and (lab is None or owner.lab == lab):
+                result.append((obj, owner))
         return result
 
+    def owned_domains(self, lab: str) -> list[tuple[libvirt.virDomain, Owner]]:
+        with classified("listing domains"):
+            return self._with_owner(self.conn.listAllDomains(), lab)
+
     def owned_networks(self, lab: str) -> list[tuple[libvirt.virNetwork, Owner]]:
-        result = []
         with classified("listing networks"):
-            networks = self.conn.listAllNetworks()
-        for net in networks:
-            owner = self.owner_from_xml(net.XMLDesc(0))
-            if owner is not None and owner.lab == lab:
-                result.append((net, owner))
-        return result
+            return self._with_owner(self.conn.listAllNetworks(), lab)
 
     def lab_object_names(self) -> list[str]:
         """Domains and networks of any Driver Lab lab (carrying lab metadata)."""
         with classified("listing libvirt objects"):
-            objs = [("domain", d.name(), d.XMLDesc(0)) for d in self.conn.listAllDomains()]
-            objs += [("network", n.name(), n.XMLDesc(0)) for n in self.conn.listAllNetworks()]
-        return [f"{kind} {name}" for kind, name, xml in objs
-                if self.owner_from_xml(xml) is not None]
+            doms = self._with_owner(self.conn.listAllDomains(), None)
+            nets = self._with_owner(self.conn.listAllNetworks(), None)
+        return ([f"domain {d.name()}" for d, _ in doms]
+                + [f"network {n.name()}" for n, _ in nets])
 
     # ---- networks ----------------------------------------------------------------
 

@@ -9,7 +9,6 @@ knows it before any guest boots and never has to trust a key blindly.
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lab.errors import LabFailure
+from lab.hosttools import run_tool
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,8 @@ def ensure_keys(key_dir: Path) -> LabKeys:
         _write_client_key(client)
     host = key_dir / "guest_host_ed25519.dropbear"
     if not host.exists():
-        _run(["dropbearkey", "-t", "ed25519", "-f", str(host)])
+        run_tool(["dropbearkey", "-t", "ed25519", "-f", str(host)],
+                 "generating the guest host key", timeout=60)
     host_pub = _host_public(host)
     return LabKeys(client_private=client,
                    client_public=(key_dir / "id_ed25519.pub").read_text().strip(),
@@ -58,19 +59,10 @@ def _write_client_key(path: Path) -> None:
 
 
 def _host_public(host_key: Path) -> str:
-    out = _run(["dropbearkey", "-y", "-f", str(host_key)])
+    out = run_tool(["dropbearkey", "-y", "-f", str(host_key)],
+                   "reading the guest host key", timeout=60)
     for line in out.splitlines():
         if line.startswith("ssh-ed25519 "):
             kind, blob = line.split()[:2]
             return f"{kind} {blob}"
     raise LabFailure(f"dropbearkey printed no public key for {host_key}")
-
-
-def _run(cmd: list[str]) -> str:
-    try:
-        return subprocess.run(cmd, check=True, capture_output=True, text=True,
-                              timeout=60).stdout
-    except FileNotFoundError:
-        raise LabFailure(f"{cmd[0]} is not installed", hint="run `make setup`") from None
-    except subprocess.CalledProcessError as exc:
-        raise LabFailure(f"{' '.join(cmd)} failed: {exc.stderr.strip()}") from None

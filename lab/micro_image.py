@@ -22,6 +22,7 @@ from pathlib import Path
 
 from lab import keys
 from lab.errors import LabFailure
+from lab.hosttools import run_tool
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "images" / "linux-micro"
 BUILDER_VERSION = "4"
@@ -56,25 +57,11 @@ class MicroImage:
         return {k: str(v) for k, v in asdict(self).items()}
 
 
-def _run(cmd: list[str], what: str, cwd: Path | None = None) -> str:
-    try:
-        out = subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True,
-                             timeout=300)
-    except FileNotFoundError:
-        raise LabFailure(f"{what}: {cmd[0]} is not installed",
-                         hint="run `make setup` to install the lab's Debian packages") from None
-    except subprocess.CalledProcessError as exc:
-        raise LabFailure(f"{what} failed ({' '.join(cmd)}): {exc.stderr.strip()[-800:]}") from None
-    except subprocess.TimeoutExpired:
-        raise LabFailure(f"{what} did not finish within 300s ({' '.join(cmd)})") from None
-    return out.stdout
-
-
 def resolve_kernel_package(package: str) -> str:
     """Map a meta package (linux-image-cloud-amd64) to its ABI package."""
     if re.match(r"^linux-image-\d", package):
         return package
-    out = _run(["apt-cache", "depends", "--important", package], f"resolving {package}")
+    out = run_tool(["apt-cache", "depends", "--important", package], f"resolving {package}")
     for line in out.splitlines():
         m = re.match(r"\s*Depends:\s*(linux-image-\d\S*)", line)
         if m:
@@ -94,12 +81,12 @@ def fetch_kernel(package: str, cache: Path, progress: Progress) -> Path:
     found = sorted(debs.glob(f"{abi}_*.deb"))
     if not found:
         progress(f"downloading {abi} (apt-get download)")
-        _run(["apt-get", "download", "-q", abi], f"downloading {abi}", cwd=debs)
+        run_tool(["apt-get", "download", "-q", abi], f"downloading {abi}", cwd=debs)
         found = sorted(debs.glob(f"{abi}_*.deb"))
     if not found:
         raise LabFailure(f"apt-get download {abi} left no .deb in {debs}")
     shutil.rmtree(tree, ignore_errors=True)
-    _run(["dpkg-deb", "-x", str(found[-1]), str(tree)], f"unpacking {found[-1].name}")
+    run_tool(["dpkg-deb", "-x", str(found[-1]), str(tree)], f"unpacking {found[-1].name}")
     (tree / ".complete").touch()
     return tree
 
@@ -172,7 +159,7 @@ def _copy_with_libs(src: str, root: Path, dest: str) -> None:
 
 
 def _shared_libs(binary: str) -> list[str]:
-    out = _run(["ldd", binary], f"listing libraries of {binary}")
+    out = run_tool(["ldd", binary], f"listing libraries of {binary}")
     libs: list[str] = []
     for line in out.splitlines():
         m = re.search(r"(/\S+)\s+\(0x", line)
@@ -185,7 +172,7 @@ def _install_busybox(root: Path) -> None:
     bb = root / "bin" / "busybox"
     bb.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(BUSYBOX, bb)
-    applets = _run([BUSYBOX, "--list-full"], "listing busybox applets").split()
+    applets = run_tool([BUSYBOX, "--list-full"], "listing busybox applets").split()
     for applet in applets:
         link = root / applet
         if link.exists() or link.is_symlink():
@@ -205,7 +192,7 @@ def _stage_rootfs(root: Path, tree: Path, release: str, lab_keys: keys.LabKeys) 
     modules = root / "lib" / "modules"
     modules.mkdir(parents=True, exist_ok=True)
     shutil.copytree(tree / "lib" / "modules" / release, modules / release, symlinks=True)
-    _run(["depmod", "-b", str(root), release], "depmod for the guest module tree")
+    run_tool(["depmod", "-b", str(root), release], "depmod for the guest module tree")
     dropbear_dir = root / "etc" / "dropbear"
     dropbear_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy2(lab_keys.host_key_dropbear, dropbear_dir / "dropbear_ed25519_host_key")
@@ -255,7 +242,7 @@ def _builtin_names(tree_modules: Path) -> set[str]:
 def _build_initramfs(initrd: Path, tree: Path, release: str, staging: Path) -> None:
     mod_src = tree / "lib" / "modules" / release
     if not (mod_src / "modules.dep").exists():
-        _run(["depmod", "-b", str(tree), release], "depmod for the kernel tree")
+        run_tool(["depmod", "-b", str(tree), release], "depmod for the kernel tree")
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "bin").mkdir(parents=True)
     (staging / "modules").mkdir()
@@ -275,8 +262,8 @@ def _build_initramfs(initrd: Path, tree: Path, release: str, staging: Path) -> N
 
 def _build_disk(root: Path, disk: Path, size_mib: int, workdir: Path) -> None:
     raw = workdir / "golden.raw"
-    _run(["mke2fs", "-q", "-t", "ext4", "-L", "labroot", "-d", str(root), "-F",
+    run_tool(["mke2fs", "-q", "-t", "ext4", "-L", "labroot", "-d", str(root), "-F",
           "-E", "root_owner=0:0", str(raw), f"{size_mib}M"], "creating the golden ext4 disk")
-    _run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(disk)],
+    run_tool(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(disk)],
          "converting the golden disk to qcow2")
     raw.unlink()

@@ -9,10 +9,10 @@ from __future__ import annotations
 import ctypes
 import os
 import socket
-import subprocess
 from pathlib import Path
 
 from lab.errors import LabFailure
+from lab.hosttools import run_tool
 
 NETNS_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000
@@ -24,14 +24,7 @@ def exists(name: str) -> bool:
 
 def ip(*args: str, timeout: float = 30) -> str:
     """Run `ip ARGS...`; a failure is a LabFailure naming the command."""
-    try:
-        out = subprocess.run(["ip", *args], check=True, capture_output=True, text=True,
-                             timeout=timeout)
-    except FileNotFoundError:
-        raise LabFailure("`ip` (iproute2) is not installed", hint="run `make setup`") from None
-    except subprocess.CalledProcessError as exc:
-        raise LabFailure(f"ip {' '.join(args)} failed: {exc.stderr.strip()}") from None
-    return out.stdout
+    return run_tool(["ip", *args], f"ip {' '.join(args)}", timeout=timeout)
 
 
 def create(name: str) -> None:

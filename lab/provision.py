@@ -17,7 +17,7 @@ from lab import accel, domxml, inventory, naming
 from lab.config import Acceleration, ImageKind, LabConfig
 from lab.errors import LabError, LabFailure
 from lab.guest import Guest, GuestAddress, wait_for_ssh
-from lab.host import decide, open_host
+from lab.host import LOCAL_URIS, decide, open_host
 from lab.hypervisor import DomainState, Hypervisor
 from lab.micro_image import MicroImage, build_image
 from lab.plan import LabPlan, VmSpec, make_plan
@@ -43,7 +43,6 @@ class VmContext:
     owner_run: str
     domain_type: str
     boot: BootFiles
-    pool_path: str
     image: MicroImage
 
 
@@ -80,13 +79,13 @@ def up(config: LabConfig, progress: Progress) -> inventory.Inventory:
         boot = _upload_image(hv, config, image, progress)
         ctx = VmContext(config=config, plan=plan, owner_run=run,
                         domain_type=accel.domain_type(accel_choice), boot=boot,
-                        pool_path=config.pool_path, image=image)
+                        image=image)
         entries = _bring_up_all(hv, ctx, progress)
         return _write_inventory(config, plan, run, accel_choice.value, image, entries)
 
 
 def _acceleration(config: LabConfig, image: MicroImage, progress: Progress) -> Acceleration:
-    if config.lab.uri in ("qemu:///system",):
+    if config.lab.uri in LOCAL_URIS:
         return accel.resolve(config.lab.acceleration, config.state_dir / "accel.json",
                              image.kernel, image.initrd, progress)
     if config.lab.acceleration is Acceleration.AUTO:
@@ -181,7 +180,7 @@ def _bring_up_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec,
                              hint="rename the lab ([lab] name) or remove that domain")
         if inventory.SNAPSHOT_NAME in hv.snapshot_names(dom) \
                 and hv.state(dom) == DomainState.RUNNING:
-            _check_alive(ctx, vm, say)
+            _check_alive(ctx, vm)
             say("already up (running, clean snapshot present): unchanged")
             return entry
     if dom is None:
@@ -221,7 +220,7 @@ def _define_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec, log: str,
     return dom
 
 
-def _check_alive(ctx: VmContext, vm: VmSpec, say: SubjectProgress) -> None:
+def _check_alive(ctx: VmContext, vm: VmSpec) -> None:
     with Guest(_guest_address(ctx, vm), connect_timeout=10) as guest:
         guest.run("true", timeout=20)
 

@@ -218,13 +218,10 @@ class LeasedVm:
     console_offset: int = 0
 
     def console(self) -> str:
-        """The VM's serial console since this lease began."""
-        try:
-            with open(self.vm.entry.console_log, "rb") as fh:
-                fh.seek(self.console_offset)
-                return fh.read().decode(errors="replace")
-        except OSError:
-            return ""
+        """The VM's serial console since this lease began (raises OSError if unreadable)."""
+        with open(self.vm.entry.console_log, "rb") as fh:
+            fh.seek(self.console_offset)
+            return fh.read().decode(errors="replace")
 
     @property
     def test_nics(self) -> tuple[inventory.NicEntry, ...]:
@@ -287,7 +284,7 @@ def lab_vm(request: pytest.FixtureRequest, lab_config: LabConfig,
         if cancel is not None:
             cancel()
         try:
-            _collect(request, leased, console_offset)
+            _collect(request, leased)
         finally:
             vm.close()
             lease.release()
@@ -300,15 +297,13 @@ def _size(path: str) -> int:
         return 0
 
 
-def _collect(request: pytest.FixtureRequest, leased: LeasedVm, offset: int) -> None:
+def _collect(request: pytest.FixtureRequest, leased: LeasedVm) -> None:
     """Write the evidence folder (always; it is small), plus a dump on a crash."""
     vm, ev = leased.vm, leased.evidence
     verdict = request.node.stash.get(VERDICT, "not run")
     ev.write("verdict.txt", verdict + "\n")
     try:
-        with open(vm.entry.console_log, "rb") as fh:
-            fh.seek(offset)
-            ev.write("console.log", fh.read().decode(errors="replace"))
+        ev.write("console.log", leased.console())
     except OSError as exc:
         ev.write("console.log", f"(console log unreadable: {exc})\n")
     crashed = request.node.stash.get(CRASHED, False)

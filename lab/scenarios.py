@@ -48,6 +48,12 @@ def require_probe(nic: inventory.NicEntry, what: str) -> float:
     return reply.rtt_s
 
 
+def await_probe(nic: inventory.NicEntry, state: str, timeout: float = 30) -> float:
+    """Wait until the L2 echo answers on ``nic`` again; returns the round trip (s)."""
+    return wait_for(f"L2 echo from the {state} {nic.alias}",
+                    lambda: r.rtt_s if (r := probe(nic.bridge, nic.mac)) else None, timeout)
+
+
 def echo_once(nic: inventory.NicEntry, payload: bytes = b"driver-lab echo probe\n") -> None:
     """One TCP echo round trip to kecho on ``nic`` (traffic flows)."""
     try:
@@ -84,9 +90,7 @@ def hot_unplug(vm: Vm, tdi: LinuxTwinDeployment, nic: inventory.NicEntry,
     vm.replug(nic)
     wait_for(f"labtdi to bind the replugged {nic.mac}",
              lambda: True if _journal_has_bind(tdi, nic.mac, last_ns) else None, 30)
-    m.values["probe_rtt_s"] = wait_for(f"L2 echo from the replugged {nic.alias}",
-                                       lambda: (r.rtt_s if (r := probe(nic.bridge, nic.mac))
-                                                else None), 30)
+    m.values["probe_rtt_s"] = await_probe(nic, "replugged")
     if kecho is not None:
         echo_once(nic)
     return m
@@ -113,9 +117,7 @@ def unbind_rebind(vm: Vm, tdi: LinuxTwinDeployment, nic: inventory.NicEntry,
         require_probe(other, f"while {nic.alias} is unbound")
     tdi.bind(vm.ifname(nic))
     vm.timeline.add(f"labtdi bound to {nic.alias} again")
-    m.values["probe_rtt_s"] = wait_for(f"L2 echo from the rebound {nic.alias}",
-                                       lambda: (r.rtt_s if (r := probe(nic.bridge, nic.mac))
-                                                else None), 30)
+    m.values["probe_rtt_s"] = await_probe(nic, "rebound")
     return m
 
 

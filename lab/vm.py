@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from lab import domxml, inventory
@@ -57,9 +56,7 @@ class Vm:
         self.entry = entry
         self.hv = hv
         self.timeline = timeline or Timeline()
-        self.address = GuestAddress(name=entry.name, host=entry.mgmt.address,
-                                    subnet=inv.management_subnet, bridge=entry.mgmt.bridge,
-                                    key_file=Path(inv.key_file), host_key=inv.host_key)
+        self.address = GuestAddress.of(inv, entry)
         self.guest = Guest(self.address)
 
     @property
