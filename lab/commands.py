@@ -15,12 +15,13 @@ from lab.errors import LabFailure
 from lab.guest import Guest, GuestAddress
 from lab.host import enter_existing, open_host
 from lab.hypervisor import DomainState
+from lab.paths import StatePaths
 from lab.progress import Progress
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("images", help="build the micro Linux guest image")
-    p.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    p = sub.add_parser("images", help="build (micro Linux) or check (Windows) the golden image")
+    p.add_argument("--force", action="store_true", help="rebuild even if up to date (micro)")
     p.set_defaults(func=cmd_images)
     sub.add_parser("up", help="bring the lab up (idempotent)").set_defaults(func=cmd_up)
     sub.add_parser("down", help="remove everything the lab made").set_defaults(func=cmd_down)
@@ -44,17 +45,24 @@ def _config(args: argparse.Namespace) -> LabConfig:
 
 
 def _progress(cfg: LabConfig) -> Progress:
-    return Progress(log=cfg.state_dir / "logs" / "lab.log")
+    return Progress(log=StatePaths(cfg.state_dir).lab_log)
 
 
 def cmd_images(args: argparse.Namespace) -> int:
-    from lab.micro_image import build_image
+    from lab.guests import guest_kind
 
     cfg = _config(args)
-    img = build_image(cfg.image.kernel_package, cfg.state_dir, cfg.image.disk_size_mib,
-                      _progress(cfg), force=args.force)
-    print(f"kernel {img.kernel_release}\n  kernel: {img.kernel}\n  initrd: {img.initrd}\n"
-          f"  golden disk: {img.disk}\n  host key: {img.host_key_line}")
+    kind = guest_kind(cfg)
+    if args.force and kind.name == "linux-micro":
+        from lab.guests.micro_image import build_image
+
+        build_image(cfg.image.kernel_package, cfg.state_dir, cfg.image.disk_size_mib,
+                    _progress(cfg), force=True)
+    kind.check()
+    img = kind.prepare_image(_progress(cfg))
+    boot = f"  kernel: {img.kernel}\n  initrd: {img.initrd}\n" if img.kernel else ""
+    print(f"{kind.name} image {img.digest}\n{boot}  golden disk: {img.disk}\n"
+          f"  host key: {img.host_key_line}")
     return 0
 
 
@@ -64,7 +72,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     cfg = _config(args)
     inv = up(cfg, _progress(cfg))
     print(status_table(inv, None))
-    print(f"\ninventory: {cfg.state_dir / inventory.INVENTORY_NAME}")
+    print(f"\ninventory: {StatePaths(cfg.state_dir).inventory}")
     return 0
 
 
@@ -78,7 +86,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    inv_path = cfg.state_dir / inventory.INVENTORY_NAME
+    inv_path = StatePaths(cfg.state_dir).inventory
     if not inv_path.exists():
         print(f"lab {cfg.lab.name} is down (no {inv_path})")
         return 0
@@ -118,7 +126,7 @@ def guest_address(inv: inventory.Inventory, vm_name: str) -> GuestAddress:
 
 def cmd_ssh(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    inv = inventory.read(cfg.state_dir / inventory.INVENTORY_NAME)
+    inv = inventory.read(StatePaths(cfg.state_dir).inventory)
     addr = guest_address(inv, args.vm)
     enter_existing(cfg)
     if not args.cmd:
@@ -128,7 +136,7 @@ def cmd_ssh(args: argparse.Namespace) -> int:
                              hint="apt-get install openssh-client, or pass a command")
         os.execv(ssh, [ssh, "-i", str(addr.key_file), "-o", "IdentitiesOnly=yes",
                        "-o", f"UserKnownHostsFile={inv.known_hosts}",
-                       "-o", "StrictHostKeyChecking=yes", f"root@{addr.host}"])
+                       "-o", "StrictHostKeyChecking=yes", f"{addr.user}@{addr.host}"])
     with Guest(addr) as guest:
         res = guest.run(" ".join(args.cmd), check=False, timeout=600)
     sys.stdout.write(res.stdout)
@@ -138,7 +146,7 @@ def cmd_ssh(args: argparse.Namespace) -> int:
 
 def cmd_console(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    inv = inventory.read(cfg.state_dir / inventory.INVENTORY_NAME)
+    inv = inventory.read(StatePaths(cfg.state_dir).inventory)
     vm = inv.vm(args.vm)
     virsh = shutil.which("virsh")
     if virsh is None:
@@ -161,5 +169,5 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not junit.exists():
         raise LabFailure(f"{junit} does not exist", hint="run the scenario suite first "
                          "(make lab)")
-    print(summary(junit, cfg.state_dir / "leases" / "leases.jsonl"))
+    print(summary(junit, StatePaths(cfg.state_dir).lease_log))
     return 0

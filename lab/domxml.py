@@ -7,11 +7,12 @@ and tests/unit/golden/ holds the expected output for the default lab.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lab import naming
 from lab.config import Machine
-from lab.plan import NetworkSpec, NicSpec, VmSpec
+from lab.guests.base import BootChoices
+from lab.plan import NetworkSpec, Nic, VmSpec
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class BootSpec:
     kernel: str | None = None
     initrd: str | None = None
     cmdline: str | None = None
+    #: the guest kind's firmware / enlightenment / disk-bus choices (default: the micro guest's)
+    choices: BootChoices = field(default_factory=BootChoices)
 
 
 def _tostring(root: ET.Element) -> str:
@@ -73,12 +76,18 @@ def network_xml(spec: NetworkSpec, owner: Ownership) -> str:
     return _tostring(root)
 
 
-def interface_xml(nic: NicSpec) -> str:
-    """One NIC, as used in the domain XML and for live attach/detach."""
-    return _tostring(_interface(nic))
+def interface_xml(nic: Nic, link: str | None = None) -> str:
+    """One NIC, as used in the domain XML and for live attach/detach/update.
+
+    ``link`` ("up" or "down") sets the link state, as `virsh domif-setlink` does.
+    """
+    el = _interface(nic)
+    if link is not None:
+        _sub(el, "link", state=link)
+    return _tostring(el)
 
 
-def _interface(nic: NicSpec) -> ET.Element:
+def _interface(nic: Nic) -> ET.Element:
     el = ET.Element("interface", type="network")
     _sub(el, "source", network=nic.network)
     _sub(el, "mac", address=nic.mac)
@@ -98,7 +107,9 @@ def domain_xml(vm: VmSpec, boot: BootSpec, owner: Ownership, domain_type: str) -
     features = _sub(root, "features")
     _sub(features, "acpi")
     _sub(features, "apic")
-    _sub(root, "clock", offset="utc")
+    clock = _sub(root, "clock", offset="utc")
+    if boot.choices.hyperv:
+        _hyperv(features, clock)
     _sub(root, "on_poweroff", "destroy")
     _sub(root, "on_reboot", "restart")
     _sub(root, "on_crash", "preserve")  # keep a crashed guest for the memory dump
@@ -116,7 +127,34 @@ def _os(root: ET.Element, machine: Machine, boot: BootSpec) -> None:
         if boot.cmdline:
             _sub(os_el, "cmdline", boot.cmdline)
     else:
+        if boot.choices.firmware == "efi":
+            _efi(os_el, boot.choices)
         _sub(os_el, "boot", dev="hd")
+
+
+#: Hyper-V enlightenments Windows guests use under KVM (libvirt formatdomain "Hypervisor
+#: features"; the set virt-install picks for Windows). 8191 spinlock retries is the
+#: value Microsoft's hypervisor TLFS recommends and libvirt's docs show.
+HYPERV_FEATURES: tuple[str, ...] = ("relaxed", "vapic", "spinlocks", "vpindex", "synic",
+                                    "stimer", "reset", "frequencies")
+
+
+def _efi(os_el: ET.Element, choices: BootChoices) -> None:
+    """OVMF from pflash, Secure Boot off (testsigning is refused with it on)."""
+    if not choices.loader or not choices.nvram_template:
+        raise ValueError("efi boot needs both the OVMF code (loader) and the vars template")
+    _sub(os_el, "loader", choices.loader, readonly="yes", secure="no", type="pflash")
+    _sub(os_el, "nvram", template=choices.nvram_template)
+
+
+def _hyperv(features: ET.Element, clock: ET.Element) -> None:
+    hyperv = _sub(features, "hyperv")
+    for name in HYPERV_FEATURES:
+        if name == "spinlocks":
+            _sub(hyperv, name, state="on", retries="8191")
+        else:
+            _sub(hyperv, name, state="on")
+    _sub(clock, "timer", name="hypervclock", present="yes")
 
 
 def _devices(root: ET.Element, vm: VmSpec, boot: BootSpec) -> None:
@@ -124,7 +162,10 @@ def _devices(root: ET.Element, vm: VmSpec, boot: BootSpec) -> None:
     disk = _sub(dev, "disk", type="file", device="disk")
     _sub(disk, "driver", name="qemu", type="qcow2", cache="unsafe")
     _sub(disk, "source", file=boot.disk_path)
-    _sub(disk, "target", dev="vda", bus="virtio")
+    if boot.choices.disk_bus == "sata":
+        _sub(disk, "target", dev="sda", bus="sata")
+    else:
+        _sub(disk, "target", dev="vda", bus="virtio")
     _sub(dev, "controller", type="usb", model="none")
     if vm.machine is Machine.Q35:
         _sub(dev, "controller", type="pci", index="0", model="pcie-root")

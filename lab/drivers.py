@@ -36,7 +36,7 @@ KNOWN_KNOBS: Mapping[str, str] = MappingProxyType({
 })
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Module parameter values end up on an insmod command line run over SSH:
+# Module parameter values end up on a guest command line (quoted there too):
 # only characters that never need quoting.
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.,:/+-]+$")
 _TOP_KEYS = frozenset({"name", "description", "linux", "windows"})
@@ -74,24 +74,13 @@ class LinuxTwin:
         have = ", ".join(k.name for k in self.knobs) or "none"
         raise KeyError(f"{self.module} has no fault knob {name!r} (it has: {have})")
 
-    def insmod_argv(self, guest_path: PurePosixPath, knobs: Sequence[str] = ()) -> list[str]:
-        """``insmod`` argv for loading the module with the given knobs on."""
+    def load_params(self, knobs: Sequence[str] = ()) -> tuple[tuple[str, str], ...]:
+        """Module parameters for one load: the manifest's, plus each knob's ``param=on``."""
         params = dict(self.params)
         for name in knobs:
             knob = self.knob(name)
             params[knob.param] = knob.on
-        return ["insmod", str(guest_path), *(f"{k}={v}" for k, v in params.items())]
-
-    def rmmod_argv(self) -> list[str]:
-        return ["rmmod", self.module]
-
-    def control_line(self, verb: str, ifname: str) -> str:
-        """The line to write to the control file ("unbind eth1")."""
-        if self.control is None:
-            raise KeyError(f"{self.module} has no control file")
-        if verb not in ("bind", "unbind") or not _SAFE_VALUE.match(ifname):
-            raise ValueError(f"bad control request {verb!r} {ifname!r}")
-        return f"{verb} {ifname}"
+        return tuple(params.items())
 
 
 @dataclass(frozen=True)

@@ -60,3 +60,42 @@ class DeadlineExceeded(LabFailure):
         super().__init__(f"timed out after {seconds:.0f}s waiting for {what}{detail}")
         self.what = what
         self.seconds = seconds
+
+
+class DriverHang(DriverFailure):
+    """The driver did not finish something within a deadline that only it controls."""
+
+    kind = "driver hung"
+
+
+class DriverCrash(DriverFailure):
+    """The guest kernel crashed (panic, oops, bugcheck) while the driver ran."""
+
+    kind = "driver crashed"
+
+
+class GuestCommandError(LabFailure):
+    """A guest command could not be run to completion (base of the kinds below)."""
+
+
+class CommandTimeout(GuestCommandError):
+    """A guest command outlived its deadline (the caller decides whose fault that is)."""
+
+    def __init__(self, guest: str, command: str, seconds: float) -> None:
+        super().__init__(f"{guest}: {command!r} did not finish within {seconds:.0f}s")
+        self.guest = guest
+        self.command = command
+        self.seconds = seconds
+
+
+class GuestUnreachable(GuestCommandError):
+    """The guest's command channel (SSH) could not be opened or was lost."""
+
+
+class CommandFailed(GuestCommandError):
+    """A guest command the lab relies on exited non-zero."""
+
+    def __init__(self, guest: str, command: str, exit_code: int, stderr: str) -> None:
+        super().__init__(f"{guest}: {command!r} exited {exit_code}: {stderr.strip()[-500:]}")
+        self.exit_code = exit_code
+        self.stderr = stderr

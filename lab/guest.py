@@ -1,8 +1,10 @@
 """SSH access to a lab guest: a fabric Connection with the lab's key and a pinned host key.
 
-The guest's host key is known before the guest boots (it is baked into the
-golden image), so the connection rejects any other key instead of trusting it
-on first use. Connections are lazy and closing is idempotent.
+:class:`Guest` is the lab's :class:`~lab.guests.base.Shell`: it runs command
+strings in the guest's login shell (whatever the guest kind's shell is) and
+knows nothing about the guest OS. The guest's host key is known before the guest
+boots, so the connection rejects any other key instead of trusting it on first
+use. Connections are lazy and closing is idempotent; every read has a deadline.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import paramiko
 from fabric import Connection
 
 from lab import netns
-from lab.errors import LabFailure
+from lab.errors import CommandFailed, CommandTimeout, GuestUnreachable, LabFailure
+from lab.guests.base import CommandResult
 from lab.inventory import Inventory, VmEntry
 from lab.wait import wait_for
 
@@ -37,24 +40,14 @@ class GuestAddress:
     bridge: str  # host bridge of the management network
     key_file: Path
     host_key: str  # "ssh-ed25519 AAAA..."
+    user: str = "root"
 
     @classmethod
     def of(cls, inv: Inventory, vm: VmEntry) -> GuestAddress:
         """The management address of an inventory VM."""
         return cls(name=vm.name, host=vm.mgmt.address, subnet=inv.management_subnet,
-                   bridge=vm.mgmt.bridge, key_file=Path(inv.key_file), host_key=inv.host_key)
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    command: str
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
+                   bridge=vm.mgmt.bridge, key_file=Path(inv.key_file), host_key=inv.host_key,
+                   user=inv.login_user)
 
 
 def check_route(addr: GuestAddress) -> None:
@@ -73,6 +66,57 @@ def check_route(addr: GuestAddress) -> None:
             hint="run through `lab ...` or the pytest plugin, which enter the lab's namespace")
 
 
+def _drain(chan: paramiko.Channel, deadline: float) -> tuple[str, str] | None:
+    """Read a channel until its command exits; None when ``deadline`` passes first."""
+    out: list[bytes] = []
+    err: list[bytes] = []
+    while not (chan.exit_status_ready() and not chan.recv_ready()
+               and not chan.recv_stderr_ready()):
+        if time.monotonic() > deadline:
+            return None
+        got = False
+        if chan.recv_ready():
+            out.append(chan.recv(65536))
+            got = True
+        if chan.recv_stderr_ready():
+            err.append(chan.recv_stderr(65536))
+            got = True
+        if not got:
+            chan.status_event.wait(0.05)
+    return (b"".join(out).decode(errors="replace"), b"".join(err).decode(errors="replace"))
+
+
+class SshCommand:
+    """A command running on its own SSH channel (a RunningCommand)."""
+
+    def __init__(self, guest: Guest, command: str, chan: paramiko.Channel) -> None:
+        self.guest = guest
+        self.command = command
+        self.chan = chan
+
+    def finished(self) -> bool:
+        try:
+            return bool(self.chan.exit_status_ready())
+        except (OSError, EOFError, paramiko.SSHException):
+            return False
+
+    def wait(self, timeout: float) -> CommandResult:
+        try:
+            got = _drain(self.chan, time.monotonic() + timeout)
+            if got is None:
+                raise CommandTimeout(self.guest.name, self.command, timeout)
+            code = self.chan.recv_exit_status()
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            self.guest.close()
+            raise GuestUnreachable(f"{self.guest.name}: ssh {self.command!r} failed: "
+                                   f"{exc or type(exc).__name__}") from exc
+        self.close()
+        return CommandResult(self.command, code, *got)
+
+    def close(self) -> None:
+        self.chan.close()
+
+
 class Guest:
     """One guest over SSH (context manager; ``close`` may be called any number of times)."""
 
@@ -80,6 +124,10 @@ class Guest:
         self.addr = addr
         self.connect_timeout = connect_timeout
         self._conn: Connection | None = None
+
+    @property
+    def name(self) -> str:
+        return self.addr.name
 
     def __enter__(self) -> Guest:
         return self
@@ -91,85 +139,79 @@ class Guest:
     @property
     def connection(self) -> Connection:
         if self._conn is None:
-            check_route(self.addr)
-            conn = Connection(
-                self.addr.host, user="root", connect_timeout=self.connect_timeout,
-                connect_kwargs={"key_filename": str(self.addr.key_file),
-                                "look_for_keys": False, "allow_agent": False,
-                                "banner_timeout": self.connect_timeout,
-                                "auth_timeout": self.connect_timeout})
-            client = conn.client
-            client.set_missing_host_key_policy(paramiko.RejectPolicy())
-            kind, blob = self.addr.host_key.split()[:2]
-            client.get_host_keys().add(self.addr.host, kind,
-                                       paramiko.PKey.from_type_string(kind,
-                                                                      base64.b64decode(blob)))
-            try:
-                conn.open()
-            except (OSError, paramiko.SSHException) as exc:
-                raise LabFailure(f"{self.addr.name}: cannot connect to {self.addr.host}:22: "
-                                 f"{exc}") from exc
-            # A guest that crashed or hangs must not block a channel open forever
-            # (paramiko waits an hour by default); keepalives notice a dead peer.
-            conn.transport.channel_timeout = self.connect_timeout
-            conn.transport.set_keepalive(5)
-            self._conn = conn
+            self._conn = self._open()
         return self._conn
 
-    def run(self, command: str, timeout: float = 60.0, check: bool = True) -> CommandResult:
-        """Run ``command`` in the guest's shell; ``check`` makes a non-zero exit a LabFailure.
-
-        The deadline is hard: every read on the SSH channel times out, so a guest
-        that crashed or hangs mid-command cannot block the caller (a dead TCP peer
-        would otherwise keep a blocking read waiting for many minutes).
-        """
-        transport = self.connection.transport
+    def _open(self) -> Connection:
+        check_route(self.addr)
+        conn = Connection(
+            self.addr.host, user=self.addr.user, connect_timeout=self.connect_timeout,
+            connect_kwargs={"key_filename": str(self.addr.key_file),
+                            "look_for_keys": False, "allow_agent": False,
+                            "banner_timeout": self.connect_timeout,
+                            "auth_timeout": self.connect_timeout})
+        client = conn.client
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        kind, blob = self.addr.host_key.split()[:2]
+        client.get_host_keys().add(self.addr.host, kind,
+                                   paramiko.PKey.from_type_string(kind, base64.b64decode(blob)))
         try:
-            chan = transport.open_session(timeout=self.connect_timeout)
+            conn.open()
+        except (OSError, paramiko.SSHException) as exc:
+            raise GuestUnreachable(f"{self.name}: cannot connect to {self.addr.host}:22: "
+                                   f"{exc}") from exc
+        # A guest that crashed or hangs must not block a channel open forever
+        # (paramiko waits an hour by default); keepalives notice a dead peer.
+        conn.transport.channel_timeout = self.connect_timeout
+        conn.transport.set_keepalive(5)
+        return conn
+
+    def start(self, command: str) -> SshCommand:
+        """Start ``command`` on its own channel and return at once."""
+        try:
+            chan = self.connection.transport.open_session(timeout=self.connect_timeout)
             chan.settimeout(1.0)
             chan.exec_command(command)
-            stdout, stderr = self._drain(chan, command, time.monotonic() + timeout, timeout)
-            code = chan.recv_exit_status()
-            chan.close()
         except (OSError, EOFError, paramiko.SSHException) as exc:
             self.close()
-            raise LabFailure(f"{self.addr.name}: ssh {command!r} failed: "
-                             f"{exc or type(exc).__name__}") from exc
-        result = CommandResult(command, code, stdout, stderr)
-        if check and not result.ok:
-            raise LabFailure(f"{self.addr.name}: {command!r} exited {result.exit_code}: "
-                             f"{result.stderr.strip()[-500:]}")
-        return result
+            raise GuestUnreachable(f"{self.name}: ssh {command!r} failed: "
+                                   f"{exc or type(exc).__name__}") from exc
+        return SshCommand(self, command, chan)
 
-    def _drain(self, chan: paramiko.Channel, command: str, deadline: float,
-               timeout: float) -> tuple[str, str]:
-        out: list[bytes] = []
-        err: list[bytes] = []
-        while not (chan.exit_status_ready() and not chan.recv_ready()
-                   and not chan.recv_stderr_ready()):
-            if time.monotonic() > deadline:
-                chan.close()
-                self.close()
-                raise LabFailure(f"{self.addr.name}: {command!r} did not finish within "
-                                 f"{timeout:.0f}s")
-            got = False
-            if chan.recv_ready():
-                out.append(chan.recv(65536))
-                got = True
-            if chan.recv_stderr_ready():
-                err.append(chan.recv_stderr(65536))
-                got = True
-            if not got:
-                chan.status_event.wait(0.05)
-        return (b"".join(out).decode(errors="replace"), b"".join(err).decode(errors="replace"))
+    def run(self, command: str, timeout: float = 60.0, check: bool = True) -> CommandResult:
+        """Run ``command`` in the guest's shell; ``check`` makes a non-zero exit CommandFailed.
+
+        The deadline is hard: every read on the SSH channel times out, so a guest
+        that crashed or hangs mid-command cannot block the caller. Past it the
+        connection is dropped and CommandTimeout says which command it was.
+        """
+        running = self.start(command)
+        try:
+            result = running.wait(timeout)
+        except CommandTimeout:
+            running.close()
+            self.close()
+            raise
+        if check and not result.ok:
+            raise CommandFailed(self.name, command, result.exit_code, result.stderr)
+        return result
 
     def put(self, local: Path, remote: str) -> None:
         """Copy a file into the guest (SFTP)."""
         try:
             self.connection.put(str(local), remote)
         except (OSError, paramiko.SSHException) as exc:
-            raise LabFailure(f"{self.addr.name}: copying {local} to {remote} failed: {exc}") \
-                from exc
+            raise GuestUnreachable(f"{self.name}: copying {local} to {remote} failed: "
+                                   f"{exc}") from exc
+
+    def get(self, remote: str, local: Path) -> None:
+        """Copy a file out of the guest (SFTP)."""
+        try:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            self.connection.get(remote, str(local))
+        except (OSError, paramiko.SSHException) as exc:
+            raise GuestUnreachable(f"{self.name}: copying {remote} to {local} failed: "
+                                   f"{exc}") from exc
 
     def close(self) -> None:
         if self._conn is not None:
@@ -187,11 +229,11 @@ def ssh_port_open(host: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def wait_for_ssh(addr: GuestAddress, timeout: float,
+def wait_for_ssh(addr: GuestAddress, timeout: float, alive: Callable[[Guest], bool],
                  last_seen: Callable[[], str | None] | None = None,
                  fatal: Callable[[], str | None] | None = None,
                  progress: Callable[[str], None] | None = None) -> float:
-    """Wait until the guest's SSH answers a command; returns the seconds it took.
+    """Wait until the guest's SSH answers (``alive`` says so); returns the seconds it took.
 
     ``fatal`` reports a boot that can no longer succeed (e.g. the root disk cannot
     be mounted): the wait then ends at once with that message instead of a timeout.
@@ -211,12 +253,8 @@ def wait_for_ssh(addr: GuestAddress, timeout: float,
                              hint="see its serial console log")
         if not ssh_port_open(addr.host):
             return None
-        try:
-            with Guest(addr, connect_timeout=5) as guest:
-                guest.run("true", timeout=10)
-        except LabFailure:
-            return None
-        return True
+        with Guest(addr, connect_timeout=5) as guest:
+            return True if alive(guest) else None
 
     wait_for(f"{addr.name} to answer SSH on {addr.host}:22", probe, timeout, interval=0.5,
              last_seen=last_seen)

@@ -371,6 +371,12 @@ class Hypervisor:
                                    libvirt.VIR_DUMP_MEMORY_ONLY)
 
     @staticmethod
+    def inject_nmi(dom: libvirt.virDomain) -> None:
+        """An NMI into the guest, as `virsh inject-nmi` sends it (Windows: CrashOnNMI)."""
+        with classified(f"injecting an NMI into {dom.name()}"):
+            dom.injectNMI(0)
+
+    @staticmethod
     def interfaces(dom: libvirt.virDomain) -> list[dict[str, str]]:
         """Live NICs: alias, MAC, network, model (from the live XML)."""
         root = ET.fromstring(dom.XMLDesc(0))

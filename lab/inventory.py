@@ -12,22 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import LabFailure
-from lab.plan import LabPlan, VmSpec
+from lab.plan import Nic, VmSpec
 
-INVENTORY_NAME = "inventory.json"
 SNAPSHOT_NAME = "clean"
-
-
-@dataclass(frozen=True)
-class NicEntry:
-    alias: str
-    role: str
-    mac: str
-    model: str
-    network: str
-    bridge: str
-    address: str
-    prefix: int
 
 
 @dataclass(frozen=True)
@@ -36,14 +23,14 @@ class VmEntry:
     domain: str
     snapshot: str
     console_log: str
-    nics: tuple[NicEntry, ...]
+    nics: tuple[Nic, ...]
 
     @property
-    def mgmt(self) -> NicEntry:
+    def mgmt(self) -> Nic:
         return next(n for n in self.nics if n.role == "management")
 
     @property
-    def test_nics(self) -> tuple[NicEntry, ...]:
+    def test_nics(self) -> tuple[Nic, ...]:
         return tuple(n for n in self.nics if n.role == "test")
 
 
@@ -59,6 +46,8 @@ class Inventory:
     known_hosts: str
     management_subnet: str
     vms: tuple[VmEntry, ...]
+    guest_kind: str = "linux-micro"  #: the config's [image] kind (lab.guests registry)
+    login_user: str = "root"  #: SSH login user of the guests
 
     def vm(self, name: str) -> VmEntry:
         for vm in self.vms:
@@ -71,20 +60,21 @@ class Inventory:
         return asdict(self)
 
 
-def vm_entry(plan: LabPlan, vm: VmSpec, console_log: str) -> VmEntry:
-    bridges = {n.name: n.bridge for n in plan.networks}
-    nics = tuple(NicEntry(alias=n.alias, role=n.role, mac=n.mac, model=n.model,
-                          network=n.network, bridge=bridges[n.network], address=n.address,
-                          prefix=int(n.ip.split("/")[1])) for n in vm.nics)
+def vm_entry(vm: VmSpec, console_log: str) -> VmEntry:
     return VmEntry(name=vm.name, domain=vm.domain, snapshot=SNAPSHOT_NAME,
-                   console_log=console_log, nics=nics)
+                   console_log=console_log, nics=vm.nics)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temporary file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def write(path: Path, inventory: Inventory) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(inventory.to_json(), indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(inventory.to_json(), indent=2) + "\n")
 
 
 def read(path: Path) -> Inventory:
@@ -93,7 +83,7 @@ def read(path: Path) -> Inventory:
                          hint="run `make lab-up` first")
     try:
         data = json.loads(path.read_text())
-        vms = tuple(VmEntry(**{**v, "nics": tuple(NicEntry(**n) for n in v["nics"])})
+        vms = tuple(VmEntry(**{**v, "nics": tuple(Nic(**n) for n in v["nics"])})
                     for v in data.pop("vms"))
         return Inventory(**data, vms=vms)
     except (ValueError, TypeError, KeyError) as exc:

@@ -34,19 +34,22 @@ class NetworkSpec:
 
 
 @dataclass(frozen=True)
-class NicSpec:
-    """One virtual NIC of a VM."""
+class Nic:
+    """One virtual NIC of a VM: the same value from the plan to the inventory and replug."""
 
-    alias: str  # libvirt user alias ("ua-mgmt", "ua-test0", ...)
-    network: str
-    mac: str
-    model: str
-    ip: str  # address with prefix, e.g. 192.168.213.11/24
-    role: str  # "management" or "test"
+    alias: str  #: libvirt user alias ("ua-mgmt", "ua-test0", ...)
+    role: str  #: "management" or "test"
+    mac: str  #: 52:54:00:<lab>:<vm>:<nic>
+    model: str  #: QEMU model (virtio, e1000e, ...)
+    network: str  #: libvirt network name
+    bridge: str  #: host bridge of that network
+    address: str  #: the VM's IPv4 address on it
+    prefix: int  #: its prefix length
 
     @property
-    def address(self) -> str:
-        return self.ip.split("/")[0]
+    def ip(self) -> str:
+        """Address with prefix, e.g. 192.168.213.11/24."""
+        return f"{self.address}/{self.prefix}"
 
 
 @dataclass(frozen=True)
@@ -60,11 +63,11 @@ class VmSpec:
     vcpus: int
     machine: Machine
     hotplug_slots: int
-    mgmt: NicSpec
-    test_nics: tuple[NicSpec, ...]
+    mgmt: Nic
+    test_nics: tuple[Nic, ...]
 
     @property
-    def nics(self) -> tuple[NicSpec, ...]:
+    def nics(self) -> tuple[Nic, ...]:
         return (self.mgmt, *self.test_nics)
 
 
@@ -104,16 +107,24 @@ def _network(name: str, bridge: str, subnet: str, role: str,
                        prefix=host.network.prefixlen, role=role, hosts=hosts)
 
 
+def _nic(alias: str, role: str, mac: str, model: str, network: str, bridge: str,
+         subnet: str, index: int) -> Nic:
+    addr = naming.vm_address(subnet, index)
+    return Nic(alias=alias, role=role, mac=mac, model=model, network=network, bridge=bridge,
+               address=str(addr.ip), prefix=addr.network.prefixlen)
+
+
 def _vm_spec(config: LabConfig, index: int, name: str) -> VmSpec:
+    from lab.guests import kind_class
+
     lab = config.lab.name
-    mgmt = NicSpec(alias=naming.MGMT_ALIAS, network=naming.mgmt_network(lab),
-                   mac=naming.mac_address(lab, index, 0), model="virtio",
-                   ip=str(naming.vm_address(config.network.management, index)),
-                   role="management")
+    mgmt = _nic(naming.MGMT_ALIAS, "management", naming.mac_address(lab, index, 0),
+                kind_class(str(config.image.kind)).management_nic, naming.mgmt_network(lab),
+                naming.mgmt_bridge(lab), config.network.management, index)
     tests = tuple(
-        NicSpec(alias=naming.test_alias(slot), network=naming.test_network(lab, slot),
-                mac=naming.mac_address(lab, index, slot + 1), model=model,
-                ip=str(naming.vm_address(config.network.test[slot], index)), role="test")
+        _nic(naming.test_alias(slot), "test", naming.mac_address(lab, index, slot + 1), model,
+             naming.test_network(lab, slot), naming.test_bridge(lab, slot),
+             config.network.test[slot], index)
         for slot, model in enumerate(config.vms.test_nics)
     )
     return VmSpec(name=name, index=index, domain=naming.domain_name(lab, name),

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import accel, domxml, inventory, naming
-from lab.config import Acceleration, ImageKind, LabConfig
+from lab.config import Acceleration, LabConfig
 from lab.errors import LabError, LabFailure
 from lab.guest import Guest, GuestAddress, wait_for_ssh
+from lab.guests import guest_kind
+from lab.guests.base import GoldenImage, GuestKind
 from lab.host import LOCAL_URIS, decide, open_host
 from lab.hypervisor import DomainState, Hypervisor
-from lab.micro_image import MicroImage, build_image
+from lab.paths import StatePaths
 from lab.plan import LabPlan, VmSpec, make_plan
 from lab.progress import Progress, SubjectProgress
 
@@ -28,10 +30,10 @@ from lab.progress import Progress, SubjectProgress
 class BootFiles:
     """Paths of the image's pieces on the hypervisor host (pool volumes)."""
 
-    kernel: str
-    initrd: str
     golden: str
     golden_size: int
+    kernel: str | None = None
+    initrd: str | None = None
 
 
 @dataclass(frozen=True)
@@ -43,18 +45,12 @@ class VmContext:
     owner_run: str
     domain_type: str
     boot: BootFiles
-    image: MicroImage
+    image: GoldenImage
+    kind: GuestKind
 
 
 def console_log_path(config: LabConfig, vm: str) -> str:
-    return str(config.state_dir / "consoles" / f"{vm}.log")
-
-
-def micro_cmdline(vm: VmSpec) -> str:
-    """Kernel command line of a micro guest: hostname and each NIC's MAC -> address."""
-    nets = ",".join(f"{nic.mac}={nic.ip}" for nic in vm.nics)
-    return (f"console=ttyS0,115200 root=/dev/vda rw lab.hostname={vm.name} lab.net={nets} "
-            "panic=0 oops=panic log_buf_len=4M")
+    return str(StatePaths(config.state_dir).console_log(vm))
 
 
 def new_run_id() -> str:
@@ -62,13 +58,10 @@ def new_run_id() -> str:
 
 
 def up(config: LabConfig, progress: Progress) -> inventory.Inventory:
-    if config.image.kind is ImageKind.WINDOWS:
-        raise LabFailure("Windows guests are not provisioned by `lab up` yet: only the micro "
-                         "Linux guest is implemented",
-                         hint=f"{config.path}: set [image] kind = \"linux-micro\"")
+    kind = guest_kind(config)
+    kind.check()  # before anything is created
     config.state_dir.mkdir(parents=True, exist_ok=True)
-    image = build_image(config.image.kernel_package, config.state_dir,
-                        config.image.disk_size_mib, progress)
+    image = kind.prepare_image(progress)
     accel_choice = _acceleration(config, image, progress)
     hv = open_host(config, progress)
     assert hv is not None
@@ -79,17 +72,18 @@ def up(config: LabConfig, progress: Progress) -> inventory.Inventory:
         boot = _upload_image(hv, config, image, progress)
         ctx = VmContext(config=config, plan=plan, owner_run=run,
                         domain_type=accel.domain_type(accel_choice), boot=boot,
-                        image=image)
+                        image=image, kind=kind)
         entries = _bring_up_all(hv, ctx, progress)
-        return _write_inventory(config, plan, run, accel_choice.value, image, entries)
+        return _write_inventory(ctx, entries)
 
 
-def _acceleration(config: LabConfig, image: MicroImage, progress: Progress) -> Acceleration:
-    if config.lab.uri in LOCAL_URIS:
-        return accel.resolve(config.lab.acceleration, config.state_dir / "accel.json",
+def _acceleration(config: LabConfig, image: GoldenImage, progress: Progress) -> Acceleration:
+    if config.lab.uri in LOCAL_URIS and image.kernel and image.initrd:
+        return accel.resolve(config.lab.acceleration, StatePaths(config.state_dir).accel_cache,
                              image.kernel, image.initrd, progress)
     if config.lab.acceleration is Acceleration.AUTO:
-        progress("acceleration: remote host, trusting libvirt's capabilities (kvm if offered)")
+        progress("acceleration: no probe kernel or a remote host, trusting libvirt's "
+                 "capabilities (kvm if offered)")
         with Hypervisor(config.lab.uri, str(config.path)) as hv:
             return Acceleration.KVM if hv.domain_capable("kvm") else Acceleration.TCG
     return config.lab.acceleration
@@ -116,7 +110,7 @@ def _ensure_networks(hv: Hypervisor, plan: LabPlan, run: str, progress: Progress
                  f"{spec.host_ip}/{spec.prefix}) {'created' if created else 'already there'}")
 
 
-def _upload_image(hv: Hypervisor, config: LabConfig, image: MicroImage,
+def _upload_image(hv: Hypervisor, config: LabConfig, image: GoldenImage,
                   progress: Progress) -> BootFiles:
     name = config.lab.name
     pool = hv.ensure_pool(naming.pool_name(name),
@@ -125,16 +119,19 @@ def _upload_image(hv: Hypervisor, config: LabConfig, image: MicroImage,
     def xml_for(vol: str, size: int, fmt: str) -> str:
         return domxml.volume_xml(vol, size, fmt)
 
-    paths = {}
-    for label, local, fmt in (("kernel", image.kernel, "raw"), ("initrd", image.initrd, "raw"),
-                              ("golden", image.disk, "qcow2")):
+    paths: dict[str, str] = {}
+    pieces = [("kernel", image.kernel, "raw"), ("initrd", image.initrd, "raw"),
+              ("golden", image.disk, "qcow2")]
+    for label, local, fmt in pieces:
+        if local is None:
+            continue
         vol_name = f"{label}-{image.digest}" + (".qcow2" if fmt == "qcow2" else "")
         fresh = hv.volume(pool, vol_name) is None
         paths[label] = hv.upload(pool, vol_name, local, fmt, xml_for)
         if fresh:
             progress(f"uploaded {label} to volume {vol_name}")
-    return BootFiles(kernel=paths["kernel"], initrd=paths["initrd"], golden=paths["golden"],
-                     golden_size=config.image.disk_size_mib << 20)
+    return BootFiles(golden=paths["golden"], golden_size=image.disk_size,
+                     kernel=paths.get("kernel"), initrd=paths.get("initrd"))
 
 
 def _bring_up_all(hv: Hypervisor, ctx: VmContext,
@@ -161,17 +158,16 @@ def _bring_up_all(hv: Hypervisor, ctx: VmContext,
 
 
 def _guest_address(ctx: VmContext, vm: VmSpec) -> GuestAddress:
-    mgmt_net = next(n for n in ctx.plan.networks if n.role == "management")
     return GuestAddress(name=vm.name, host=vm.mgmt.address,
-                        subnet=ctx.config.network.management, bridge=mgmt_net.bridge,
-                        key_file=ctx.config.state_dir / "keys" / "id_ed25519",
-                        host_key=ctx.image.host_key_line)
+                        subnet=ctx.config.network.management, bridge=vm.mgmt.bridge,
+                        key_file=ctx.image.key_file, host_key=ctx.image.host_key_line,
+                        user=ctx.kind.login_user)
 
 
 def _bring_up_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec,
                  say: SubjectProgress) -> inventory.VmEntry:
     log = console_log_path(ctx.config, vm.name)
-    entry = inventory.vm_entry(ctx.plan, vm, log)
+    entry = inventory.vm_entry(vm, log)
     dom = hv.domain(vm.domain)
     if dom is not None:
         owner = hv.owner_from_xml(dom.XMLDesc(0))
@@ -192,10 +188,14 @@ def _bring_up_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec,
         say("started; waiting for SSH on the management NIC "
             f"{vm.mgmt.address} (deadline {ctx.config.vms.boot_timeout_s}s)")
     took = wait_for_ssh(_guest_address(ctx, vm), ctx.config.vms.boot_timeout_s,
+                        alive=lambda guest: ctx.kind.handle(guest).alive(),
                         last_seen=lambda: _last_console_line(log),
-                        fatal=lambda: _fatal_console_line(log, log_start), progress=say)
+                        fatal=lambda: _fatal_console_line(ctx.kind, log, log_start),
+                        progress=say)
     say(f"SSH answers after {took:.1f}s")
     if inventory.SNAPSHOT_NAME not in hv.snapshot_names(dom):
+        with Guest(_guest_address(ctx, vm)) as guest:
+            ctx.kind.provision(ctx.kind.handle(guest), say)
         t0 = time.monotonic()
         hv.create_snapshot(dom, domxml.snapshot_xml(inventory.SNAPSHOT_NAME, domxml.Ownership(
             ctx.plan.lab, ctx.owner_run, vm.name)))
@@ -210,8 +210,9 @@ def _define_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec, log: str,
     disk = hv.create_volume(pool, naming.overlay_volume(vm.name), domxml.volume_xml(
         naming.overlay_volume(vm.name), ctx.boot.golden_size, "qcow2",
         backing=ctx.boot.golden))
+    choices = ctx.kind.boot_choices(vm)
     boot = domxml.BootSpec(disk_path=disk, console_log=log, kernel=ctx.boot.kernel,
-                           initrd=ctx.boot.initrd, cmdline=micro_cmdline(vm))
+                           initrd=ctx.boot.initrd, cmdline=choices.cmdline, choices=choices)
     xml = domxml.domain_xml(vm, boot, domxml.Ownership(ctx.plan.lab, ctx.owner_run, vm.name),
                             ctx.domain_type)
     dom = hv.define_domain(xml)
@@ -222,7 +223,9 @@ def _define_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec, log: str,
 
 def _check_alive(ctx: VmContext, vm: VmSpec) -> None:
     with Guest(_guest_address(ctx, vm), connect_timeout=10) as guest:
-        guest.run("true", timeout=20)
+        if not ctx.kind.handle(guest).alive():
+            raise LabFailure(f"{vm.name} is running but does not answer SSH",
+                             hint="`lab down` then `lab up` recreates it")
 
 
 def _last_console_line(log: str) -> str | None:
@@ -236,11 +239,7 @@ def _last_console_line(log: str) -> str | None:
     return f"console: {lines[-1].strip()}" if lines else "console: (empty)"
 
 
-#: Console lines that mean a boot cannot reach SSH any more.
-FATAL_MARKERS = ("lab-initramfs: cannot", "lab-initramfs: no /dev/vda", "Kernel panic")
-
-
-def _fatal_console_line(log: str, start: int) -> str | None:
+def _fatal_console_line(kind: GuestKind, log: str, start: int) -> str | None:
     """A fatal line printed since offset ``start`` (the log is appended across boots)."""
     try:
         with open(log, "rb") as fh:
@@ -248,22 +247,22 @@ def _fatal_console_line(log: str, start: int) -> str | None:
             text = fh.read(1 << 20).decode(errors="replace")
     except OSError:
         return None
-    for line in text.splitlines():
-        if any(marker in line for marker in FATAL_MARKERS):
-            return line.strip()
-    return None
+    return kind.fatal_console_line(text)
 
 
-def _write_inventory(config: LabConfig, plan: LabPlan, run: str, accel_name: str,
-                     image: MicroImage, entries: list[inventory.VmEntry]) -> inventory.Inventory:
+def _write_inventory(ctx: VmContext, entries: list[inventory.VmEntry]) -> inventory.Inventory:
+    config, plan, image = ctx.config, ctx.plan, ctx.image
+    paths = StatePaths(config.state_dir)
     order = {vm.name: i for i, vm in enumerate(plan.vms)}
     entries.sort(key=lambda e: order[e.name])
-    known_hosts = config.state_dir / "known_hosts"
-    known_hosts.write_text(inventory.known_hosts_text(tuple(entries), image.host_key_line))
+    inventory.write_text_atomic(paths.known_hosts,
+                                inventory.known_hosts_text(tuple(entries), image.host_key_line))
     inv = inventory.Inventory(
-        lab=plan.lab, run=run, uri=config.lab.uri, netns=decide(config).netns,
-        acceleration=accel_name, key_file=str(config.state_dir / "keys" / "id_ed25519"),
-        host_key=image.host_key_line, known_hosts=str(known_hosts),
-        management_subnet=config.network.management, vms=tuple(entries))
-    inventory.write(config.state_dir / inventory.INVENTORY_NAME, inv)
+        lab=plan.lab, run=ctx.owner_run, uri=config.lab.uri, netns=decide(config).netns,
+        acceleration="kvm" if ctx.domain_type == "kvm" else "tcg",
+        key_file=str(image.key_file),
+        host_key=image.host_key_line, known_hosts=str(paths.known_hosts),
+        management_subnet=config.network.management, vms=tuple(entries),
+        guest_kind=ctx.kind.name, login_user=ctx.kind.login_user)
+    inventory.write(paths.inventory, inv)
     return inv

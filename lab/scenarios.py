@@ -1,7 +1,9 @@
 """The scenarios: hot-unplug, unbind/rebind, load, load + churn, unload.
 
 Each scenario is a function of a leased :class:`~lab.vm.Vm` and the deployed
-drivers. It returns its measurements, or raises :class:`DriverFailure` naming
+drivers (:class:`~lab.guests.base.Deployment`); it speaks only the guest
+interface, so the same code runs on every guest kind. It returns its
+measurements, or raises :class:`DriverFailure` naming
 the broken rule (the oracles of DESIGN.md and the seed documents) or
 :class:`LabFailure` when the lab itself could not do its part. The pytest suite
 (tests/scenarios) and the fault-knob self-test call the same functions.
@@ -15,12 +17,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab import inventory
-from lab.deploy import LinuxTwinDeployment
 from lab.errors import DriverFailure, LabFailure
+from lab.guests.base import Deployment
 from lab.journal import Adapter, check_adapter_removal, check_unload
 from lab.l2probe import probe
 from lab.load import ErrorClass, LoadResult, LoadSpec, Target, run_load
+from lab.plan import Nic
 from lab.vm import Vm
 from lab.wait import wait_for
 
@@ -35,27 +37,26 @@ class Measurements:
     loads: list[LoadResult] = field(default_factory=list)
 
 
-def adapter_of(vm: Vm, nic: inventory.NicEntry) -> Adapter:
-    ifname = vm.ifname(nic)
-    index = int(vm.guest.run(f"cat /sys/class/net/{ifname}/ifindex", timeout=30).stdout)
-    return Adapter(mac=nic.mac, ifindex=index)
+def adapter_of(vm: Vm, nic: Nic) -> Adapter:
+    """The adapter of ``nic`` as driver journals name it (by MAC, with its index)."""
+    return vm.handle.adapter(nic.mac).journal_adapter
 
 
-def require_probe(nic: inventory.NicEntry, what: str) -> float:
+def require_probe(nic: Nic, what: str) -> float:
     reply = probe(nic.bridge, nic.mac)
     if reply is None:
         raise DriverFailure(f"labtdi: no L2 echo from {nic.alias} ({nic.mac}) {what}")
     return reply.rtt_s
 
 
-def await_probe(nic: inventory.NicEntry, state: str, timeout: float = 30) -> float:
+def await_probe(nic: Nic, state: str, timeout: float = 30) -> float:
     """Wait until the L2 echo answers on ``nic`` again; returns the round trip (s)."""
     return wait_for(f"L2 echo from the {state} {nic.alias}",
                     lambda: r.rtt_s if (r := probe(nic.bridge, nic.mac)) else None, timeout)
 
 
-def echo_once(nic: inventory.NicEntry, payload: bytes = b"driver-lab echo probe\n") -> None:
-    """One TCP echo round trip to kecho on ``nic`` (traffic flows)."""
+def echo_once(nic: Nic, payload: bytes = b"driver-lab echo probe\n") -> None:
+    """One TCP echo round trip to the echo driver on ``nic`` (traffic flows)."""
     try:
         with socket.create_connection((nic.address, ECHO_PORT), timeout=10) as sock:
             sock.sendall(payload)
@@ -66,18 +67,18 @@ def echo_once(nic: inventory.NicEntry, payload: bytes = b"driver-lab echo probe\
                     break
                 got += chunk
     except OSError as exc:
-        raise DriverFailure(f"kecho: no echo on {nic.alias} {nic.address}: {exc}") from exc
+        raise DriverFailure(f"echo driver: no echo on {nic.alias} {nic.address}: {exc}") from exc
     if got != payload:
-        raise DriverFailure(f"kecho: echo on {nic.alias} returned {got!r}, sent {payload!r}")
+        raise DriverFailure(f"echo driver: echo on {nic.alias} returned {got!r}, sent {payload!r}")
 
 
-def _journal_has_bind(tdi: LinuxTwinDeployment, mac: str, after_ns: int) -> bool:
+def _journal_has_bind(tdi: Deployment, mac: str, after_ns: int) -> bool:
     return any(e.name == "BIND" and e.adapter is not None and e.adapter.mac == mac
                and e.t_ns > after_ns for e in tdi.journal())
 
 
-def hot_unplug(vm: Vm, tdi: LinuxTwinDeployment, nic: inventory.NicEntry,
-               kecho: LinuxTwinDeployment | None = None,
+def hot_unplug(vm: Vm, tdi: Deployment, nic: Nic,
+               kecho: Deployment | None = None,
                deadline: float = 60.0) -> Measurements:
     """Unplug a test NIC, check the transport's teardown order, replug, traffic again."""
     m = Measurements()
@@ -96,15 +97,16 @@ def hot_unplug(vm: Vm, tdi: LinuxTwinDeployment, nic: inventory.NicEntry,
     return m
 
 
-def unbind_rebind(vm: Vm, tdi: LinuxTwinDeployment, nic: inventory.NicEntry,
-                  others: tuple[inventory.NicEntry, ...]) -> Measurements:
+def unbind_rebind(vm: Vm, tdi: Deployment, nic: Nic,
+                  others: tuple[Nic, ...]) -> Measurements:
     """Unbind the transport from one adapter: its teardown only, others unaffected."""
     m = Measurements()
     adapter = adapter_of(vm, nic)
     for other in (nic, *others):
         require_probe(other, "before the unbind")
     before = {o.mac: adapter_of(vm, o) for o in others}
-    tdi.unbind(vm.ifname(nic))
+    info = vm.handle.adapter(nic.mac)
+    tdi.unbind(info)
     vm.timeline.add(f"labtdi unbound from {nic.alias}")
     journal = tdi.journal()
     check_adapter_removal(journal, "labtdi", adapter)
@@ -115,7 +117,7 @@ def unbind_rebind(vm: Vm, tdi: LinuxTwinDeployment, nic: inventory.NicEntry,
         if "UNBIND" in own:
             raise DriverFailure(f"labtdi: unbinding {nic.alias} also unbound {other.alias}")
         require_probe(other, f"while {nic.alias} is unbound")
-    tdi.bind(vm.ifname(nic))
+    tdi.bind(info)
     vm.timeline.add(f"labtdi bound to {nic.alias} again")
     m.values["probe_rtt_s"] = await_probe(nic, "rebound")
     return m
@@ -133,7 +135,7 @@ def check_load(result: LoadResult) -> None:
         raise DriverFailure("echo load moved no data")
 
 
-def load(vm: Vm, nics: tuple[inventory.NicEntry, ...], seconds: float = 3.0,
+def load(vm: Vm, nics: tuple[Nic, ...], seconds: float = 3.0,
          connections: int = 4) -> Measurements:
     """Echo load on every test NIC at once; every byte must come back intact."""
     m = Measurements()
@@ -148,8 +150,8 @@ def load(vm: Vm, nics: tuple[inventory.NicEntry, ...], seconds: float = 3.0,
     return m
 
 
-def load_churn(vm: Vm, nics: tuple[inventory.NicEntry, ...], churn: inventory.NicEntry,
-               action: str, tdi: LinuxTwinDeployment | None = None,
+def load_churn(vm: Vm, nics: tuple[Nic, ...], churn: Nic,
+               action: str, tdi: Deployment | None = None,
                seconds: float = 8.0) -> Measurements:
     """Load on every NIC while ``churn`` is unplugged/replugged (or unbound/rebound)."""
     m = Measurements()
@@ -183,8 +185,8 @@ def load_churn(vm: Vm, nics: tuple[inventory.NicEntry, ...], churn: inventory.Ni
     return m
 
 
-def _churn(vm: Vm, nic: inventory.NicEntry, action: str,
-           tdi: LinuxTwinDeployment | None) -> None:
+def _churn(vm: Vm, nic: Nic, action: str,
+           tdi: Deployment | None) -> None:
     if action == "unplug":
         vm.unplug(nic)
         time.sleep(1.0)
@@ -192,15 +194,15 @@ def _churn(vm: Vm, nic: inventory.NicEntry, action: str,
     elif action == "unbind":
         if tdi is None:
             raise LabFailure("unbind churn needs the labtdi deployment")
-        ifname = vm.ifname(nic)
-        tdi.unbind(ifname)
+        info = vm.handle.adapter(nic.mac)
+        tdi.unbind(info)
         time.sleep(1.0)
-        tdi.bind(ifname)
+        tdi.bind(info)
     else:
         raise LabFailure(f"unknown churn action {action!r} (unplug or unbind)")
 
 
-def _check_churn(result: LoadResult, churn: inventory.NicEntry) -> None:
+def _check_churn(result: LoadResult, churn: Nic) -> None:
     churn_target = f"{churn.address}:{ECHO_PORT}"
     mismatches = [e for e in result.errors if e.cls is ErrorClass.MISMATCH]
     if mismatches:
@@ -214,8 +216,8 @@ def _check_churn(result: LoadResult, churn: inventory.NicEntry) -> None:
             raise DriverFailure(f"no traffic at all on {target.target} during churn")
 
 
-def unload(vm: Vm, driver: LinuxTwinDeployment, live_connections: int = 0,
-           nics: tuple[inventory.NicEntry, ...] = ()) -> Measurements:
+def unload(vm: Vm, driver: Deployment, live_connections: int = 0,
+           nics: tuple[Nic, ...] = ()) -> Measurements:
     """Unload (optionally with live clients that the lab then closes); pairs exact; reload."""
     m = Measurements()
     if live_connections:
@@ -226,45 +228,28 @@ def unload(vm: Vm, driver: LinuxTwinDeployment, live_connections: int = 0,
     check_unload(driver.journal(), driver.module, driver.vocabulary)
     driver.load()
     vm.timeline.add(f"{driver.module} loaded again")
-    if driver.module == "kecho" and nics:
+    if driver.serves_echo and nics:
         echo_once(nics[0])
     m.values["reload"] = "ok"
     return m
 
 
-def _unload_with_clients(vm: Vm, driver: LinuxTwinDeployment, count: int,
-                         nics: tuple[inventory.NicEntry, ...]) -> float:
+def _unload_with_clients(vm: Vm, driver: Deployment, count: int,
+                         nics: tuple[Nic, ...]) -> float:
+    """Start the unload with live clients; it must wait for them, then finish in time."""
     if not nics:
         raise LabFailure("an unload with live connections needs a test NIC to connect through")
     clients = [socket.create_connection((nics[i % len(nics)].address, ECHO_PORT), timeout=10)
                for i in range(count)]
     try:
-        vm.guest.run(f"rm -f /tmp/rmmod.rc; (rmmod {driver.module}; echo $? > /tmp/rmmod.rc)"
-                     " >/dev/null 2>&1 &", timeout=30)
-        vm.timeline.add(f"rmmod {driver.module} started with {count} live connections")
+        pending = driver.start_unload()
+        vm.timeline.add(f"unload of {driver.module} started with {count} live connections")
         time.sleep(1.5)
-        if not driver.loaded():
+        if pending.finished() or not driver.loaded():
             raise DriverFailure(f"{driver.module} unloaded while {count} connections were "
                                 "live (the WskDeregister contract waits for them)")
     finally:
-        t0 = time.monotonic()
         for sock in clients:
             sock.close()
         vm.timeline.add(f"lab closed its {count} clients")
-    limit = driver.twin.unload_deadline_s
-    if not _finishes(vm, limit):
-        raise DriverFailure(f"driver hung: {driver.module} did not unload within {limit:.0f}s "
-                            "after the lab closed its clients")
-    rc = vm.guest.run("cat /tmp/rmmod.rc", timeout=30).stdout.strip()
-    if rc != "0":
-        raise DriverFailure(f"rmmod {driver.module} failed with status {rc}")
-    return time.monotonic() - t0
-
-
-def _finishes(vm: Vm, limit: float) -> bool:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if vm.guest.run("test -e /tmp/rmmod.rc", timeout=30, check=False).ok:
-            return True
-        time.sleep(0.2)
-    return False
+    return pending.wait(driver.unload_deadline_s)

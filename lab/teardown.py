@@ -6,10 +6,11 @@ idempotent: a second run finds nothing and says so.
 
 from __future__ import annotations
 
-from lab import inventory, naming, netns
+from lab import naming, netns
 from lab.config import LabConfig
 from lab.host import decide, open_host
 from lab.hypervisor import Hypervisor
+from lab.paths import StatePaths
 from lab.progress import Progress
 from lab.sandbox import Sandbox
 
@@ -36,8 +37,9 @@ def down(config: LabConfig, progress: Progress) -> int:
             progress(f"stopped {line}")
         if had_netns:
             progress(f"network namespace {sandbox.netns} removed")
-    for name in (inventory.INVENTORY_NAME, "known_hosts"):
-        (config.state_dir / name).unlink(missing_ok=True)
+    paths = StatePaths(config.state_dir)
+    for path in (paths.inventory, paths.known_hosts):
+        path.unlink(missing_ok=True)
     progress(f"lab {config.lab.name} is down ({removed} libvirt objects removed)")
     return removed
 

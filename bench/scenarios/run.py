@@ -34,16 +34,18 @@ def suite(workers: int) -> float:
 def unplug_latency() -> tuple[list[float], list[float]]:
     from lab import host, inventory
     from lab.config import load_config
+    from lab.guests import guest_kind
     from lab.hypervisor import Hypervisor
+    from lab.paths import StatePaths
     from lab.vm import Vm
 
     cfg = load_config(REPO / "lab.toml")
     host.enter_existing(cfg)
-    inv = inventory.read(cfg.state_dir / inventory.INVENTORY_NAME)
+    inv = inventory.read(StatePaths(cfg.state_dir).inventory)
     events: list[float] = []
     confirms: list[float] = []
     with Hypervisor(inv.uri) as hv:
-        vm = Vm(inv, inv.vms[0], hv)
+        vm = Vm(inv, inv.vms[0], hv, guest_kind(cfg))
         vm.revert()
         nic = vm.entry.test_nics[0]
         for _ in range(UNPLUGS):

@@ -20,6 +20,7 @@ from lab.domxml import interface_xml
 from lab.guest import Guest
 from lab.hypervisor import DomainState, Hypervisor
 from lab.netns import exists as netns_exists
+from lab.paths import StatePaths
 from lab.plan import make_plan
 from lab.sandbox import Sandbox
 from lab.wait import wait_for
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.lab
 
 
 def _inventory(cfg: LabConfig) -> inventory.Inventory:
-    return inventory.read(cfg.state_dir / inventory.INVENTORY_NAME)
+    return inventory.read(StatePaths(cfg.state_dir).inventory)
 
 
 def test_up_brings_up_both_vms(running_lab: LabConfig, cli: LabCli) -> None:
@@ -42,7 +43,7 @@ def test_up_brings_up_both_vms(running_lab: LabConfig, cli: LabCli) -> None:
     assert set(rows) == {"t1", "t2"}
     assert all(" running " in row for row in rows.values())
     inv = _inventory(running_lab)
-    data = json.loads((running_lab.state_dir / inventory.INVENTORY_NAME).read_text())
+    data = json.loads(StatePaths(running_lab.state_dir).inventory.read_text())
     assert data["vms"][0]["snapshot"] == "clean"
     assert {n.model for n in inv.vm("t1").test_nics} == {"virtio", "vmxnet3"}
 
@@ -96,7 +97,7 @@ def test_test_nic_hot_unplug_is_seen_in_the_guest(running_lab: LabConfig) -> Non
 def test_down_leaves_nothing(running_lab: LabConfig, cli: LabCli) -> None:
     res = cli(running_lab.path, "down")
     assert res.returncode == 0, res.stderr
-    assert not (running_lab.state_dir / inventory.INVENTORY_NAME).exists()
+    assert not StatePaths(running_lab.state_dir).inventory.exists()
     for name in ("t1", "t2"):
         assert not Path(f"/etc/libvirt/qemu/dltest-{name}.xml").exists()
     for net in ("mgmt", "test0", "test1"):

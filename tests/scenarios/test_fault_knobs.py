@@ -16,7 +16,8 @@ import pytest
 from lab import scenarios
 from lab.errors import DriverFailure, LabError
 from lab.journal import parse_journal
-from lab.pytest_plugin import LeasedVm, classify
+from lab.leases import LeasedVm
+from lab.verdict import classify
 
 pytestmark = pytest.mark.scenario
 

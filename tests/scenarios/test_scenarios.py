@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 
 from lab import scenarios
-from lab.pytest_plugin import LeasedVm, record_load
+from lab.leases import LeasedVm
+from lab.pytest_plugin import record_load
 
 pytestmark = pytest.mark.scenario
 

@@ -14,8 +14,8 @@ import pytest
 
 from lab import domxml
 from lab.config import parse_config
+from lab.guests.linux_micro import micro_cmdline
 from lab.plan import LabPlan, make_plan
-from lab.provision import micro_cmdline
 
 GOLDEN = Path(__file__).parent / "golden"
 OWNER = domxml.Ownership(lab="dlab", run="20260101-000000-abcd", vm="vm1")

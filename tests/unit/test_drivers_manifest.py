@@ -57,16 +57,11 @@ def test_good_manifest_and_commands(tmp_path: Path) -> None:
     assert twin is not None
     assert m.name == "demo" and twin.file == tmp_path / "var/drivers/linux/demo.ko"
     assert twin.params == (("port", "7007"), ("verbose", "1"))
-    guest = PurePosixPath("/lab/demo.ko")
-    assert twin.insmod_argv(guest) == ["insmod", "/lab/demo.ko", "port=7007", "verbose=1"]
-    assert twin.insmod_argv(guest, ["block_unload"])[-1] == "block_unload=1"
-    assert twin.rmmod_argv() == ["rmmod", "demo"]
-    assert twin.control_line("unbind", "eth1") == "unbind eth1"
+    assert twin.load_params() == (("port", "7007"), ("verbose", "1"))
+    assert twin.load_params(["block_unload"])[-1] == ("block_unload", "1")
     assert twin.knob("block_unload").fault == KNOWN_KNOBS["block_unload"]
     with pytest.raises(KeyError, match="no fault knob"):
         twin.knob("corrupt_echo")
-    with pytest.raises(ValueError):
-        twin.control_line("unbind", "eth1; reboot")
     assert m.windows is not None and m.windows["sys"] == "demo.sys"
 
 

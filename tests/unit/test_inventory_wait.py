@@ -16,7 +16,7 @@ from lab.wait import wait_for
 
 def _inventory() -> inventory.Inventory:
     plan = make_plan(parse_config({}, Path("/x/lab.toml")))
-    vms = tuple(inventory.vm_entry(plan, vm, f"/c/{vm.name}.log") for vm in plan.vms)
+    vms = tuple(inventory.vm_entry(vm, f"/c/{vm.name}.log") for vm in plan.vms)
     return inventory.Inventory(lab="dlab", run="r1", uri="qemu:///system", netns="driverlab",
                                acceleration="tcg", key_file="/k", host_key="ssh-ed25519 AAA",
                                known_hosts="/kh", management_subnet="192.168.213.0/24", vms=vms)

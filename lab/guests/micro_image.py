@@ -23,8 +23,9 @@ from pathlib import Path
 from lab import keys
 from lab.errors import LabFailure
 from lab.hosttools import run_tool
+from lab.paths import StatePaths
 
-RECIPE_DIR = Path(__file__).resolve().parent.parent / "images" / "linux-micro"
+RECIPE_DIR = Path(__file__).resolve().parents[2] / "images" / "linux-micro"
 BUILDER_VERSION = "4"
 
 #: Modules the initramfs loads (with their dependencies) to reach the root disk;
@@ -114,10 +115,11 @@ def _inputs_digest(kernel_tree: Path, host_pub: str, client_pub: str) -> str:
 def build_image(kernel_package: str, state_dir: Path, disk_size_mib: int,
                 progress: Progress, force: bool = False) -> MicroImage:
     """Build (or reuse) the micro guest image for the lab in ``state_dir``."""
-    out = state_dir / "images" / "linux-micro"
+    paths = StatePaths(state_dir)
+    out = paths.images / "linux-micro"
     manifest = out / "image.json"
-    tree = fetch_kernel(kernel_package, state_dir / "cache", progress)
-    lab_keys = keys.ensure_keys(state_dir / "keys")
+    tree = fetch_kernel(kernel_package, paths.cache, progress)
+    lab_keys = keys.ensure_keys(paths.keys)
     digest = _inputs_digest(tree, lab_keys.host_public, lab_keys.client_public)
     if manifest.exists() and not force:
         data = json.loads(manifest.read_text())

@@ -1,0 +1,86 @@
+"""The evidence folder of one test: what explains its verdict.
+
+verdict.txt, the serial-console slice of the test, the guest's kernel log, the
+driver journals, the libvirt event timeline, load results as JSON and, on a
+crash or a hang, what the guest kind can add (a host memory dump, the guest's
+own crash dump decoded, blocked-task stacks, an NMI dump).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.errors import LabError
+from lab.guests.base import Deployment
+from lab.load import LoadResult
+from lab.verdict import DRIVER_HUNG
+from lab.vm import Vm
+
+
+@dataclass
+class Evidence:
+    """The evidence folder of one test."""
+
+    path: Path
+    deployments: list[Deployment] = field(default_factory=list)
+    loads: list[LoadResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def write(self, name: str, text: str) -> Path:
+        self.path.mkdir(parents=True, exist_ok=True)
+        target = self.path / name
+        target.write_text(text)
+        return target
+
+    def add_load(self, result: LoadResult) -> None:
+        self.loads.append(result)
+
+
+def collect(vm: Vm, ev: Evidence, verdict: str, crashed: bool, console: str) -> None:
+    """Write the evidence folder (always; it is small), plus dumps on a crash or hang."""
+    if crashed:
+        _crash(vm, ev)
+    elif verdict == DRIVER_HUNG:
+        _hang(vm, ev)
+    if not crashed:
+        _guest_logs(vm, ev)
+    ev.write("verdict.txt", verdict + "\n" + "".join(f"  {n}\n" for n in ev.notes))
+    ev.write("console.log", console)
+    for i, load in enumerate(ev.loads):
+        ev.write(f"load-{i}.json", json.dumps(load.to_dict(), indent=1, default=str))
+    ev.write("timeline.txt", vm.timeline.text())
+
+
+def _guest_logs(vm: Vm, ev: Evidence) -> None:
+    try:
+        ev.write("kernel-log.txt", vm.handle.kernel_log())
+        for dep in ev.deployments:
+            ev.write(f"journal-{dep.module}.txt", "".join(e.line + "\n" for e in dep.journal()))
+    except LabError as exc:
+        ev.write("guest-unreachable.txt", f"{exc}\n")
+        vm.guest.close()
+
+
+def _crash(vm: Vm, ev: Evidence) -> None:
+    ev.path.mkdir(parents=True, exist_ok=True)
+    if vm.handle.host_dump_on_crash:
+        target = ev.path / "memory.elf"
+        try:
+            vm.hv.dump_memory(vm.domain(), str(target))
+            vm.timeline.add(f"memory dump written: {target.name}")
+        except LabError as exc:
+            ev.write("memory-dump-failed.txt", f"{exc}\n")
+    try:
+        ev.notes.extend(vm.handle.crash_evidence(ev.path))
+    except LabError as exc:
+        ev.notes.append(f"crash evidence from the guest unavailable: {exc.summary}")
+
+
+def _hang(vm: Vm, ev: Evidence) -> None:
+    try:
+        ev.notes.extend(vm.handle.hang_evidence(
+            ev.path, lambda: vm.hv.inject_nmi(vm.domain())))
+    except LabError as exc:
+        ev.notes.append(f"hang evidence unavailable: {exc.summary}")

@@ -1,0 +1,289 @@
+"""The guest interface: everything the lab needs from a guest operating system.
+
+Two nouns, in the spirit of syzkaller's ``vm/vmimpl`` contract:
+
+* a :class:`GuestKind` (one per guest OS, resolved from ``[image] kind`` by the
+  registry in :mod:`lab.guests`): how its golden image is prepared and checked,
+  how a VM boots from it (the domain XML choices), the console markers of a
+  failed boot and of a panic, the login user and shell;
+* a :class:`GuestHandle` (one per running VM): adapters by MAC, the kernel or
+  event log, liveness, crash and hang evidence, and the driver
+  :class:`Deployment` (install, load, unload -- also with live clients --,
+  journal, fault knobs, unbind/rebind one adapter).
+
+Handles talk to their guest through a :class:`Shell` (``lab.guest.Guest`` over
+SSH, or a documented test double). Scenarios, the pytest plugin and provisioning
+speak only this interface; nothing outside ``lab/guests/`` runs a guest command.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+from lab.journal import Adapter, Journal, Vocabulary
+
+if TYPE_CHECKING:
+    from lab.config import LabConfig
+    from lab.drivers import DriverManifest
+    from lab.plan import Nic, VmSpec
+    from lab.progress import Progress
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What one guest command returned."""
+
+    command: str
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+class RunningCommand(Protocol):
+    """A guest command started without waiting (e.g. an unload that may block)."""
+
+    def finished(self) -> bool: ...
+
+    def wait(self, timeout: float) -> CommandResult:
+        """The result; raises :class:`~lab.errors.CommandTimeout` past ``timeout``."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Shell(Protocol):
+    """A command channel into one guest (SSH in the lab; a typed double in tests).
+
+    ``run`` raises :class:`~lab.errors.CommandTimeout` when the command outlives
+    ``timeout`` and :class:`~lab.errors.GuestUnreachable` when the channel is
+    lost; with ``check`` a non-zero exit raises :class:`~lab.errors.CommandFailed`.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    def run(self, command: str, timeout: float = 60.0, check: bool = True) -> CommandResult: ...
+
+    def start(self, command: str) -> RunningCommand:
+        """Start ``command`` on its own channel and return at once."""
+        ...
+
+    def put(self, local: Path, remote: str) -> None: ...
+
+    def get(self, remote: str, local: Path) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """One network adapter as the guest sees it, found by MAC."""
+
+    mac: str  #: lower case, colon separated (52:54:00:ab:01:02)
+    name: str  #: interface name ("eth1", "Ethernet 2")
+    index: int  #: interface index (Linux ifindex, Windows ifIndex)
+    addresses: tuple[str, ...] = ()  #: IPv4 addresses with prefix ("192.168.214.11/24")
+    device_id: str | None = None  #: PnP instance ID (Windows) or PCI address (Linux)
+
+    @property
+    def journal_adapter(self) -> Adapter:
+        """The adapter as driver journals name it (``<mac>@<ifindex>``)."""
+        return Adapter(mac=self.mac, ifindex=self.index)
+
+
+@dataclass(frozen=True)
+class GoldenImage:
+    """A prepared golden image, as provisioning uploads and boots it."""
+
+    disk: Path  #: the golden qcow2 every VM is a linked clone of
+    digest: str  #: content digest (names the uploaded volumes)
+    disk_size: int  #: virtual size of the golden disk in bytes
+    key_file: Path  #: the lab's private SSH key for the login user
+    host_key_line: str  #: the guest's pinned SSH host key ("ssh-ed25519 AAAA...")
+    kernel: Path | None = None  #: direct kernel boot (micro guest), else firmware boot
+    initrd: Path | None = None
+
+
+@dataclass(frozen=True)
+class BootChoices:
+    """The domain XML choices a guest kind makes for one VM (pure data)."""
+
+    firmware: str = "bios"  #: "bios" or "efi" (OVMF, Secure Boot off)
+    loader: str | None = None  #: OVMF code path (efi)
+    nvram_template: str | None = None  #: OVMF vars template (efi)
+    hyperv: bool = False  #: Hyper-V enlightenments
+    disk_bus: str = "virtio"  #: "virtio" or "sata"
+    cmdline: str | None = None  #: kernel command line (direct kernel boot)
+    tpm: bool = False
+
+
+class PendingUnload(abc.ABC):
+    """An unload that was started and may still be blocked (e.g. by live clients)."""
+
+    @abc.abstractmethod
+    def finished(self) -> bool:
+        """True once the unload returned (whatever its outcome)."""
+
+    @abc.abstractmethod
+    def wait(self, deadline: float) -> float:
+        """Wait up to ``deadline`` seconds for the unload to finish; returns seconds taken.
+
+        Raises :class:`~lab.errors.DriverHang` past the deadline and
+        :class:`~lab.errors.DriverFailure` when the unload failed.
+        """
+
+
+class Deployment(abc.ABC):
+    """One driver under test, deployed into one guest."""
+
+    #: the manifest name ("wskecho", "labtdi")
+    name: str
+    #: the loaded image's name in the guest (Linux module "kecho", Windows service "wskecho")
+    module: str
+    vocabulary: Vocabulary
+    #: how long an unload may take once the lab has closed its clients
+    unload_deadline_s: float
+    #: does this driver serve the TCP echo (wskecho and its twin)
+    serves_echo: bool
+
+    @abc.abstractmethod
+    def install(self) -> None: ...
+
+    @abc.abstractmethod
+    def load(self, knobs: Sequence[str] = ()) -> None:
+        """Load with the lab's fault ``knobs`` on; a load the guest refuses is a DriverFailure."""
+
+    @abc.abstractmethod
+    def loaded(self) -> bool: ...
+
+    @abc.abstractmethod
+    def unload(self, deadline: float | None = None) -> float:
+        """Unload and wait; returns seconds. Past ``deadline``: DriverHang."""
+
+    @abc.abstractmethod
+    def start_unload(self) -> PendingUnload:
+        """Start an unload without waiting (it may block on live clients)."""
+
+    @abc.abstractmethod
+    def journal(self) -> Journal:
+        """This driver's journal since boot (survives the unload)."""
+
+    @abc.abstractmethod
+    def unbind(self, adapter: AdapterInfo) -> None:
+        """Unbind the driver from one adapter (admin unbind, not a removal)."""
+
+    @abc.abstractmethod
+    def bind(self, adapter: AdapterInfo) -> None: ...
+
+
+class GuestHandle(abc.ABC):
+    """One running VM's guest, through its shell."""
+
+    #: whether a crash should also be dumped from the host (libvirt memory-only dump);
+    #: kinds whose guest writes its own dump and reboots say False
+    host_dump_on_crash: ClassVar[bool] = True
+
+    def __init__(self, shell: Shell) -> None:
+        self.shell = shell
+
+    @property
+    def name(self) -> str:
+        return self.shell.name
+
+    @abc.abstractmethod
+    def adapters(self) -> tuple[AdapterInfo, ...]:
+        """Every network adapter the guest lists now."""
+
+    def adapter(self, mac: str) -> AdapterInfo:
+        """The adapter with ``mac`` (LabFailure when the guest has none)."""
+        from lab.errors import LabFailure
+
+        for info in self.adapters():
+            if info.mac == mac.lower():
+                return info
+        raise LabFailure(f"{self.name}: no adapter with MAC {mac} in the guest")
+
+    def lists_mac(self, mac: str) -> bool:
+        """Whether the guest still lists an adapter with ``mac`` (unplug confirmation)."""
+        return any(a.mac == mac.lower() for a in self.adapters())
+
+    def configured(self, nic: Nic) -> bool:
+        """Whether the adapter of ``nic`` is up with its lab address (replug done)."""
+        return any(a.mac == nic.mac.lower() and any(
+            addr.split("/")[0] == nic.address for addr in a.addresses)
+            for a in self.adapters())
+
+    @abc.abstractmethod
+    def alive(self) -> bool:
+        """The guest answers a command (never raises)."""
+
+    @abc.abstractmethod
+    def kernel_log(self) -> str:
+        """The guest's kernel log (Linux dmesg, Windows System event log excerpt)."""
+
+    @abc.abstractmethod
+    def deployment(self, manifest: DriverManifest, vocabulary: Vocabulary) -> Deployment: ...
+
+    def crash_evidence(self, folder: Path) -> list[str]:
+        """After a crash the lab detected: fetch what the guest wrote (dumps); returns notes."""
+        del folder
+        return []
+
+    def hang_evidence(self, folder: Path, nmi: Callable[[], None]) -> list[str]:
+        """After a driver hang: turn it into evidence (stacks, an NMI dump); returns notes."""
+        del folder, nmi
+        return []
+
+
+class GuestKind(abc.ABC):
+    """One guest operating system the lab can run."""
+
+    #: the config's ``[image] kind`` value
+    name: ClassVar[str]
+    #: SSH login user and the shell its commands run in ("sh", "powershell")
+    login_user: ClassVar[str]
+    shell: ClassVar[str]
+    #: console lines meaning a boot can no longer reach SSH
+    boot_failure_markers: ClassVar[tuple[str, ...]]
+    #: console lines meaning the guest kernel panicked / bugchecked
+    panic_markers: ClassVar[tuple[str, ...]]
+    #: QEMU model of the management NIC (one the guest drives without extra drivers)
+    management_nic: ClassVar[str]
+
+    def __init__(self, config: LabConfig) -> None:
+        self.config = config
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Cheap checks before anything is created (LabFailure / ConfigError naming the fix)."""
+
+    @abc.abstractmethod
+    def prepare_image(self, progress: Progress) -> GoldenImage:
+        """Build (or check and describe) the golden image."""
+
+    @abc.abstractmethod
+    def boot_choices(self, vm: VmSpec) -> BootChoices:
+        """How this VM boots (firmware, enlightenments, disk bus, kernel command line)."""
+
+    @abc.abstractmethod
+    def handle(self, shell: Shell) -> GuestHandle: ...
+
+    def provision(self, handle: GuestHandle, say: Callable[[str], None]) -> None:
+        """First boot of a VM, before its clean snapshot: check the image contract and
+        apply per-VM setup (e.g. Driver Verifier, which needs a reboot). Default: nothing."""
+        del handle, say
+
+    def fatal_console_line(self, text: str) -> str | None:
+        """The first line of ``text`` that means the boot failed or the guest panicked."""
+        for line in text.splitlines():
+            if any(m in line for m in (*self.boot_failure_markers, *self.panic_markers)):
+                return line.strip()
+        return None

@@ -1,0 +1,265 @@
+"""The micro Linux guest kind: Debian kernel + busybox + dropbear, Linux twins of the drivers.
+
+Everything Linux-specific the lab does inside a guest lives here: how adapters
+are found (``/sys/class/net``, ``ip -o -4 addr``), the kernel log (``dmesg``),
+and the twins' deployment (``insmod``/``rmmod``, the control file). The image
+builder is :mod:`lab.guests.micro_image`.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path, PurePosixPath
+
+from lab.drivers import DriverManifest, LinuxTwin
+from lab.errors import CommandTimeout, DriverFailure, DriverHang, LabFailure
+from lab.guests.base import (
+    AdapterInfo,
+    BootChoices,
+    CommandResult,
+    Deployment,
+    GoldenImage,
+    GuestHandle,
+    GuestKind,
+    PendingUnload,
+    RunningCommand,
+    Shell,
+)
+from lab.guests.micro_image import build_image
+from lab.journal import Journal, Vocabulary, parse_journal
+from lab.paths import StatePaths
+from lab.plan import VmSpec
+from lab.progress import Progress
+
+#: Where the twins are copied inside the guest.
+GUEST_DIR = PurePosixPath("/tmp/lab-drivers")
+
+#: One line per interface ("<name> <mac> <ifindex>"), then the IPv4 addresses.
+_ADAPTERS_CMD = ("for d in /sys/class/net/*; do echo \"if $(basename $d) $(cat $d/address) "
+                 "$(cat $d/ifindex)\"; done; ip -o -4 addr")
+
+
+#: Interface names written to a twin's control file (never need quoting).
+_IFNAME = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
+
+
+def insmod_argv(twin: LinuxTwin, guest_file: PurePosixPath,
+                knobs: Sequence[str] = ()) -> list[str]:
+    """``insmod`` argv loading the twin with the given fault knobs on."""
+    return ["insmod", str(guest_file),
+            *(f"{k}={v}" for k, v in twin.load_params(knobs))]
+
+
+def rmmod_argv(twin: LinuxTwin) -> list[str]:
+    return ["rmmod", twin.module]
+
+
+def control_line(verb: str, ifname: str) -> str:
+    """The line a twin's control file takes ("unbind eth1")."""
+    if verb not in ("bind", "unbind") or not _IFNAME.match(ifname):
+        raise ValueError(f"bad control request {verb!r} {ifname!r}")
+    return f"{verb} {ifname}"
+
+
+def micro_cmdline(vm: VmSpec) -> str:
+    """Kernel command line of a micro guest: hostname and each NIC's MAC -> address."""
+    nets = ",".join(f"{nic.mac}={nic.ip}" for nic in vm.nics)
+    return (f"console=ttyS0,115200 root=/dev/vda rw lab.hostname={vm.name} lab.net={nets} "
+            "panic=0 oops=panic log_buf_len=4M")
+
+
+def parse_adapters(text: str) -> tuple[AdapterInfo, ...]:
+    """Adapters from the output of :data:`_ADAPTERS_CMD`."""
+    found: dict[str, tuple[str, int]] = {}
+    addrs: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[0] == "if" and parts[3].isdigit():
+            found[parts[1]] = (parts[2].lower(), int(parts[3]))
+        elif len(parts) >= 4 and parts[2] == "inet":
+            addrs.setdefault(parts[1], []).append(parts[3])
+    return tuple(AdapterInfo(mac=mac, name=name, index=index,
+                             addresses=tuple(addrs.get(name, ())))
+                 for name, (mac, index) in found.items())
+
+
+class LinuxMicro(GuestKind):
+    """Micro Linux guests, built here from Debian packages (the embedded default)."""
+
+    name = "linux-micro"
+    login_user = "root"
+    shell = "sh"
+    boot_failure_markers = ("lab-initramfs: cannot", "lab-initramfs: no /dev/vda")
+    panic_markers = ("Kernel panic",)
+    management_nic = "virtio"
+
+    def check(self) -> None:
+        """Nothing to check up front: the image is built here from Debian packages."""
+
+    def prepare_image(self, progress: Progress) -> GoldenImage:
+        paths = StatePaths(self.config.state_dir)
+        image = build_image(self.config.image.kernel_package, self.config.state_dir,
+                            self.config.image.disk_size_mib, progress)
+        return GoldenImage(disk=image.disk, digest=image.digest,
+                           disk_size=self.config.image.disk_size_mib << 20,
+                           key_file=paths.client_key, host_key_line=image.host_key_line,
+                           kernel=image.kernel, initrd=image.initrd)
+
+    def boot_choices(self, vm: VmSpec) -> BootChoices:
+        return BootChoices(cmdline=micro_cmdline(vm))
+
+    def handle(self, shell: Shell) -> LinuxMicroHandle:
+        return LinuxMicroHandle(shell)
+
+
+class LinuxMicroHandle(GuestHandle):
+    """One micro guest over SSH (busybox sh as root)."""
+
+    def adapters(self) -> tuple[AdapterInfo, ...]:
+        return parse_adapters(self.shell.run(_ADAPTERS_CMD, timeout=30).stdout)
+
+    def alive(self) -> bool:
+        try:
+            return self.shell.run("true", timeout=10, check=False).ok
+        except LabFailure:
+            self.shell.close()
+            return False
+
+    def kernel_log(self) -> str:
+        return self.shell.run("dmesg", timeout=20, check=False).stdout
+
+    def deployment(self, manifest: DriverManifest, vocabulary: Vocabulary) -> LinuxTwinDeployment:
+        return LinuxTwinDeployment(self.shell, manifest, vocabulary)
+
+    def hang_evidence(self, folder: Path, nmi: Callable[[], None]) -> list[str]:
+        """Blocked-task stacks (sysrq w) into ``hang-stacks.txt``; no NMI needed."""
+        del nmi
+        try:
+            self.shell.run("echo w > /proc/sysrq-trigger", timeout=15, check=False)
+            text = self.shell.run("dmesg | tail -n 400", timeout=20, check=False).stdout
+        except LabFailure as exc:
+            return [f"blocked-task stacks unavailable: {exc.summary}"]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "hang-stacks.txt").write_text(text)
+        return ["blocked-task stacks (sysrq w) in hang-stacks.txt"]
+
+
+def module_release(ko: Path) -> str | None:
+    """The kernel release a module was built for (first word of its vermagic)."""
+    try:
+        out = subprocess.run(["modinfo", "-F", "vermagic", str(ko)], capture_output=True,
+                             text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.split()[0] if out.split() else None
+
+
+class LinuxPendingUnload(PendingUnload):
+    """An rmmod running on its own SSH channel."""
+
+    def __init__(self, module: str, running: RunningCommand) -> None:
+        self.module = module
+        self.running = running
+        self.t0 = time.monotonic()
+
+    def finished(self) -> bool:
+        return self.running.finished()
+
+    def wait(self, deadline: float) -> float:
+        t0 = time.monotonic()
+        try:
+            res = self.running.wait(deadline)
+        except CommandTimeout as exc:
+            self.running.close()
+            raise DriverHang(f"driver hung: rmmod {self.module} did not return within "
+                             f"{deadline:.0f}s") from exc
+        _check_rmmod(self.module, res)
+        return time.monotonic() - t0
+
+
+def _check_rmmod(module: str, res: CommandResult) -> None:
+    if not res.ok:
+        raise DriverFailure(f"{module}: rmmod failed ({res.exit_code}): "
+                            f"{res.stderr.strip()[-300:]}")
+
+
+class LinuxTwinDeployment(Deployment):
+    """The Linux twin (kernel module) of one driver, in a micro guest."""
+
+    def __init__(self, shell: Shell, manifest: DriverManifest, vocabulary: Vocabulary) -> None:
+        if manifest.linux is None:
+            raise LabFailure(f"{manifest.path}: driver {manifest.name} has no [linux] table",
+                             hint="add the Linux twin's [linux] table to the manifest")
+        self.name = manifest.name
+        self.manifest = manifest
+        self.twin: LinuxTwin = manifest.linux
+        self.module = self.twin.module
+        self.shell = shell
+        self.vocabulary = vocabulary
+        self.unload_deadline_s = self.twin.unload_deadline_s
+        self.serves_echo = manifest.name == "wskecho"
+        self.guest_file = GUEST_DIR / self.twin.file.name
+
+    def install(self) -> None:
+        guest_release = self.shell.run("uname -r", timeout=30).stdout.strip()
+        per_kernel = self.twin.file.parent / guest_release / self.twin.file.name
+        local = per_kernel if per_kernel.exists() else self.twin.file
+        if not local.exists():
+            raise LabFailure(f"{per_kernel} is not built",
+                             hint="run `make drivers-linux` (CONFIG=<the lab's toml>)")
+        built_for = module_release(local)
+        if built_for is not None and built_for != guest_release:
+            raise LabFailure(f"{local} was built for kernel {built_for}, "
+                             f"the guest runs {guest_release}",
+                             hint="rebuild the twins for the guest's kernel: "
+                                  "`make drivers-linux` (LINUX_TWINS_META=<kernel package>)")
+        self.shell.run(shlex.join(["mkdir", "-p", str(GUEST_DIR)]))
+        self.shell.put(local, str(self.guest_file))
+
+    def load(self, knobs: Sequence[str] = ()) -> None:
+        argv = insmod_argv(self.twin, self.guest_file, knobs)
+        res = self.shell.run(shlex.join(argv), timeout=60, check=False)
+        if not res.ok:
+            raise DriverFailure(f"{self.module}: insmod failed ({res.exit_code}): "
+                                f"{res.stderr.strip()[-300:]}")
+        if not self.loaded():
+            raise DriverFailure(f"{self.module}: insmod returned but the module is not loaded")
+
+    def loaded(self) -> bool:
+        res = self.shell.run(shlex.join(["test", "-d", f"/sys/module/{self.module}"]),
+                             timeout=30, check=False)
+        return res.ok
+
+    def start_unload(self) -> LinuxPendingUnload:
+        return LinuxPendingUnload(self.module,
+                                  self.shell.start(shlex.join(rmmod_argv(self.twin))))
+
+    def unload(self, deadline: float | None = None) -> float:
+        """rmmod; a module that does not unload in time is a hung driver."""
+        took = self.start_unload().wait(deadline if deadline is not None
+                                        else self.unload_deadline_s)
+        if self.loaded():
+            raise DriverFailure(f"{self.module}: rmmod returned but the module is still loaded")
+        return took
+
+    def journal(self) -> Journal:
+        """The whole journal since boot, from the kernel log (survives the unload)."""
+        out = self.shell.run("dmesg | grep 'labjournal: ' || true", timeout=30).stdout
+        return parse_journal(out.splitlines(), self.vocabulary).of_driver(self.module)
+
+    def _control(self, verb: str, adapter: AdapterInfo) -> None:
+        if self.twin.control is None:
+            raise LabFailure(f"{self.manifest.path}: {self.name} has no control file to {verb}")
+        line = control_line(verb, adapter.name)
+        self.shell.run(f"echo {shlex.quote(line)} > {shlex.quote(str(self.twin.control))}",
+                       timeout=15)
+
+    def unbind(self, adapter: AdapterInfo) -> None:
+        self._control("unbind", adapter)
+
+    def bind(self, adapter: AdapterInfo) -> None:
+        self._control("bind", adapter)
