@@ -53,6 +53,18 @@ class ImageKind(StrEnum):
     WINDOWS = "windows"
 
 
+#: Windows releases the lab knows how to name (``[image] windows_version``).
+WINDOWS_VERSIONS: tuple[str, ...] = ("10", "11", "server2016", "server2019", "server2022",
+                                     "server2025")
+
+#: NIC models a Windows guest drives with an in-box driver (windows-notes B3: e1000e is
+#: Intel 82574L, in-box on Windows 10/11 and Server 2016-2025).
+WINDOWS_INBOX_NICS: frozenset[str] = frozenset({"e1000e"})
+
+#: Guest memory a Windows guest needs (Microsoft's minimum for Server 2016+ with
+#: Desktop Experience and for 64-bit client editions is 2 GB).
+WINDOWS_MIN_MEMORY_MIB = 2048
+
 #: NIC models QEMU offers for test NICs, and the Linux driver module each needs.
 NIC_MODELS: dict[str, str] = {
     "virtio": "virtio_net",
@@ -63,6 +75,15 @@ NIC_MODELS: dict[str, str] = {
 }
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,14}$")
+_WIN_USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,19}$")
+_WIN_DRIVER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")
+#: What each NIC model needs in a Windows guest (windows-notes B3, AutoHCK driver tables).
+_WINDOWS_NIC_NEEDS: dict[str, str] = {
+    "virtio": "needs NetKVM from virtio-win",
+    "vmxnet3": "needs VMware's vmxnet3 driver",
+    "e1000": "legacy 82540EM, no in-box driver on current Windows",
+    "rtl8139": "legacy RTL8139, no in-box driver on current Windows",
+}
 # Lab names end up in Linux bridge names ("<name>-t0"), which are limited to 15 bytes.
 _LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 
@@ -128,6 +149,46 @@ class ImageSection:
     disk_size_mib: int = _doc("Size of the micro guest's golden disk (MiB, sparse).", 512)
     windows_disk: str = _doc(
         "Path of the Windows golden qcow2 (only with kind = windows).", ""
+    )
+    windows_version: str = _doc(
+        "Windows release of the golden image, for reports and hints: one of "
+        + ", ".join(WINDOWS_VERSIONS) + " (empty: not stated).",
+        "",
+    )
+    windows_user: str = _doc(
+        "Account the lab logs in as over OpenSSH (an administrator).", "Administrator"
+    )
+    windows_ssh_key: str = _doc(
+        "Private key file whose public half is in the image's "
+        "C:\\ProgramData\\ssh\\administrators_authorized_keys.",
+        "",
+    )
+    windows_host_key: str = _doc(
+        "File holding the image's SSH host public key line (a copy of "
+        "C:\\ProgramData\\ssh\\ssh_host_ed25519_key.pub); the lab pins it.",
+        "",
+    )
+    windows_ovmf_code: str = _doc(
+        "OVMF firmware code (Secure Boot OFF build; Debian package ovmf).",
+        "/usr/share/OVMF/OVMF_CODE_4M.fd",
+    )
+    windows_ovmf_vars: str = _doc(
+        "OVMF variable store template matching windows_ovmf_code.",
+        "/usr/share/OVMF/OVMF_VARS_4M.fd",
+    )
+    windows_disk_bus: str = _doc(
+        "Bus of the system disk: sata (in-box driver) or virtio (only if the image has viostor).",
+        "sata",
+    )
+    windows_verifier: list[str] = _doc(
+        "Drivers (manifest names, e.g. [\"wskecho\", \"labtdi\"]) put under Driver Verifier "
+        "/standard at provisioning; NDIS protocol drivers add ndis.sys.",
+        [],
+    )
+    windows_nic_drivers: list[str] = _doc(
+        "NIC models (vms.test_nics values) whose drivers your image has besides the in-box "
+        "e1000e, e.g. [\"virtio\"] with NetKVM installed.",
+        [],
     )
 
 
@@ -283,15 +344,55 @@ def _validate(config: LabConfig) -> None:
     _validate_vms(where, vms)
     _validate_subnets(where, net, len(vms.test_nics), len(vms.names))
     if config.image.kind is ImageKind.WINDOWS:
-        disk = Path(config.image.windows_disk)
-        if not config.image.windows_disk or not (config.base_dir / disk).exists():
-            raise ConfigError(where, "image.windows_disk",
-                              f"names no existing file ({config.image.windows_disk!r})",
-                              "point it at your Windows golden qcow2, "
-                              "or use kind = \"linux-micro\"")
+        _validate_windows(where, config)
     if config.image.disk_size_mib < 128:
         raise ConfigError(where, "image.disk_size_mib", "is below 128",
                           "the micro guest's module tree needs at least 128 MiB")
+
+
+def _validate_windows(where: str, config: LabConfig) -> None:
+    """Windows-only keys (kind = windows); files other than the disk are checked by the kind."""
+    image, vms = config.image, config.vms
+    disk = Path(image.windows_disk)
+    if not image.windows_disk or not (config.base_dir / disk).exists():
+        raise ConfigError(where, "image.windows_disk",
+                          f"names no existing file ({image.windows_disk!r})",
+                          "point it at your Windows golden qcow2, "
+                          "or use kind = \"linux-micro\"")
+    if image.windows_version and image.windows_version not in WINDOWS_VERSIONS:
+        raise ConfigError(where, "image.windows_version", f"is {image.windows_version!r}",
+                          f"use one of: {', '.join(WINDOWS_VERSIONS)}")
+    if not _WIN_USER_RE.match(image.windows_user):
+        raise ConfigError(where, "image.windows_user", f"{image.windows_user!r} is not an "
+                          "account name the lab can pass to ssh",
+                          "use letters, digits, '.', '_' or '-' (e.g. Administrator)")
+    for key in ("windows_ssh_key", "windows_host_key"):
+        if not getattr(image, key):
+            raise ConfigError(where, f"image.{key}", "is empty (kind = windows needs it)",
+                              "set it to the file you made when you built the golden image")
+    if image.windows_disk_bus not in ("sata", "virtio"):
+        raise ConfigError(where, "image.windows_disk_bus", f"is {image.windows_disk_bus!r}",
+                          "use sata (in-box) or virtio (image has viostor)")
+    for name in image.windows_verifier:
+        if not _WIN_DRIVER_RE.match(name):
+            raise ConfigError(where, "image.windows_verifier", f"{name!r} is not a driver name",
+                              "list manifest names like \"wskecho\" (without .sys)")
+    for model in image.windows_nic_drivers:
+        if model not in NIC_MODELS:
+            raise ConfigError(where, "image.windows_nic_drivers", f"model {model!r} is unknown",
+                              f"use one of: {', '.join(NIC_MODELS)}")
+    if vms.memory_mib < WINDOWS_MIN_MEMORY_MIB:
+        raise ConfigError(where, "vms.memory_mib",
+                          f"is {vms.memory_mib}, too little for Windows",
+                          f"set [vms] memory_mib = {WINDOWS_MIN_MEMORY_MIB} or more (4096 is "
+                          "comfortable)")
+    for model in vms.test_nics:
+        if model not in WINDOWS_INBOX_NICS and model not in image.windows_nic_drivers:
+            raise ConfigError(where, "vms.test_nics",
+                              f"model {model!r} has no in-box Windows driver "
+                              f"({_WINDOWS_NIC_NEEDS.get(model, 'needs a vendor driver')})",
+                              "use e1000e, or install the driver in your image and add "
+                              f"\"{model}\" to [image] windows_nic_drivers")
 
 
 def _validate_vms(where: str, vms: VmsSection) -> None:

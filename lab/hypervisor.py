@@ -443,6 +443,12 @@ class Hypervisor:
 
         return self._watch(dom, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, "lifecycle", on_event)
 
+    def lib_version(self) -> tuple[int, int]:
+        """(major, minor) of the libvirt daemon behind the connection."""
+        with classified("asking libvirt for its version"):
+            version = int(self.conn.getLibVersion())
+        return version // 1_000_000, version // 1000 % 1000
+
     def domain_capable(self, virt_type: str) -> bool:
         """Whether libvirt offers domain type ``virt_type`` (kvm/qemu) for x86_64."""
         try:

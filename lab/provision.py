@@ -66,6 +66,7 @@ def up(config: LabConfig, progress: Progress) -> inventory.Inventory:
     hv = open_host(config, progress)
     assert hv is not None
     with hv:
+        _check_libvirt(hv, kind)
         plan = make_plan(config)
         run = _existing_run(hv, config.lab.name) or new_run_id()
         _ensure_networks(hv, plan, run, progress)
@@ -87,6 +88,16 @@ def _acceleration(config: LabConfig, image: GoldenImage, progress: Progress) -> 
         with Hypervisor(config.lab.uri, str(config.path)) as hv:
             return Acceleration.KVM if hv.domain_capable("kvm") else Acceleration.TCG
     return config.lab.acceleration
+
+
+def _check_libvirt(hv: Hypervisor, kind: GuestKind) -> None:
+    """Refuse, before anything is created, a libvirt that cannot snapshot this kind's VMs."""
+    have = hv.lib_version()
+    if have < kind.min_libvirt:
+        need = ".".join(map(str, kind.min_libvirt))
+        raise LabFailure(f"{kind.name} guests need libvirt >= {need} for their clean snapshot "
+                         f"(this host has {have[0]}.{have[1]})",
+                         hint=f"run {kind.name} labs on a host with libvirt {need} or newer")
 
 
 def _existing_run(hv: Hypervisor, lab: str) -> str | None:

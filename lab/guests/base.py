@@ -248,8 +248,9 @@ class GuestKind(abc.ABC):
 
     #: the config's ``[image] kind`` value
     name: ClassVar[str]
-    #: SSH login user and the shell its commands run in ("sh", "powershell")
-    login_user: ClassVar[str]
+    #: SSH login user (a kind may take it from the config) and the shell its commands
+    #: run in ("sh", "powershell")
+    login_user: str
     shell: ClassVar[str]
     #: console lines meaning a boot can no longer reach SSH
     boot_failure_markers: ClassVar[tuple[str, ...]]
@@ -257,6 +258,8 @@ class GuestKind(abc.ABC):
     panic_markers: ClassVar[tuple[str, ...]]
     #: QEMU model of the management NIC (one the guest drives without extra drivers)
     management_nic: ClassVar[str]
+    #: oldest libvirt (major, minor) that can snapshot and revert this kind's VMs
+    min_libvirt: ClassVar[tuple[int, int]] = (0, 0)
 
     def __init__(self, config: LabConfig) -> None:
         self.config = config

@@ -1,0 +1,299 @@
+"""The Windows guest kind: the user's golden image, OVMF + Hyper-V enlightenments, OpenSSH.
+
+What runs where:
+
+* on any host (proved by unit tests): the image checks, the boot choices, every
+  command string (the Windows command contract) and every parser, the crash
+  dump decoder, the deployment's verdict logic against a typed double;
+* only with a real Windows guest on a KVM host: that the commands do what
+  Microsoft documents, the timings, the dump contents.
+
+The guest must have been built as the image recipe says (windows-notes B1):
+OpenSSH with PowerShell as DefaultShell, testsigning on, the lab CA in Root and
+TrustedPublisher, CrashControl set, e1000e driver in-box, AutoReboot on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from lab.config import LabConfig
+from lab.drivers import REPO_ROOT, DriverManifest, load_manifests
+from lab.errors import ConfigError, LabFailure
+from lab.guests.base import (
+    AdapterInfo,
+    BootChoices,
+    GoldenImage,
+    GuestHandle,
+    GuestKind,
+    Shell,
+)
+from lab.guests.windows_deploy import WindowsDeployment, deployment_for
+from lab.guests.windows_evidence import collect_crash, collect_hang
+from lab.guests.windows_image import check_image, golden_image
+from lab.guests.windows_manifest import windows_spec
+from lab.guests.windows_text import (
+    cert_stores,
+    crash_control_problems,
+    format_events,
+    native,
+    parse_adapters,
+    pnp_present,
+    ps_quote,
+    testsigning_on,
+    verified_drivers,
+)
+from lab.journal import Vocabulary
+from lab.plan import VmSpec
+from lab.progress import Progress
+
+#: The lab test CA every driver is signed under (built by `make drivers-windows`).
+LAB_CA = REPO_ROOT / "var" / "drivers" / "windows" / "pki" / "lab-test-ca.cer"
+#: One quick guest command (liveness, adapters, event log).
+QUICK_S = 30.0
+#: A Windows reboot, from Restart-Computer (or a bug check's dump write) to SSH again.
+REBOOT_DEADLINE_S = 900.0
+#: Restart-Computer returns once the shutdown is initiated.
+RESTART_RETURN_S = 60.0
+#: How long after the reboot event 1001 may take to appear (WER writes it after logon).
+BUGCHECK_EVENT_DEADLINE_S = 180.0
+
+ADAPTERS_CMD = ("Get-NetAdapter | Select-Object Name,ifIndex,MacAddress,Status,"
+                "InterfaceDescription,PnPDeviceID | ConvertTo-Json -Compress")
+ADDRESSES_CMD = ("Get-NetIPAddress -AddressFamily IPv4 | Select-Object InterfaceIndex,"
+                 "IPAddress,PrefixLength | ConvertTo-Json -Compress")
+EVENTS_CMD = ("Get-WinEvent -LogName System -MaxEvents 200 | Select-Object TimeCreated,Id,"
+              "ProviderName,LevelDisplayName,Message | ConvertTo-Json -Compress")
+BOOT_ID_CMD = ("(Get-CimInstance Win32_OperatingSystem).LastBootUpTime.ToUniversalTime()"
+               ".ToString('o')")
+CRASH_CONTROL_CMD = ("Get-ItemProperty 'HKLM:\\SYSTEM\\CurrentControlSet\\Control\\CrashControl'"
+                     " | Select-Object CrashDumpEnabled,NMICrashDump,AutoReboot,"
+                     "AlwaysKeepMemoryDump | ConvertTo-Json -Compress")
+
+
+class ImageContractBroken(LabFailure):
+    """The running image lacks something the lab needs (testsigning, CA, dumps, verifier)."""
+
+
+def ca_thumbprint(path: Path = LAB_CA) -> str:
+    """SHA-1 of the CA certificate's DER, upper-case hex (PowerShell's Thumbprint)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise LabFailure(f"the lab CA {path} is missing: {exc}",
+                         hint="run `make drivers-windows`") from None
+    cert = (x509.load_pem_x509_certificate(raw) if raw.lstrip().startswith(b"-----")
+            else x509.load_der_x509_certificate(raw))
+    return hashlib.sha1(cert.public_bytes(Encoding.DER), usedforsecurity=False).hexdigest(
+    ).upper()
+
+
+class Windows(GuestKind):
+    """Windows guests from the user's golden qcow2 (see README "Windows guests")."""
+
+    name = "windows"
+    login_user = "Administrator"  #: the class default; an instance uses [image] windows_user
+    shell = "powershell"
+    #: OVMF's boot manager (edk2 MdeModulePkg/Universal/BdsDxe/BdsEntry.c) prints these on
+    #: the serial console when no boot option loads; "Shell> " is the UEFI shell it falls
+    #: back to. Windows itself prints nothing on the serial port unless EMS is enabled.
+    boot_failure_markers = ("BdsDxe: failed to load Boot",
+                            "BdsDxe: No bootable option or device was found", "Shell> ")
+    #: Bug checks are not on the serial console (no EMS): the lab sees them as pvpanic /
+    #: libvirt crash events and as event 1001 after the reboot.
+    panic_markers = ()
+    management_nic = "e1000e"
+    #: internal snapshots (the clean state every test reverts to) of a VM with pflash
+    #: UEFI firmware: libvirt refuses to create them before 10.9 and to revert them
+    #: before 10.10 (libvirt NEWS 10.9.0/10.10.0; virt-manager issue #851)
+    min_libvirt = (10, 10)
+
+    def __init__(self, config: LabConfig) -> None:
+        super().__init__(config)
+        self.login_user = config.image.windows_user
+
+    def check(self) -> None:
+        check_image(self.config)
+        ca_thumbprint()
+        self._verifier_targets()
+
+    def prepare_image(self, progress: Progress) -> GoldenImage:
+        return golden_image(self.config, progress)
+
+    def boot_choices(self, vm: VmSpec) -> BootChoices:
+        del vm
+        image = self.config.image
+        base = self.config.base_dir
+        return BootChoices(firmware="efi",
+                           loader=str(base / Path(image.windows_ovmf_code).expanduser()),
+                           nvram_template=str(base / Path(image.windows_ovmf_vars).expanduser()),
+                           hyperv=True, disk_bus=image.windows_disk_bus)
+
+    def handle(self, shell: Shell) -> WindowsGuest:
+        return WindowsGuest(shell)
+
+    def provision(self, handle: GuestHandle, say: Callable[[str], None]) -> None:
+        if not isinstance(handle, WindowsGuest):
+            raise LabFailure(f"{handle.name}: not a Windows guest handle")
+        check_contract(handle, ca_thumbprint())
+        say("image contract ok: testsigning on, lab CA trusted, crash dumps set")
+        targets = self._verifier_targets()
+        if targets:
+            apply_verifier(handle, targets, say)
+
+    def _verifier_targets(self) -> tuple[str, ...]:
+        """The .sys names for Driver Verifier (ndis.sys too when a protocol is listed)."""
+        names = self.config.image.windows_verifier
+        if not names:
+            return ()
+        manifests = load_manifests()
+        targets: list[str] = []
+        for name in names:
+            if name not in manifests:
+                raise ConfigError(str(self.config.path), "image.windows_verifier",
+                                  f"{name!r} is not a driver", f"use one of: "
+                                  f"{', '.join(manifests)}")
+            spec = windows_spec(manifests[name])
+            targets.append(spec.sys_file.name.lower())
+            if spec.is_protocol and "ndis.sys" not in targets:
+                targets.append("ndis.sys")
+        return tuple(targets)
+
+
+def check_contract(guest: WindowsGuest, thumbprint: str) -> None:
+    """testsigning on, the lab CA in Root and TrustedPublisher, CrashControl usable."""
+    bcd = guest.shell.run(native("bcdedit.exe /enum '{current}'"), timeout=QUICK_S,
+                          check=False)
+    if not bcd.ok or not testsigning_on(bcd.stdout):
+        raise ImageContractBroken(f"{guest.name}: testsigning is not on in the image",
+                                  hint="bcdedit /set testsigning on (Secure Boot off), reboot, "
+                                       "and keep that image as the golden one")
+    certs = guest.shell.run(
+        "Get-ChildItem Cert:\\LocalMachine\\Root,Cert:\\LocalMachine\\TrustedPublisher | "
+        f"Where-Object Thumbprint -eq {ps_quote(thumbprint)} | "
+        "Select-Object PSParentPath,Thumbprint | ConvertTo-Json -Compress", timeout=QUICK_S)
+    missing = {"Root", "TrustedPublisher"} - cert_stores(certs.stdout)
+    if missing:
+        raise ImageContractBroken(f"{guest.name}: the lab CA {thumbprint} is not in "
+                                  f"{' and '.join(sorted(missing))}",
+                                  hint="Import-Certificate lab-test-ca.cer into "
+                                       "Cert:\\LocalMachine\\Root and TrustedPublisher")
+    problems = crash_control_problems(guest.shell.run(CRASH_CONTROL_CMD, timeout=QUICK_S,
+                                                      check=False).stdout)
+    if problems:
+        raise ImageContractBroken(f"{guest.name}: CrashControl: {'; '.join(problems)}",
+                                  hint="set them under HKLM\\SYSTEM\\CurrentControlSet\\"
+                                       "Control\\CrashControl in the image")
+
+
+def apply_verifier(guest: WindowsGuest, targets: tuple[str, ...],
+                   say: Callable[[str], None]) -> None:
+    """verifier /standard /driver ..., reboot, then /querysettings must list them."""
+    drivers = " ".join(targets)
+    guest.shell.run(native(f"verifier.exe /standard /driver {drivers}"), timeout=QUICK_S,
+                    check=False)  # non-zero means "reboot required", which comes next
+    say(f"Driver Verifier set for {drivers}; rebooting")
+    guest.reboot()
+    listed = verified_drivers(guest.shell.run("verifier.exe /querysettings",
+                                              timeout=QUICK_S, check=False).stdout)
+    missing = set(targets) - listed
+    if missing:
+        raise ImageContractBroken(f"{guest.name}: Driver Verifier does not list "
+                                  f"{', '.join(sorted(missing))} after the reboot")
+    say(f"Driver Verifier active for {drivers}")
+
+
+class WindowsGuest(GuestHandle):
+    """One Windows guest over OpenSSH (PowerShell)."""
+
+    #: Windows writes its own dump (CrashControl) and reboots: no host memory dump.
+    host_dump_on_crash = False
+
+    def __init__(self, shell: Shell) -> None:
+        super().__init__(shell)
+        self._device_ids: dict[str, str] = {}
+
+    def adapters(self) -> tuple[AdapterInfo, ...]:
+        found = parse_adapters(self.shell.run(ADAPTERS_CMD, timeout=QUICK_S).stdout,
+                               self.shell.run(ADDRESSES_CMD, timeout=QUICK_S).stdout)
+        for info in found:
+            if info.device_id:
+                self._device_ids[info.mac] = info.device_id
+        return found
+
+    def lists_mac(self, mac: str) -> bool:
+        """Listed by Get-NetAdapter, or its PnP device (seen before) still Present."""
+        if super().lists_mac(mac):
+            return True
+        device = self._device_ids.get(mac.lower())
+        if device is None:
+            return False
+        out = self.shell.run(f"Get-PnpDevice -InstanceId {ps_quote(device)} "
+                             "-ErrorAction SilentlyContinue | Select-Object InstanceId,Present,"
+                             "Status | ConvertTo-Json -Compress", timeout=QUICK_S, check=False)
+        return pnp_present(out.stdout) is True
+
+    def alive(self) -> bool:
+        try:
+            res = self.shell.run("Write-Output lab-alive", timeout=15, check=False)
+        except LabFailure:
+            self.shell.close()
+            return False
+        return res.ok and "lab-alive" in res.stdout
+
+    def kernel_log(self) -> str:
+        return format_events(self.shell.run(EVENTS_CMD, timeout=QUICK_S, check=False).stdout)
+
+    def deployment(self, manifest: DriverManifest,
+                   vocabulary: Vocabulary) -> WindowsDeployment:
+        return deployment_for(self.shell, windows_spec(manifest), vocabulary)
+
+    def boot_id(self) -> str | None:
+        """The guest's last boot time (None while it does not answer)."""
+        try:
+            res = self.shell.run(BOOT_ID_CMD, timeout=15, check=False)
+        except LabFailure:
+            self.shell.close()
+            return None
+        return (res.stdout.strip() or None) if res.ok else None
+
+    def wait_back(self, deadline: float = REBOOT_DEADLINE_S, after: str | None = None) -> str:
+        """Wait until the guest answers with a boot other than ``after``; its boot id."""
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            current = self.boot_id()
+            if current is not None and current != after:
+                return current
+            time.sleep(max(0.0, min(5.0, end - time.monotonic())))
+        raise LabFailure(f"{self.name}: did not come back over SSH within {deadline:.0f}s",
+                         hint="look at the VM's console log and screen (virt-viewer)")
+
+    def reboot(self, deadline: float = REBOOT_DEADLINE_S) -> None:
+        before = self.boot_id()
+        if before is None:
+            raise LabFailure(f"{self.name}: not answering, cannot reboot it")
+        running = self.shell.start("Restart-Computer -Force")
+        try:
+            running.wait(RESTART_RETURN_S)  # returns once the shutdown is initiated
+        except LabFailure:
+            pass  # the session may die with the shutdown; wait_back decides
+        finally:
+            running.close()
+            self.shell.close()
+        self.wait_back(deadline, after=before)
+
+    def crash_evidence(self, folder: Path) -> list[str]:
+        return collect_crash(self, folder)
+
+    def hang_evidence(self, folder: Path, nmi: Callable[[], None]) -> list[str]:
+        return collect_hang(self, folder, nmi)
+
+
+__all__ = ["LAB_CA", "ImageContractBroken", "Windows", "WindowsGuest", "ca_thumbprint",
+           "check_contract"]
