@@ -70,8 +70,9 @@ ADDRESSES_CMD = ("Get-NetIPAddress -AddressFamily IPv4 | Select-Object Interface
                  "IPAddress,PrefixLength | ConvertTo-Json -Compress")
 EVENTS_CMD = ("Get-WinEvent -LogName System -MaxEvents 200 | Select-Object TimeCreated,Id,"
               "ProviderName,LevelDisplayName,Message | ConvertTo-Json -Compress")
-BOOT_ID_CMD = ("(Get-CimInstance Win32_OperatingSystem).LastBootUpTime.ToUniversalTime()"
-               ".ToString('o')")
+#: The last boot time identifies a boot (compared as text, never parsed).
+BOOT_ID_CMD = ("Get-CimInstance -ClassName Win32_OperatingSystem | Select-Object LastBootUpTime"
+               " | ConvertTo-Json -Compress")
 CRASH_CONTROL_CMD = ("Get-ItemProperty 'HKLM:\\SYSTEM\\CurrentControlSet\\Control\\CrashControl'"
                      " | Select-Object CrashDumpEnabled,NMICrashDump,AutoReboot,"
                      "AlwaysKeepMemoryDump | ConvertTo-Json -Compress")

@@ -173,7 +173,17 @@ class ServicePendingUnload(PendingUnload):
         self._done = False
 
     def finished(self) -> bool:
-        return self._done or self.running.finished()
+        """True once the service is STOPPED: ``sc.exe stop`` may return at once with
+        STATE 3 STOP_PENDING while the Unload routine still waits in WskDeregister."""
+        if self._done:
+            return True
+        if not self.running.finished():
+            return False
+        try:
+            status = self.control.status()
+        except LabFailure:
+            return False
+        return status is None or status.state == SERVICE_STOPPED
 
     def wait(self, deadline: float) -> float:
         t0 = time.monotonic()

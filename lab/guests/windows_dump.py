@@ -36,6 +36,8 @@ from lab.guests.windows_codes import bugcheck_title
 
 HEADER_SIZE = 0x2000
 SIGNATURE = b"PAGE"
+#: Windows pre-fills the header page with "PAGE"; a field still holding it was not written.
+UNWRITTEN = int.from_bytes(b"PAGEPAGE", "little")
 VALID_DUMP64 = b"DU64"
 OFF_MAJOR = 0x08
 OFF_MINOR = 0x0C
@@ -100,7 +102,8 @@ class DumpInfo:
             f"parameters: {params}",
             f"dump type: {DUMP_TYPES.get(self.dump_type, str(self.dump_type))}",
             f"windows: {self.major}.{self.build} machine 0x{self.machine:04X}",
-            f"exception address: 0x{self.exception_address:016X}",
+            ("exception address: not recorded" if self.exception_address == UNWRITTEN
+             else f"exception address: 0x{self.exception_address:016X}"),
             f"faulting module: {module}",
         ])
 

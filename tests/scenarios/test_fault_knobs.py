@@ -79,7 +79,7 @@ def test_blocked_unload_is_a_hang(lab_vm: LeasedVm, driver: str) -> None:
     with pytest.raises(DriverFailure) as info:
         dep.unload(deadline=15)
     assert verdict_of(lab_vm, info.value) == "driver hung"
-    assert f"rmmod {dep.module}" in str(info.value)
+    assert dep.module in str(info.value) and "did not" in str(info.value)
 
 
 def test_crash_on_unbind_is_a_driver_crash(lab_vm: LeasedVm) -> None:
@@ -89,5 +89,9 @@ def test_crash_on_unbind_is_a_driver_crash(lab_vm: LeasedVm) -> None:
     with pytest.raises(LabError) as info:
         scenarios.unbind_rebind(lab_vm.vm, tdi, nic, others)
     assert verdict_of(lab_vm, info.value) == "driver crashed"
-    console = lab_vm.console()
-    assert "BUG: kernel NULL pointer dereference" in console or "Oops" in console
+    kind = lab_vm.vm.kind
+    if kind.panic_markers:  # the guest kernel reports its panic on the serial console
+        assert kind.fatal_console_line(lab_vm.console()) is not None
+    else:  # the guest writes its own dump and reboots (Windows): the lab decodes it
+        notes = lab_vm.vm.handle.crash_evidence(lab_vm.evidence.path)
+        assert any(n.startswith("bugcheck 0x000000E2") for n in notes), notes

@@ -100,7 +100,7 @@ def _crashed_guest() -> tuple[WindowsGuest, DumpShell]:
     event = ('{"Id":1001,"Message":"The computer has rebooted from a bugcheck.  The bugcheck '
              'was: 0x00000080 (0x00000000004f4454, 0x0000000000000000, 0x0000000000000000, '
              '0x0000000000000000). A dump was saved in: C:\\\\Windows\\\\MEMORY.DMP."}')
-    shell = DumpShell({"(Get-CimInstance": ok("b", "2026-01-01T00:00:00.0000000Z"),
+    shell = DumpShell({"Get-CimInstance": ok("b", '{"LastBootUpTime":"\\/Date(1767225600000)\\/"}'),
                        "Get-WinEvent -FilterHashtable": ok("e", event),
                        "Get-ChildItem -Path": ok("d", '[{"FullName":"C:\\\\Windows\\\\MEMORY.DMP",'
                                                       '"Length":8192}]')})
@@ -124,6 +124,6 @@ def test_crash_evidence_reports_a_guest_that_never_returns(tmp_path: Path) -> No
     def down(cmd: str) -> CommandResult:
         raise LabFailure("ssh lost")
 
-    guest = WindowsGuest(ScriptedShell({"(Get-CimInstance": down}))
+    guest = WindowsGuest(ScriptedShell({"Get-CimInstance": down}))
     result = collect_crash(guest, tmp_path, deadline=0.5)
     assert result[0].startswith("Windows crash evidence unavailable")
