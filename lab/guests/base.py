@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
+from lab.errors import CommandTimeout, DriverHang
 from lab.journal import Adapter, Journal, Vocabulary
 
 if TYPE_CHECKING:
@@ -123,6 +124,17 @@ class BootChoices:
     disk_bus: str = "virtio"  #: "virtio" or "sata"
     cmdline: str | None = None  #: kernel command line (direct kernel boot)
     tpm: bool = False
+
+
+def wait_or_hang(running: RunningCommand, deadline: float, what: str) -> CommandResult:
+    """The result of ``running``; past ``deadline`` (which only the driver controls) a
+    DriverHang naming ``what``, and the command's channel is closed."""
+    try:
+        return running.wait(deadline)
+    except CommandTimeout as exc:
+        running.close()
+        raise DriverHang(f"driver hung: {what} did not return within {deadline:.0f}s") \
+            from exc
 
 
 class PendingUnload(abc.ABC):

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 
 from lab.drivers import DriverManifest, LinuxTwin
-from lab.errors import CommandTimeout, DriverFailure, DriverHang, LabFailure
+from lab.errors import DriverFailure, LabFailure
 from lab.guests.base import (
     AdapterInfo,
     BootChoices,
@@ -28,6 +28,7 @@ from lab.guests.base import (
     PendingUnload,
     RunningCommand,
     Shell,
+    wait_or_hang,
 )
 from lab.guests.micro_image import build_image
 from lab.journal import Journal, Vocabulary, parse_journal
@@ -171,12 +172,7 @@ class LinuxPendingUnload(PendingUnload):
 
     def wait(self, deadline: float) -> float:
         t0 = time.monotonic()
-        try:
-            res = self.running.wait(deadline)
-        except CommandTimeout as exc:
-            self.running.close()
-            raise DriverHang(f"driver hung: rmmod {self.module} did not return within "
-                             f"{deadline:.0f}s") from exc
+        res = wait_or_hang(self.running, deadline, f"rmmod {self.module}")
         _check_rmmod(self.module, res)
         return time.monotonic() - t0
 

@@ -15,7 +15,14 @@ import time
 from collections.abc import Sequence
 
 from lab.errors import CommandTimeout, DriverFailure, DriverHang, LabFailure
-from lab.guests.base import AdapterInfo, CommandResult, Deployment, PendingUnload, Shell
+from lab.guests.base import (
+    AdapterInfo,
+    CommandResult,
+    Deployment,
+    PendingUnload,
+    Shell,
+    wait_or_hang,
+)
 from lab.guests.windows_codes import (
     HRESULT_SERVICE_MARKED_FOR_DELETE,
     LAB_SIDE_START_ERRORS,
@@ -187,12 +194,8 @@ class ServicePendingUnload(PendingUnload):
 
     def wait(self, deadline: float) -> float:
         t0 = time.monotonic()
-        try:
-            res = self.running.wait(deadline)
-        except CommandTimeout as exc:
-            self.running.close()
-            raise DriverHang(f"driver hung: sc.exe stop {self.service} did not return within "
-                             f"{deadline:.0f}s (the Unload routine blocks)") from exc
+        res = wait_or_hang(self.running, deadline,
+                           f"sc.exe stop {self.service} (the Unload routine blocks)")
         self._check_stop(res)
         self._poll_stopped(t0 + deadline, deadline)
         self._done = True

@@ -6,18 +6,17 @@ Regenerate the golden files after an intended change with
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
+from golden_files import check_golden
 
 from lab import domxml
 from lab.config import parse_config
 from lab.guests.linux_micro import micro_cmdline
 from lab.plan import LabPlan, make_plan
 
-GOLDEN = Path(__file__).parent / "golden"
 OWNER = domxml.Ownership(lab="dlab", run="20260101-000000-abcd", vm="vm1")
 
 
@@ -51,12 +50,7 @@ def _documents() -> dict[str, str]:
 
 @pytest.mark.parametrize("name", sorted(_documents()))
 def test_matches_golden_file(name: str) -> None:
-    text = _documents()[name]
-    path = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN"):
-        path.write_text(text)
-    assert path.exists(), f"missing golden file {path}; run with UPDATE_GOLDEN=1"
-    assert text == path.read_text()
+    check_golden(name, _documents()[name])
 
 
 SCHEMAS = {"network-": "network", "domain-": "domain", "pool": "storagepool",

@@ -6,13 +6,13 @@ Golden files are regenerated with `UPDATE_GOLDEN=1 pytest tests/unit/test_window
 
 from __future__ import annotations
 
-import os
 import subprocess
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from golden_files import check_golden
 
 from lab import domxml
 from lab.config import parse_config
@@ -20,7 +20,6 @@ from lab.guests.base import BootChoices
 from lab.guests.windows import Windows
 from lab.plan import VmSpec, make_plan
 
-GOLDEN = Path(__file__).parent / "golden"
 OWNER = domxml.Ownership(lab="dlab", run="20260101-000000-abcd", vm="vm1")
 CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
 VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
@@ -50,12 +49,7 @@ def _documents() -> dict[str, str]:
 
 @pytest.mark.parametrize("name", sorted(_documents()))
 def test_matches_golden_file(name: str) -> None:
-    text = _documents()[name]
-    path = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN"):
-        path.write_text(text)
-    assert path.exists(), f"missing golden file {path}; run with UPDATE_GOLDEN=1"
-    assert text == path.read_text()
+    check_golden(name, _documents()[name])
 
 
 @pytest.mark.parametrize("name", sorted(_documents()))
