@@ -1,7 +1,8 @@
 # Linux driver twins (kecho, labtdi), built for the micro guest's kernel: the
 # Debian 12 cloud kernel. `make drivers-linux` (or `make drivers`) writes
 #   var/drivers/linux/kecho.ko, labtdi.ko   the modules
-#   var/drivers/linux/l2probe               static L2 echo probe (guest side)
+#   var/drivers/linux/l2probe               static L2 echo probe (guest side; wire
+#                                           format drivers/common/labl2echo.h)
 #   var/drivers/linux/kernel-abi            the ABI they were built for
 #   var/drivers/linux/<abi>/*.ko            the modules per ABI (the lab deploys the
 #                                           ones matching the guest's `uname -r`)
@@ -29,7 +30,7 @@ drivers-linux:
 	@set -e; for pair in $(LINUX_TWINS); do \
 	    src=$${pair%%:*}; mod=$${pair##*:}; dir=$(LINUX_TWINS_BUILD)/$$src; \
 	    mkdir -p $$dir; \
-	    cp -p drivers/$$src/linux/* drivers/common/linux/*.h $$dir/; \
+	    cp -p drivers/$$src/linux/* drivers/common/linux/*.h drivers/common/*.h $$dir/; \
 	    echo "  KMOD    $$mod.ko ($(LINUX_TWINS_ABI))"; \
 	    $(MAKE) -s -C $(LINUX_TWINS_KDIR) M=$(CURDIR)/$$dir W=1 modules >$$dir/build.log 2>&1 || \
 	        { cat $$dir/build.log >&2; exit 1; }; \
@@ -40,7 +41,7 @@ drivers-linux:
 	    cp -p $$dir/$$mod.ko $(LINUX_TWINS_OUT)/$(LINUX_TWINS_ABI)/$$mod.ko; \
 	done
 	@echo "  CC      l2probe (static)"
-	@gcc -static -O2 -Wall -Wextra -Werror -Idrivers/labtdi/linux \
+	@gcc -static -O2 -Wall -Wextra -Werror -Idrivers/common \
 	    -o $(LINUX_TWINS_OUT)/l2probe drivers/linux/l2probe.c
 	@echo "$(LINUX_TWINS_ABI)" >$(LINUX_TWINS_OUT)/kernel-abi
 

@@ -18,7 +18,7 @@ WIN_KCFLAGS  := -std=gnu11 -O2 -g0 -Wall -Wextra -Werror -Wno-unused-parameter \
                 -ffreestanding -fno-builtin -mno-red-zone -fno-stack-protector \
                 -fno-stack-check -fno-strict-aliasing -fno-common -fno-plt \
                 -D_AMD64_ -DWINVER=0x0A00 -D_WIN32_WINNT=0x0A00 -DNTDDI_VERSION=0x0A000000 \
-                -Idrivers/include
+                -Idrivers/include -Idrivers/common
 # Native subsystem, DriverEntry entry, relocatable (dynamic base), NX, no CRT.
 WIN_KLDFLAGS := -nostdlib -nostartfiles -Wl,--subsystem,native -Wl,--entry,DriverEntry \
                 -Wl,--dynamicbase -Wl,--enable-reloc-section -Wl,--nxcompat -Wl,--high-entropy-va \
@@ -26,11 +26,15 @@ WIN_KLDFLAGS := -nostdlib -nostartfiles -Wl,--subsystem,native -Wl,--entry,Drive
                 -Wl,--section-alignment,0x1000 -Wl,--major-os-version,10 \
                 -Wl,--major-subsystem-version,10 -Wl,--minor-subsystem-version,0 \
                 -Wl,--gc-sections -Wl,--no-insert-timestamp -s
-WIN_UCFLAGS  := -std=gnu11 -O2 -Wall -Wextra -Werror -Idrivers/include
+WIN_UCFLAGS  := -std=gnu11 -O2 -Wall -Wextra -Werror -Idrivers/include -Idrivers/common
 WIN_ULDFLAGS := -Wl,--dynamicbase -Wl,--nxcompat -Wl,--high-entropy-va -s -static
 
 WIN_COMMON_SRC := drivers/common/windows/labkern.c
-WIN_HEADERS    := $(wildcard drivers/include/*.h)
+WIN_HEADERS    := $(wildcard drivers/include/*.h drivers/common/*.h)
+# Test hooks (tests/drivers builds deliberately broken labtdi variants from a copy of the
+# sources): where labtdi.c comes from, and flags placed before the kernel flags.
+LABTDI_SRC       ?= drivers/labtdi/windows/labtdi.c
+WIN_EXTRA_CFLAGS ?=
 
 .PHONY: drivers drivers-windows drivers-windows-build test-drivers-windows clean-drivers-windows
 
@@ -52,10 +56,10 @@ $(WIN_OUT)/wskecho.sys: drivers/wskecho/windows/wskecho.c $(WIN_COMMON_SRC) $(WI
 	$(WIN_TOOL) fixup $@.unsigned
 	mv $@.unsigned $@
 
-$(WIN_OUT)/labtdi.sys: drivers/labtdi/windows/labtdi.c $(WIN_COMMON_SRC) $(WIN_HEADERS) \
+$(WIN_OUT)/labtdi.sys: $(LABTDI_SRC) $(WIN_COMMON_SRC) $(WIN_HEADERS) \
                        $(WIN_OBJ)/libtdi.a $(WIN_OBJ)/libndis.a
 	@mkdir -p $(@D)
-	$(WIN_CC) $(WIN_KCFLAGS) -Idrivers/labtdi/windows drivers/labtdi/windows/labtdi.c $(WIN_COMMON_SRC) \
+	$(WIN_CC) $(WIN_EXTRA_CFLAGS) $(WIN_KCFLAGS) -Idrivers/labtdi/windows $(LABTDI_SRC) $(WIN_COMMON_SRC) \
 	    $(WIN_KLDFLAGS) -L$(WIN_OBJ) -ltdi -lndis -lntoskrnl -lhal -o $@.unsigned
 	$(WIN_TOOL) fixup $@.unsigned
 	mv $@.unsigned $@

@@ -1,10 +1,13 @@
 """Host side of the labtdi L2 echo: one raw Ethernet probe per binding.
 
-Frame: EtherType 0x88B5, then the header of ``drivers/labtdi/linux/labtdi_proto.h``
-(magic "LTDI", version 1, op, payload length, seq, responder ifindex), then the
-payload. The transport answers from the probed adapter with op = reply and the
-payload echoed. Sent from the lab bridge of the adapter's network, inside the
-lab's network namespace (AF_PACKET needs root).
+Wire format: ``drivers/common/labl2echo.h``, the one header the Windows labtdi.sys, the
+Linux twin and the guest probe compile against. Frame: EtherType 0x88B5, then the
+16-byte header (magic "LTDI", version 1, op, payload length, seq, responder ifindex; all
+big endian), then the payload. The transport answers from the probed adapter with
+op = reply, its ifindex and the payload echoed. The constants below mirror that header;
+``tests/unit/test_l2echo_format.py`` compiles the header and checks every one of them and
+a reply built by its C code. Sent from the lab bridge of the adapter's network, inside
+the lab's network namespace (AF_PACKET needs root).
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from dataclasses import dataclass
 from lab import netns
 from lab.errors import LabFailure
 
-ETHERTYPE = 0x88B5
-MAGIC = 0x4C544449
-VERSION = 1
-OP_REQUEST, OP_REPLY = 1, 2
+ETHERTYPE = 0x88B5  # LAB_L2ECHO_ETHERTYPE
+MAGIC = 0x4C544449  # LAB_L2ECHO_MAGIC ("LTDI")
+VERSION = 1  # LAB_L2ECHO_VERSION
+OP_REQUEST, OP_REPLY = 1, 2  # LAB_L2ECHO_OP_REQUEST, LAB_L2ECHO_OP_REPLY
+ETH_HLEN = 14  # LAB_L2ECHO_ETH_HLEN
+#: struct lab_l2echo_hdr: magic, version, op, payload_len, seq, ifindex (big endian)
 HEADER = struct.Struct("!IBBHII")
 
 
@@ -49,10 +54,10 @@ def build_request(dst: str, src: str, seq: int, payload: bytes) -> bytes:
 
 def parse_reply(frame: bytes, seq: int, payload: bytes) -> tuple[str, int] | None:
     """(sender MAC, responder ifindex) if ``frame`` answers probe ``seq``; else None."""
-    if len(frame) < 14 + HEADER.size or struct.unpack("!H", frame[12:14])[0] != ETHERTYPE:
+    if len(frame) < ETH_HLEN + HEADER.size or struct.unpack("!H", frame[12:14])[0] != ETHERTYPE:
         return None
-    magic, version, op, length, rseq, ifindex = HEADER.unpack_from(frame, 14)
-    body = frame[14 + HEADER.size:14 + HEADER.size + length]
+    magic, version, op, length, rseq, ifindex = HEADER.unpack_from(frame, ETH_HLEN)
+    body = frame[ETH_HLEN + HEADER.size:ETH_HLEN + HEADER.size + length]
     if (magic, version, op, rseq) != (MAGIC, VERSION, OP_REPLY, seq) or body != payload:
         return None
     return _mac_text(frame[6:12]), ifindex

@@ -11,6 +11,33 @@
 
 #include "labctl_ioctl.h"
 
+/*
+ * Kernel layouts the drivers (and tests/drivers' emulator) rely on. They come from
+ * mingw-w64's ddk/wdm.h, pinned here against x64 layouts from the public symbols of
+ * Windows (ntdiff/headers Win7/x64/System32/ndis.sys/ALL_SORTED.h: _DRIVER_OBJECT,
+ * _MDL, _UNICODE_STRING, _OBJECT_ATTRIBUTES) so a header change cannot move them silently.
+ */
+_Static_assert(__builtin_offsetof(DRIVER_OBJECT, DriverUnload) == 0x68, "DRIVER_OBJECT.DriverUnload");
+_Static_assert(__builtin_offsetof(DRIVER_OBJECT, MajorFunction) == 0x70, "DRIVER_OBJECT.MajorFunction");
+_Static_assert(__builtin_offsetof(MDL, MappedSystemVa) == 0x18, "MDL.MappedSystemVa");
+_Static_assert(__builtin_offsetof(MDL, StartVa) == 0x20, "MDL.StartVa");
+_Static_assert(__builtin_offsetof(MDL, ByteCount) == 0x28, "MDL.ByteCount");
+_Static_assert(sizeof(MDL) == 0x30, "MDL size");
+_Static_assert(__builtin_offsetof(UNICODE_STRING, Buffer) == 8, "UNICODE_STRING.Buffer");
+_Static_assert(__builtin_offsetof(OBJECT_ATTRIBUTES, RootDirectory) == 8, "OBJECT_ATTRIBUTES.RootDirectory");
+_Static_assert(__builtin_offsetof(OBJECT_ATTRIBUTES, ObjectName) == 16, "OBJECT_ATTRIBUTES.ObjectName");
+_Static_assert(__builtin_offsetof(KEY_VALUE_PARTIAL_INFORMATION, Data) == 12, "KEY_VALUE_PARTIAL_INFORMATION.Data");
+/* labctl_ioctl.h spells its IOCTL out (it is shared with user mode); it must be the
+ * CTL_CODE(FILE_DEVICE_UNKNOWN, 0x801, METHOD_BUFFERED, FILE_READ_ACCESS) of wdm.h. */
+_Static_assert(IOCTL_LAB_READ_JOURNAL == CTL_CODE(FILE_DEVICE_UNKNOWN, 0x801, METHOD_BUFFERED, FILE_READ_ACCESS),
+               "IOCTL_LAB_READ_JOURNAL");
+
+/* Memory integrity (HVCI) wants data in non-executable pool: every nonpaged allocation of
+ * the lab's drivers uses LAB_NONPAGED_POOL. POOL_TYPE value 512 per learn.microsoft.com
+ * "POOL_TYPE enumeration" (NonPagedPoolNx, Windows 8 and later). */
+#define LAB_NONPAGED_POOL NonPagedPoolNx
+_Static_assert(NonPagedPoolNx == 512, "NonPagedPoolNx");
+
 /* ntifs.h declares this; mingw-w64's wdm.h does not. Exported by ntoskrnl. */
 NTSYSAPI NTSTATUS NTAPI ZwWaitForSingleObject(HANDLE Handle, BOOLEAN Alertable, PLARGE_INTEGER Timeout);
 

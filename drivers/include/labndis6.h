@@ -3,14 +3,37 @@
  *
  * mingw-w64's ddk/ndis.h describes NDIS 5 (and does not build cleanly for x64 kernel
  * code), so it is NOT included. These declarations are written from the public NDIS 6
- * reference; layouts are x64 and the offsets that matter are pinned with static
- * asserts. Structures NDIS hands us (bind parameters) are declared only up to the
- * last member we read; structures we hand NDIS are declared completely.
+ * reference; layouts are x64. Structures NDIS hands us (bind parameters, PnP
+ * notifications, NBLs) are declared only up to the last member we touch; structures we
+ * hand NDIS are declared completely (through the revision-1 size).
+ *
+ * Every offset and size the driver relies on is pinned with a _Static_assert whose value
+ * comes from a public source, cited at the assert:
+ *   [MSDOCS]  Microsoft's WDK reference pages (learn.microsoft.com, source repository
+ *             MicrosoftDocs/windows-driver-docs-ddi, wdk-ddi-src/content/{ndis,nbl}/...)
+ *   [PDB-x64] x64 layouts that ntdiff/headers extracted from the public symbols of
+ *             Windows' own ndis.sys: Win7/x64/System32/ndis.sys/ALL_SORTED.h (offsets
+ *             printed per member), Win10_1607_RS1/.../_NET_PNP_EVENT.h and
+ *             Win10_20H1_19037/.../_NDIS_PROTOCOL_DRIVER_CHARACTERISTICS.h (member types)
+ *   [WDK]     Microsoft's ndis/nbl.h as published in WDK copies (the DECLSPEC_ALIGN(
+ *             MEMORY_ALLOCATION_ALIGNMENT) on the reserved NBL areas)
+ * A change to a declared field that moves any of them breaks the build
+ * (tests/drivers/test_layouts.py proves it). The emulator of tests/drivers keeps its own,
+ * independently written copy of these layouts (tests/drivers/ndislayout.py).
  */
 #ifndef LAB_NDIS6_H
 #define LAB_NDIS6_H
 
 #include <ddk/wdm.h>
+
+#if !defined(__x86_64__)
+#error "labndis6.h is written for x86-64 kernel drivers only"
+#endif
+
+#define LAB_OFFSET(type, field) __builtin_offsetof(type, field)
+/* x64 MEMORY_ALLOCATION_ALIGNMENT: ntdef.h / winnt.h; [WDK] nbl.h aligns NBL areas with it. */
+#define LAB_MEMORY_ALLOCATION_ALIGNMENT 16
+#define LAB_NDIS_ALIGNED __attribute__((aligned(LAB_MEMORY_ALLOCATION_ALIGNMENT)))
 
 typedef int NDIS_STATUS, *PNDIS_STATUS;
 typedef PVOID NDIS_HANDLE, *PNDIS_HANDLE;
@@ -32,6 +55,9 @@ typedef struct _NDIS_OBJECT_HEADER {
     UCHAR Revision;
     USHORT Size;
 } NDIS_OBJECT_HEADER, *PNDIS_OBJECT_HEADER;
+/* [PDB-x64] _NDIS_OBJECT_HEADER: Type 0x0, Revision 0x1, Size 0x2, size 0x4 */
+_Static_assert(sizeof(NDIS_OBJECT_HEADER) == 4, "NDIS_OBJECT_HEADER size");
+_Static_assert(LAB_OFFSET(NDIS_OBJECT_HEADER, Size) == 2, "NDIS_OBJECT_HEADER.Size");
 
 #define NDIS_OBJECT_TYPE_DEFAULT 0x80
 #define NDIS_OBJECT_TYPE_OPEN_PARAMETERS 0x87
@@ -48,7 +74,9 @@ typedef enum _NDIS_REQUEST_TYPE {
 #define NDIS_PACKET_TYPE_DIRECTED 0x00000001
 #define NDIS_PACKET_TYPE_BROADCAST 0x00000008
 
-/* NetPnPEventHandler codes (NET_PNP_EVENT_CODE). */
+/* NetPnPEventHandler codes (NET_PNP_EVENT_CODE). [PDB-x64] Win10_1607_RS1 ndis.sys
+ * _NET_PNP_EVENT.h: NetEventNDKEnable = 13 ... NetEventUploadGftFlowEntries = 22,
+ * NetEventMaximum = 23 ([MSDOCS] ns-ndis-_net_pnp_event lists the same codes). */
 typedef enum _NET_PNP_EVENT_CODE {
     NetEventSetPower,
     NetEventQueryPower,
@@ -63,8 +91,22 @@ typedef enum _NET_PNP_EVENT_CODE {
     NetEventPortActivation,
     NetEventPortDeactivation,
     NetEventIMReEnableDevice,
+    NetEventNDKEnable,
+    NetEventNDKDisable,
+    NetEventFilterPreDetach,
+    NetEventBindFailed,
+    NetEventSwitchActivate,
+    NetEventAllowBindsAbove,
+    NetEventInhibitBindsAbove,
+    NetEventAllowStart,
+    NetEventRequirePause,
+    NetEventUploadGftFlowEntries,
     NetEventMaximum
 } NET_PNP_EVENT_CODE;
+_Static_assert(NetEventQueryRemoveDevice == 2 && NetEventBindsComplete == 6, "NET_PNP_EVENT_CODE");
+_Static_assert(NetEventPause == 8 && NetEventRestart == 9, "NET_PNP_EVENT_CODE pause/restart");
+_Static_assert(NetEventMaximum == 23, "NetEventMaximum");
+_Static_assert(sizeof(NET_PNP_EVENT_CODE) == 4, "NET_PNP_EVENT_CODE is a 32-bit enum");
 
 typedef struct _NET_PNP_EVENT {
     NET_PNP_EVENT_CODE NetEvent;
@@ -81,6 +123,20 @@ typedef struct _NET_PNP_EVENT_NOTIFICATION {
     NDIS_PORT_NUMBER PortNumber;
     NET_PNP_EVENT NetPnPEvent;
 } NET_PNP_EVENT_NOTIFICATION, *PNET_PNP_EVENT_NOTIFICATION;
+/* [PDB-x64] _NET_PNP_EVENT: NetEvent 0x0, Buffer 0x8, BufferLength 0x10, NdisReserved 0x18,
+ * TransportReserved 0x38, TdiReserved 0x58, TdiClientReserved 0x78, size 0x98.
+ * _NET_PNP_EVENT_NOTIFICATION: PortNumber 0x4, NetPnPEvent 0x8 (later members, e.g. Flags
+ * at 0xa0, are not declared: NDIS owns this structure). [MSDOCS]: TransportReserved is
+ * the transport's (labtdi keeps its forward context there). */
+_Static_assert(LAB_OFFSET(NET_PNP_EVENT, Buffer) == 0x8, "NET_PNP_EVENT.Buffer");
+_Static_assert(LAB_OFFSET(NET_PNP_EVENT, BufferLength) == 0x10, "NET_PNP_EVENT.BufferLength");
+_Static_assert(LAB_OFFSET(NET_PNP_EVENT, NdisReserved) == 0x18, "NET_PNP_EVENT.NdisReserved");
+_Static_assert(LAB_OFFSET(NET_PNP_EVENT, TransportReserved) == 0x38, "NET_PNP_EVENT.TransportReserved");
+_Static_assert(LAB_OFFSET(NET_PNP_EVENT, TdiReserved) == 0x58, "NET_PNP_EVENT.TdiReserved");
+_Static_assert(LAB_OFFSET(NET_PNP_EVENT, TdiClientReserved) == 0x78, "NET_PNP_EVENT.TdiClientReserved");
+_Static_assert(sizeof(NET_PNP_EVENT) == 0x98, "NET_PNP_EVENT size");
+_Static_assert(LAB_OFFSET(NET_PNP_EVENT_NOTIFICATION, PortNumber) == 0x4, "NOTIFICATION.PortNumber");
+_Static_assert(LAB_OFFSET(NET_PNP_EVENT_NOTIFICATION, NetPnPEvent) == 0x8, "NOTIFICATION.NetPnPEvent");
 
 /* Bind parameters: declared up to BoundIfIndex (the last member labtdi reads). */
 typedef struct _NDIS_BIND_PARAMETERS {
@@ -108,11 +164,18 @@ typedef struct _NDIS_BIND_PARAMETERS {
     NET_IFINDEX BoundIfIndex;
 } NDIS_BIND_PARAMETERS, *PNDIS_BIND_PARAMETERS;
 
-_Static_assert(__builtin_offsetof(NDIS_BIND_PARAMETERS, AdapterName) == 16, "AdapterName");
-_Static_assert(__builtin_offsetof(NDIS_BIND_PARAMETERS, MediaType) == 32, "MediaType");
-_Static_assert(__builtin_offsetof(NDIS_BIND_PARAMETERS, MacAddressLength) == 104, "MacAddressLength");
-_Static_assert(__builtin_offsetof(NDIS_BIND_PARAMETERS, CurrentMacAddress) == 106, "CurrentMacAddress");
-_Static_assert(__builtin_offsetof(NDIS_BIND_PARAMETERS, BoundIfIndex) == 160, "BoundIfIndex");
+/* [PDB-x64] _NDIS_BIND_PARAMETERS: ProtocolSection 0x8, AdapterName 0x10, MediaType 0x20,
+ * MtuSize 0x24, MacAddressLength 0x68, CurrentMacAddress[32] 0x6a, PhysicalMediumType 0x8c,
+ * BoundIfNetluid 0x98, BoundIfIndex 0xa0. */
+_Static_assert(LAB_OFFSET(NDIS_BIND_PARAMETERS, ProtocolSection) == 0x8, "BIND.ProtocolSection");
+_Static_assert(LAB_OFFSET(NDIS_BIND_PARAMETERS, AdapterName) == 0x10, "BIND.AdapterName");
+_Static_assert(LAB_OFFSET(NDIS_BIND_PARAMETERS, MediaType) == 0x20, "BIND.MediaType");
+_Static_assert(LAB_OFFSET(NDIS_BIND_PARAMETERS, MtuSize) == 0x24, "BIND.MtuSize");
+_Static_assert(LAB_OFFSET(NDIS_BIND_PARAMETERS, MacAddressLength) == 0x68, "BIND.MacAddressLength");
+_Static_assert(LAB_OFFSET(NDIS_BIND_PARAMETERS, CurrentMacAddress) == 0x6a, "BIND.CurrentMacAddress");
+_Static_assert(LAB_OFFSET(NDIS_BIND_PARAMETERS, PhysicalMediumType) == 0x8c, "BIND.PhysicalMediumType");
+_Static_assert(LAB_OFFSET(NDIS_BIND_PARAMETERS, BoundIfNetluid) == 0x98, "BIND.BoundIfNetluid");
+_Static_assert(LAB_OFFSET(NDIS_BIND_PARAMETERS, BoundIfIndex) == 0xa0, "BIND.BoundIfIndex");
 
 typedef struct _NDIS_OPEN_PARAMETERS {
     NDIS_OBJECT_HEADER Header;
@@ -124,6 +187,18 @@ typedef struct _NDIS_OPEN_PARAMETERS {
     UINT FrameTypeArraySize;
 } NDIS_OPEN_PARAMETERS, *PNDIS_OPEN_PARAMETERS;
 #define NDIS_OPEN_PARAMETERS_REVISION_1 1
+/* [MSDOCS] ns-ndis-_ndis_open_parameters: NDIS_SIZEOF_OPEN_PARAMETERS_REVISION_1 is
+ * RTL_SIZEOF_THROUGH_FIELD(NDIS_OPEN_PARAMETERS, FrameTypeArraySize). x64 natural layout of
+ * the documented members: AdapterName 0x8, MediumArray 0x10, MediumArraySize 0x18,
+ * SelectedMediumIndex 0x20, FrameTypeArray 0x28, FrameTypeArraySize 0x30 (through: 0x34). */
+#define NDIS_SIZEOF_OPEN_PARAMETERS_REVISION_1 \
+    (LAB_OFFSET(NDIS_OPEN_PARAMETERS, FrameTypeArraySize) + sizeof(UINT))
+_Static_assert(LAB_OFFSET(NDIS_OPEN_PARAMETERS, AdapterName) == 0x8, "OPEN.AdapterName");
+_Static_assert(LAB_OFFSET(NDIS_OPEN_PARAMETERS, MediumArray) == 0x10, "OPEN.MediumArray");
+_Static_assert(LAB_OFFSET(NDIS_OPEN_PARAMETERS, MediumArraySize) == 0x18, "OPEN.MediumArraySize");
+_Static_assert(LAB_OFFSET(NDIS_OPEN_PARAMETERS, SelectedMediumIndex) == 0x20, "OPEN.SelectedMediumIndex");
+_Static_assert(LAB_OFFSET(NDIS_OPEN_PARAMETERS, FrameTypeArray) == 0x28, "OPEN.FrameTypeArray");
+_Static_assert(NDIS_SIZEOF_OPEN_PARAMETERS_REVISION_1 == 0x34, "NDIS_SIZEOF_OPEN_PARAMETERS_REVISION_1");
 
 typedef struct _NDIS_OID_REQUEST {
     NDIS_OBJECT_HEADER Header;
@@ -159,43 +234,98 @@ typedef struct _NDIS_OID_REQUEST {
     USHORT Reserved2;
 } NDIS_OID_REQUEST, *PNDIS_OID_REQUEST;
 #define NDIS_OID_REQUEST_REVISION_1 1
-#define NDIS_SIZEOF_OID_REQUEST_REVISION_1 (__builtin_offsetof(NDIS_OID_REQUEST, Reserved2) + sizeof(USHORT))
-_Static_assert(__builtin_offsetof(NDIS_OID_REQUEST, DATA) == 32, "OID DATA");
+#define NDIS_SIZEOF_OID_REQUEST_REVISION_1 (LAB_OFFSET(NDIS_OID_REQUEST, Reserved2) + sizeof(USHORT))
+/* [PDB-x64] _NDIS_OID_REQUEST: RequestType 0x4, PortNumber 0x8, Timeout 0xc, RequestId 0x10,
+ * RequestHandle 0x18, DATA 0x20, NdisReserved[128] 0x48, MiniportReserved 0xc8,
+ * SourceReserved 0xd8, SupportedRevision 0xe8, Reserved2 0xea, size 0xf0. SET_INFORMATION
+ * ([MSDOCS] ns-ndis-_ndis_oid_request): Oid, InformationBuffer, InformationBufferLength. */
+_Static_assert(LAB_OFFSET(NDIS_OID_REQUEST, RequestType) == 0x4, "OID.RequestType");
+_Static_assert(LAB_OFFSET(NDIS_OID_REQUEST, RequestHandle) == 0x18, "OID.RequestHandle");
+_Static_assert(LAB_OFFSET(NDIS_OID_REQUEST, DATA) == 0x20, "OID.DATA");
+_Static_assert(LAB_OFFSET(NDIS_OID_REQUEST, DATA.SET_INFORMATION.InformationBuffer) == 0x28,
+               "OID.SET_INFORMATION.InformationBuffer");
+_Static_assert(LAB_OFFSET(NDIS_OID_REQUEST, DATA.SET_INFORMATION.InformationBufferLength) == 0x30,
+               "OID.SET_INFORMATION.InformationBufferLength");
+_Static_assert(LAB_OFFSET(NDIS_OID_REQUEST, NdisReserved) == 0x48, "OID.NdisReserved");
+_Static_assert(LAB_OFFSET(NDIS_OID_REQUEST, SourceReserved) == 0xd8, "OID.SourceReserved");
+_Static_assert(LAB_OFFSET(NDIS_OID_REQUEST, SupportedRevision) == 0xe8, "OID.SupportedRevision");
+_Static_assert(NDIS_SIZEOF_OID_REQUEST_REVISION_1 == 0xec, "NDIS_SIZEOF_OID_REQUEST_REVISION_1");
+_Static_assert(sizeof(NDIS_OID_REQUEST) == 0xf0, "NDIS_OID_REQUEST size");
 
-/* NET_BUFFER / NET_BUFFER_LIST: declared up to the members labtdi touches. */
+/* NET_BUFFER / NET_BUFFER_LIST: declared up to the members labtdi touches. The leading
+ * union with SLIST_HEADER (16 bytes, 16-aligned on x64) and the 16-byte alignment of the
+ * three reserved NBL areas are part of the published layout ([WDK] nbl.h:
+ * DECLSPEC_ALIGN(MEMORY_ALLOCATION_ALIGNMENT) PVOID NdisReserved[2] / ProtocolReserved[4] /
+ * MiniportReserved[2]); without them every NBL field from NdisReserved on sits 8 bytes
+ * too early and the driver writes into NDIS's own area. */
 typedef struct _NET_BUFFER NET_BUFFER, *PNET_BUFFER;
 typedef struct _NET_BUFFER_LIST NET_BUFFER_LIST, *PNET_BUFFER_LIST;
 
 struct _NET_BUFFER {
-    PNET_BUFFER Next;
-    PMDL CurrentMdl;
-    ULONG CurrentMdlOffset;
     union {
-        ULONG DataLength;
-        SIZE_T stDataLength;
+        struct {
+            PNET_BUFFER Next;
+            PMDL CurrentMdl;
+            ULONG CurrentMdlOffset;
+            union {
+                ULONG DataLength;
+                SIZE_T stDataLength;
+            };
+            PMDL MdlChain;
+            ULONG DataOffset;
+        };
+        SLIST_HEADER Link;
     };
-    PMDL MdlChain;
-    ULONG DataOffset;
 };
+/* [PDB-x64] _NET_BUFFER: Next 0x0, CurrentMdl 0x8, CurrentMdlOffset 0x10, DataLength 0x18,
+ * MdlChain 0x20, DataOffset 0x28. */
+_Static_assert(LAB_OFFSET(NET_BUFFER, CurrentMdl) == 0x8, "NB.CurrentMdl");
+_Static_assert(LAB_OFFSET(NET_BUFFER, CurrentMdlOffset) == 0x10, "NB.CurrentMdlOffset");
+_Static_assert(LAB_OFFSET(NET_BUFFER, DataLength) == 0x18, "NB.DataLength");
+_Static_assert(LAB_OFFSET(NET_BUFFER, MdlChain) == 0x20, "NB.MdlChain");
+_Static_assert(LAB_OFFSET(NET_BUFFER, DataOffset) == 0x28, "NB.DataOffset");
 
 struct _NET_BUFFER_LIST {
-    PNET_BUFFER_LIST Next;
-    PNET_BUFFER FirstNetBuffer;
+    union {
+        struct {
+            PNET_BUFFER_LIST Next;
+            PNET_BUFFER FirstNetBuffer;
+        };
+        SLIST_HEADER Link;
+    };
     PVOID Context;
     PNET_BUFFER_LIST ParentNetBufferList;
     NDIS_HANDLE NdisPoolHandle;
-    PVOID NdisReserved[2];
-    PVOID ProtocolReserved[4];
-    PVOID MiniportReserved[2];
+    LAB_NDIS_ALIGNED PVOID NdisReserved[2];
+    LAB_NDIS_ALIGNED PVOID ProtocolReserved[4];
+    LAB_NDIS_ALIGNED PVOID MiniportReserved[2];
     PVOID Scratch;
     NDIS_HANDLE SourceHandle;
     ULONG NblFlags;
     LONG ChildRefCount;
     ULONG Flags;
-    NDIS_STATUS Status;
+    union {
+        NDIS_STATUS Status;
+        ULONG NdisReserved2;
+    };
 };
-_Static_assert(__builtin_offsetof(NET_BUFFER_LIST, ProtocolReserved) == 56, "ProtocolReserved");
-_Static_assert(__builtin_offsetof(NET_BUFFER_LIST, Status) == 132, "NBL Status");
+/* [PDB-x64] _NET_BUFFER_LIST: FirstNetBuffer 0x8, Context 0x10, ParentNetBufferList 0x18,
+ * NdisPoolHandle 0x20, NdisReserved 0x30, ProtocolReserved 0x40, MiniportReserved 0x60,
+ * Scratch 0x70, SourceHandle 0x78, NblFlags 0x80, ChildRefCount 0x84, Flags 0x88,
+ * Status 0x8c, NetBufferListInfo 0x90 (not declared). */
+_Static_assert(LAB_OFFSET(NET_BUFFER_LIST, FirstNetBuffer) == 0x8, "NBL.FirstNetBuffer");
+_Static_assert(LAB_OFFSET(NET_BUFFER_LIST, Context) == 0x10, "NBL.Context");
+_Static_assert(LAB_OFFSET(NET_BUFFER_LIST, NdisPoolHandle) == 0x20, "NBL.NdisPoolHandle");
+_Static_assert(LAB_OFFSET(NET_BUFFER_LIST, NdisReserved) == 48, "NBL.NdisReserved");
+_Static_assert(LAB_OFFSET(NET_BUFFER_LIST, ProtocolReserved) == 64, "NBL.ProtocolReserved");
+_Static_assert(LAB_OFFSET(NET_BUFFER_LIST, MiniportReserved) == 96, "NBL.MiniportReserved");
+_Static_assert(LAB_OFFSET(NET_BUFFER_LIST, Scratch) == 112, "NBL.Scratch");
+_Static_assert(LAB_OFFSET(NET_BUFFER_LIST, SourceHandle) == 120, "NBL.SourceHandle");
+_Static_assert(LAB_OFFSET(NET_BUFFER_LIST, NblFlags) == 128, "NBL.NblFlags");
+_Static_assert(LAB_OFFSET(NET_BUFFER_LIST, ChildRefCount) == 132, "NBL.ChildRefCount");
+_Static_assert(LAB_OFFSET(NET_BUFFER_LIST, Flags) == 136, "NBL.Flags");
+_Static_assert(LAB_OFFSET(NET_BUFFER_LIST, Status) == 140, "NBL.Status");
+_Static_assert(_Alignof(NET_BUFFER_LIST) == 16, "NBL is 16-byte aligned on x64");
 
 #define NDIS_RECEIVE_FLAGS_RESOURCES 0x00000002
 #define NDIS_RETURN_FLAGS_DISPATCH_LEVEL 0x00000001
@@ -212,6 +342,17 @@ typedef struct _NET_BUFFER_LIST_POOL_PARAMETERS {
     ULONG DataSize;
 } NET_BUFFER_LIST_POOL_PARAMETERS, *PNET_BUFFER_LIST_POOL_PARAMETERS;
 #define NET_BUFFER_LIST_POOL_PARAMETERS_REVISION_1 1
+#define NDIS_PROTOCOL_ID_DEFAULT 0x00
+/* [MSDOCS] ns-ndis-_net_buffer_list_pool_parameters: Header, ProtocolId (UCHAR),
+ * fAllocateNetBuffer (BOOLEAN), ContextSize (USHORT), PoolTag, DataSize; revision-1 size is
+ * RTL_SIZEOF_THROUGH_FIELD(..., DataSize) = 0x10. */
+#define NDIS_SIZEOF_NET_BUFFER_LIST_POOL_PARAMETERS_REVISION_1 \
+    (LAB_OFFSET(NET_BUFFER_LIST_POOL_PARAMETERS, DataSize) + sizeof(ULONG))
+_Static_assert(LAB_OFFSET(NET_BUFFER_LIST_POOL_PARAMETERS, ProtocolId) == 4, "POOL.ProtocolId");
+_Static_assert(LAB_OFFSET(NET_BUFFER_LIST_POOL_PARAMETERS, fAllocateNetBuffer) == 5, "POOL.fAllocateNetBuffer");
+_Static_assert(LAB_OFFSET(NET_BUFFER_LIST_POOL_PARAMETERS, ContextSize) == 6, "POOL.ContextSize");
+_Static_assert(LAB_OFFSET(NET_BUFFER_LIST_POOL_PARAMETERS, PoolTag) == 8, "POOL.PoolTag");
+_Static_assert(NDIS_SIZEOF_NET_BUFFER_LIST_POOL_PARAMETERS_REVISION_1 == 0x10, "POOL size");
 
 /* ---- protocol characteristics (NDIS 6.0, revision 1) ---- */
 typedef NDIS_STATUS (WINAPI *SET_OPTIONS_HANDLER)(NDIS_HANDLE, NDIS_HANDLE);
@@ -238,8 +379,8 @@ typedef struct _NDIS_PROTOCOL_DRIVER_CHARACTERISTICS {
     NDIS_OBJECT_HEADER Header;
     UCHAR MajorNdisVersion;
     UCHAR MinorNdisVersion;
-    USHORT MajorDriverVersion;
-    USHORT MinorDriverVersion;
+    UCHAR MajorDriverVersion;
+    UCHAR MinorDriverVersion;
     ULONG Flags;
     NDIS_STRING Name;
     SET_OPTIONS_HANDLER SetOptionsHandler;
@@ -255,7 +396,34 @@ typedef struct _NDIS_PROTOCOL_DRIVER_CHARACTERISTICS {
     SEND_NET_BUFFER_LISTS_COMPLETE_HANDLER SendNetBufferListsCompleteHandler;
 } NDIS_PROTOCOL_DRIVER_CHARACTERISTICS, *PNDIS_PROTOCOL_DRIVER_CHARACTERISTICS;
 #define NDIS_PROTOCOL_DRIVER_CHARACTERISTICS_REVISION_1 1
-#define NDIS_SIZEOF_PROTOCOL_DRIVER_CHARACTERISTICS_REVISION_1 sizeof(NDIS_PROTOCOL_DRIVER_CHARACTERISTICS)
+/* [MSDOCS] ns-ndis-_ndis_protocol_driver_characteristics: revision 1 ends with
+ * SendNetBufferListsCompleteHandler. [PDB-x64] _NDIS_PROTOCOL_DRIVER_CHARACTERISTICS (member
+ * types, Win10 ndis.sys): Major/MinorDriverVersion are UCHARs at 6 and 7, Flags at 8; x64
+ * offsets follow: Name 0x10, SetOptionsHandler 0x20 ... SendNetBufferListsCompleteHandler 0x70. */
+#define NDIS_SIZEOF_PROTOCOL_DRIVER_CHARACTERISTICS_REVISION_1 \
+    (LAB_OFFSET(NDIS_PROTOCOL_DRIVER_CHARACTERISTICS, SendNetBufferListsCompleteHandler) + sizeof(PVOID))
+_Static_assert(LAB_OFFSET(NDIS_PROTOCOL_DRIVER_CHARACTERISTICS, MajorNdisVersion) == 4, "PC.MajorNdisVersion");
+_Static_assert(LAB_OFFSET(NDIS_PROTOCOL_DRIVER_CHARACTERISTICS, MajorDriverVersion) == 6, "PC.MajorDriverVersion");
+_Static_assert(LAB_OFFSET(NDIS_PROTOCOL_DRIVER_CHARACTERISTICS, MinorDriverVersion) == 7, "PC.MinorDriverVersion");
+_Static_assert(LAB_OFFSET(NDIS_PROTOCOL_DRIVER_CHARACTERISTICS, Flags) == 8, "PC.Flags");
+_Static_assert(LAB_OFFSET(NDIS_PROTOCOL_DRIVER_CHARACTERISTICS, Name) == 0x10, "PC.Name");
+_Static_assert(LAB_OFFSET(NDIS_PROTOCOL_DRIVER_CHARACTERISTICS, SetOptionsHandler) == 0x20, "PC.SetOptionsHandler");
+_Static_assert(LAB_OFFSET(NDIS_PROTOCOL_DRIVER_CHARACTERISTICS, BindAdapterHandlerEx) == 0x28, "PC.BindAdapterHandlerEx");
+_Static_assert(LAB_OFFSET(NDIS_PROTOCOL_DRIVER_CHARACTERISTICS, UnbindAdapterHandlerEx) == 0x30, "PC.UnbindAdapterHandlerEx");
+_Static_assert(LAB_OFFSET(NDIS_PROTOCOL_DRIVER_CHARACTERISTICS, OpenAdapterCompleteHandlerEx) == 0x38,
+               "PC.OpenAdapterCompleteHandlerEx");
+_Static_assert(LAB_OFFSET(NDIS_PROTOCOL_DRIVER_CHARACTERISTICS, CloseAdapterCompleteHandlerEx) == 0x40,
+               "PC.CloseAdapterCompleteHandlerEx");
+_Static_assert(LAB_OFFSET(NDIS_PROTOCOL_DRIVER_CHARACTERISTICS, NetPnPEventHandler) == 0x48, "PC.NetPnPEventHandler");
+_Static_assert(LAB_OFFSET(NDIS_PROTOCOL_DRIVER_CHARACTERISTICS, UninstallHandler) == 0x50, "PC.UninstallHandler");
+_Static_assert(LAB_OFFSET(NDIS_PROTOCOL_DRIVER_CHARACTERISTICS, OidRequestCompleteHandler) == 0x58,
+               "PC.OidRequestCompleteHandler");
+_Static_assert(LAB_OFFSET(NDIS_PROTOCOL_DRIVER_CHARACTERISTICS, StatusHandlerEx) == 0x60, "PC.StatusHandlerEx");
+_Static_assert(LAB_OFFSET(NDIS_PROTOCOL_DRIVER_CHARACTERISTICS, ReceiveNetBufferListsHandler) == 0x68,
+               "PC.ReceiveNetBufferListsHandler");
+_Static_assert(LAB_OFFSET(NDIS_PROTOCOL_DRIVER_CHARACTERISTICS, SendNetBufferListsCompleteHandler) == 0x70,
+               "PC.SendNetBufferListsCompleteHandler");
+_Static_assert(NDIS_SIZEOF_PROTOCOL_DRIVER_CHARACTERISTICS_REVISION_1 == 0x78, "PC revision-1 size");
 
 /* ---- NDIS.SYS exports (import library built from drivers/windows/lib/ndis.def) ---- */
 NDIS_STATUS WINAPI NdisRegisterProtocolDriver(NDIS_HANDLE ProtocolDriverContext,

@@ -7,6 +7,14 @@
  * NETIO.SYS; the order of members matters and must not be changed.
  *
  * Only x86-64 is supported (the lab's Windows guests are 64-bit).
+ *
+ * Pinned layouts (static asserts at the end) come from:
+ *   [MSDOCS] learn.microsoft.com wsk.h reference (WSK_BUF, WSK_CLIENT_DISPATCH,
+ *            WSK_REGISTRATION, WSK_PROVIDER_*_DISPATCH member order) and ws2def.h /
+ *            ws2ipdef.h (SOCKADDR_IN 16 bytes, SOCKADDR_IN6 28 bytes);
+ *   [WINE]   wine-mirror/wine include/ddk/wsk.h, which declares the same members in the
+ *            same order and whose netio.sys runs the real wskecho.sys in the Wine smoke.
+ * x64 offsets follow from those member lists (8-byte pointers and SIZE_T).
  */
 #ifndef LAB_WSK_H
 #define LAB_WSK_H
@@ -220,6 +228,42 @@ typedef struct _WSK_PROVIDER_CONNECTION_DISPATCH {
     PVOID WskSendEx;      /* WSK 1.1+, unused here */
     PVOID WskReceiveEx;   /* WSK 1.1+, unused here */
 } WSK_PROVIDER_CONNECTION_DISPATCH, *PWSK_PROVIDER_CONNECTION_DISPATCH;
+
+/* ---- pinned layouts ([MSDOCS], [WINE]) ---- */
+#define LAB_WSK_OFFSET(type, field) __builtin_offsetof(type, field)
+_Static_assert(LAB_WSK_OFFSET(SOCKADDR_IN, sin_port) == 2 && LAB_WSK_OFFSET(SOCKADDR_IN, sin_addr) == 4,
+               "SOCKADDR_IN members");
+_Static_assert(LAB_WSK_OFFSET(SOCKADDR_IN6, sin6_addr) == 8 && LAB_WSK_OFFSET(SOCKADDR_IN6, sin6_scope_id) == 24,
+               "SOCKADDR_IN6 members");
+_Static_assert(LAB_WSK_OFFSET(WSK_BUF, Offset) == 8 && LAB_WSK_OFFSET(WSK_BUF, Length) == 16, "WSK_BUF members");
+_Static_assert(sizeof(WSK_BUF) == 24, "WSK_BUF size");
+_Static_assert(LAB_WSK_OFFSET(WSK_INSPECT_ID, SerialNumber) == 8 && sizeof(WSK_INSPECT_ID) == 16, "WSK_INSPECT_ID");
+_Static_assert(LAB_WSK_OFFSET(WSK_CLIENT_DISPATCH, WskClientEvent) == 8 && sizeof(WSK_CLIENT_DISPATCH) == 16,
+               "WSK_CLIENT_DISPATCH");
+_Static_assert(LAB_WSK_OFFSET(WSK_CLIENT_NPI, Dispatch) == 8 && sizeof(WSK_CLIENT_NPI) == 16, "WSK_CLIENT_NPI");
+_Static_assert(LAB_WSK_OFFSET(WSK_REGISTRATION, ReservedRegistrationContext) == 8
+               && LAB_WSK_OFFSET(WSK_REGISTRATION, ReservedRegistrationLock) == 16
+               && sizeof(WSK_REGISTRATION) == 24, "WSK_REGISTRATION");
+_Static_assert(LAB_WSK_OFFSET(WSK_PROVIDER_NPI, Dispatch) == 8 && sizeof(WSK_PROVIDER_NPI) == 16, "WSK_PROVIDER_NPI");
+_Static_assert(LAB_WSK_OFFSET(WSK_PROVIDER_DISPATCH, WskSocket) == 8
+               && LAB_WSK_OFFSET(WSK_PROVIDER_DISPATCH, WskGetNameInfo) == 48
+               && sizeof(WSK_PROVIDER_DISPATCH) == 56, "WSK_PROVIDER_DISPATCH");
+_Static_assert(LAB_WSK_OFFSET(WSK_PROVIDER_BASIC_DISPATCH, WskCloseSocket) == 8, "BASIC.WskCloseSocket");
+_Static_assert(LAB_WSK_OFFSET(WSK_PROVIDER_LISTEN_DISPATCH, WskBind) == 16
+               && LAB_WSK_OFFSET(WSK_PROVIDER_LISTEN_DISPATCH, WskAccept) == 24
+               && LAB_WSK_OFFSET(WSK_PROVIDER_LISTEN_DISPATCH, WskInspectComplete) == 32
+               && LAB_WSK_OFFSET(WSK_PROVIDER_LISTEN_DISPATCH, WskGetLocalAddress) == 40, "LISTEN dispatch");
+_Static_assert(LAB_WSK_OFFSET(WSK_PROVIDER_CONNECTION_DISPATCH, WskBind) == 16
+               && LAB_WSK_OFFSET(WSK_PROVIDER_CONNECTION_DISPATCH, WskConnect) == 24
+               && LAB_WSK_OFFSET(WSK_PROVIDER_CONNECTION_DISPATCH, WskGetLocalAddress) == 32
+               && LAB_WSK_OFFSET(WSK_PROVIDER_CONNECTION_DISPATCH, WskGetRemoteAddress) == 40
+               && LAB_WSK_OFFSET(WSK_PROVIDER_CONNECTION_DISPATCH, WskSend) == 48
+               && LAB_WSK_OFFSET(WSK_PROVIDER_CONNECTION_DISPATCH, WskReceive) == 56
+               && LAB_WSK_OFFSET(WSK_PROVIDER_CONNECTION_DISPATCH, WskDisconnect) == 64
+               && LAB_WSK_OFFSET(WSK_PROVIDER_CONNECTION_DISPATCH, WskRelease) == 72
+               && LAB_WSK_OFFSET(WSK_PROVIDER_CONNECTION_DISPATCH, WskConnectEx) == 80
+               && sizeof(WSK_PROVIDER_CONNECTION_DISPATCH) == 104, "CONNECTION dispatch");
+_Static_assert(WskInspectPend == 2 && WskIoctl == 2, "WSK enums");
 
 /* ---- NETIO.SYS registration exports (import library built from netio.def) ---- */
 NTSTATUS WINAPI WskRegister(PWSK_CLIENT_NPI WskClientNpi, PWSK_REGISTRATION WskRegistration);

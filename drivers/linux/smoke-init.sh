@@ -82,6 +82,10 @@ probe() {  # probe LABEL IFNAME : one L2 echo out of IFNAME
     say l2 $1 $(l2probe $2 broadcast 1500 256)
 }
 
+probe_frame() {  # probe_frame LABEL IFNAME : send the host-built request (lab/l2probe.py)
+    say l2raw $1 $(l2probe $2 --frame /lab/probe-frame.bin 1500)
+}
+
 journal() {  # the full journal, from the kernel log (includes module_exit)
     echo "@@BEGIN journal-$1"
     dmesg | grep 'labjournal: '
@@ -116,6 +120,7 @@ scenario_main() {
     wait
 
     for i in veth0 veth1 vetha vethb; do probe $i $i; done
+    probe_frame veth0 veth0
     echo "unbind veth0" >/proc/labtdi/control; say control unbind-veth0 $?
     probe veth1-after-unbind veth1
     probe vetha-after-unbind vetha

@@ -23,10 +23,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab import l2probe
+
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "var" / "drivers" / "linux"
 CACHE = REPO / "var" / "cache" / "linux-twins"
 INIT_SCRIPT = REPO / "drivers" / "linux" / "smoke-init.sh"
+#: The L2 echo request the host probe (lab/l2probe.py) builds, sent unchanged by
+#: `l2probe <if> --frame` in the guest (it only fills in the MACs): the Linux twin's
+#: answer to it must satisfy the host probe's parser.
+HOST_PROBE_SEQ = 0x2B1DCAFE
+HOST_PROBE_PAYLOAD = bytes(range(7, 7 + 40))
 QEMU = "qemu-system-x86_64"
 BASE_MODULES = (
     "net/core/failover", "drivers/net/net_failover", "drivers/virtio/virtio",
@@ -154,6 +161,9 @@ def build_initramfs(abi: str, root: Path) -> Path:
     for ko in ("kecho.ko", "labtdi.ko"):
         cpio.file(f"lab/{ko}", (OUT / ko).read_bytes())
     cpio.file("bin/l2probe", (OUT / "l2probe").read_bytes(), 0o755)
+    frame = l2probe.build_request("ff:ff:ff:ff:ff:ff", "00:00:00:00:00:00", HOST_PROBE_SEQ,
+                                  HOST_PROBE_PAYLOAD)
+    cpio.file("lab/probe-frame.bin", frame)
     cpio.file("init", INIT_SCRIPT.read_bytes(), 0o755)
     out = CACHE / "smoke-initrd.cpio.gz"
     out.write_bytes(gzip.compress(cpio.bytes(), compresslevel=1))

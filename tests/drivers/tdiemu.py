@@ -15,6 +15,16 @@ entry points (DriverEntry, the captured NDIS protocol handlers, the Unload routi
 ``unloading-deregistering-tdi-transport.txt``. The driver's own journal is read from
 the file it writes through ZwWriteFile (the ``JournalFile`` knob).
 
+Layouts: the model reads and writes NT/NDIS/TDI structures with the offsets of
+``ndislayout``, written from public sources INDEPENDENTLY of drivers/include/ (the
+headers the driver is compiled against), so a wrong offset in a header makes the driver
+and the model disagree. On top of the call order, the model checks the send path of the
+L2 echo: the reply NBL's SourceHandle must be the binding handle it is sent on, NDIS routes
+the send completion by that SourceHandle (an NBL whose SourceHandle names no binding is
+never completed), the driver must not write into the parts of an NBL that NDIS or the
+miniport own (a write hook watches every NBL), and pool allocations must be
+non-executable (NonPagedPoolNx) as memory integrity (HVCI) requires.
+
 What this is not: it is not Windows. The real I/O manager, NDIS binding state machine,
 TDI client notification, IRQL rules, locking under concurrency, Driver Verifier and
 Code Integrity are not modelled; ``drivers/windows/README-section.md`` lists what only a
@@ -30,12 +40,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
 
+import ndislayout as L
 import pefile  # type: ignore[import-untyped]
 from unicorn import (
     UC_ARCH_X86,
     UC_HOOK_CODE,
     UC_HOOK_MEM_FETCH_UNMAPPED,
     UC_HOOK_MEM_READ_UNMAPPED,
+    UC_HOOK_MEM_WRITE,
     UC_HOOK_MEM_WRITE_PROT,
     UC_HOOK_MEM_WRITE_UNMAPPED,
     UC_MODE_64,
@@ -54,6 +66,8 @@ from unicorn.x86_const import (
     UC_X86_REG_RSP,
 )
 
+from lab import l2probe
+
 LABEL = "EMULATION (Unicorn x86-64 + Python models of ntoskrnl/NDIS/TDI, not Windows)"
 
 # ---- constants (public NT/NDIS/TDI values) ----
@@ -71,30 +85,8 @@ NDIS_OBJECT_TYPE_OPEN_PARAMETERS = 0x87
 NDIS_OBJECT_TYPE_PROTOCOL_DRIVER_CHARACTERISTICS = 0x95
 NDIS_OBJECT_TYPE_OID_REQUEST = 0x96
 OID_GEN_CURRENT_PACKET_FILTER = 0x0001010E
-NET_EVENTS = {
-    0: "NetEventSetPower", 1: "NetEventQueryPower", 2: "NetEventQueryRemoveDevice",
-    3: "NetEventCancelRemoveDevice", 4: "NetEventReconfigure", 5: "NetEventBindList",
-    6: "NetEventBindsComplete", 7: "NetEventPnPCapabilities", 8: "NetEventPause",
-    9: "NetEventRestart",
-}
+NET_EVENTS = L.NET_EVENTS
 NET_EVENT = {name: code for code, name in NET_EVENTS.items()}
-
-# ---- x64 layouts used by the harness (offsets: public x64 structure layouts) ----
-DRIVER_OBJECT_SIZE = 0x150
-DRVOBJ_DRIVER_UNLOAD = 0x68
-DRVOBJ_MAJOR_FUNCTION = 0x70
-PC_SIZE = 0x78  # NDIS_PROTOCOL_DRIVER_CHARACTERISTICS revision 1 (labndis6.h)
-PC_HANDLERS = (
-    (0x20, "SetOptionsHandler"), (0x28, "BindAdapterHandlerEx"),
-    (0x30, "UnbindAdapterHandlerEx"), (0x38, "OpenAdapterCompleteHandlerEx"),
-    (0x40, "CloseAdapterCompleteHandlerEx"), (0x48, "NetPnPEventHandler"),
-    (0x50, "UninstallHandler"), (0x58, "OidRequestCompleteHandler"),
-    (0x60, "StatusHandlerEx"), (0x68, "ReceiveNetBufferListsHandler"),
-    (0x70, "SendNetBufferListsCompleteHandler"),
-)
-BIND_PARAMS_SIZE = 0xC8
-NOTIFICATION_SIZE = 8 + 152  # NET_PNP_EVENT_NOTIFICATION; NET_PNP_EVENT at +8
-NBL_SIZE, NB_SIZE, MDL_SIZE = 0xA0, 0x50, 0x30
 
 # ---- emulator memory map ----
 # Unicorn cannot fetch from the upper canonical half (kernel addresses), so the image
@@ -221,10 +213,13 @@ class _Resource:
     closed: bool = False
 
 
-def _net_buffer(mdl: int, offset: int, length: int) -> bytes:
-    """NET_BUFFER: Next, CurrentMdl, CurrentMdlOffset, DataLength (a SIZE_T union: at
-    +24), MdlChain, DataOffset."""
-    return struct.pack("<QQIIQQI", 0, mdl, offset, 0, length, mdl, offset)
+def _write_net_buffer(emu: LabTdiEmulator, nb: int, mdl: int, offset: int, length: int) -> None:
+    """NET_BUFFER fields the model fills (ndislayout offsets; the rest stays zero)."""
+    emu.put64(nb + L.NB_CURRENT_MDL, mdl)
+    emu.write(nb + L.NB_CURRENT_MDL_OFFSET, struct.pack("<I", offset))
+    emu.put64(nb + L.NB_DATA_LENGTH, length)
+    emu.put64(nb + L.NB_MDL_CHAIN, mdl)
+    emu.write(nb + L.NB_DATA_OFFSET, struct.pack("<I", offset))
 
 
 StubResult = int | Generator[GuestCall, int, int]
@@ -279,6 +274,11 @@ class LabTdiEmulator:
         self.trace: list[Call] = []
         self.faults: list[str] = []  # model-level violations found while answering calls
         self.sent_frames: list[tuple[str, bytes]] = []
+        #: every NBL sent: (binding handle it was sent on, its SourceHandle, NBL address)
+        self.sends: list[tuple[int, int, int]] = []
+        #: send completions delivered: (adapter label, NBL address)
+        self.send_completions: list[tuple[str, int]] = []
+        self._nbls: dict[int, str] = {}  # NBL address -> "own" | "received"
         self.dbgprint: list[str] = []
         self.files: dict[int, tuple[str, bytearray]] = {}
         self.characteristics: dict[str, int] = {}
@@ -385,7 +385,7 @@ class LabTdiEmulator:
     def unicode_string(self, ptr: int) -> str:
         if not ptr:
             return ""
-        length, buf = self.u16(ptr), self.u64(ptr + 8)
+        length, buf = self.u16(ptr + L.US_LENGTH), self.u64(ptr + L.US_BUFFER)
         return self.read(buf, length).decode("utf-16-le") if length else ""
 
     def wstr(self, ptr: int, limit: int = 512) -> str:
@@ -415,9 +415,36 @@ class LabTdiEmulator:
         raw = text.encode("utf-16-le")
         buf = self.alloc(len(raw) + 2)
         self.write(buf, raw)
-        us = self.alloc(16)
-        self.write(us, struct.pack("<HHIQ", len(raw), len(raw) + 2, 0, buf))
+        us = self.alloc(L.US_SIZE)
+        self.write(us + L.US_LENGTH, struct.pack("<HH", len(raw), len(raw) + 2))
+        self.put64(us + L.US_BUFFER, buf)
         return us
+
+    # ---------------------------------------------------------------- NBL ownership
+
+    def _watch_nbl(self, nbl: int, kind: str) -> None:
+        """Watch every write the driver's code makes into this NBL (host writes are not
+        seen: the model itself may write anywhere)."""
+        self._nbls[nbl] = kind
+        self._uc.hook_add(UC_HOOK_MEM_WRITE, self._on_nbl_write, user_data=nbl,
+                          begin=nbl, end=nbl + L.NBL_ALLOC - 1)
+
+    def _on_nbl_write(self, uc: Cpu, access: int, address: int, size: int, value: int,
+                      nbl: object) -> None:
+        assert isinstance(nbl, int)
+        kind = self._nbls.get(nbl, "freed")
+        allowed = L.NBL_WRITABLE_OWN if kind == "own" else L.NBL_WRITABLE_RECEIVED
+        for off in range(address - nbl, address - nbl + size):
+            field = L.nbl_field(off)
+            if kind == "freed" or field not in allowed:
+                rip = uc.reg_read(UC_X86_REG_RIP)
+                whose = {"own": "an NBL it allocated", "received": "an NBL NDIS indicated",
+                         "freed": "an NBL it already freed"}[kind]
+                self.faults.append(
+                    f"the driver wrote {size} bytes at NBL+0x{address - nbl:x} ({field}) of "
+                    f"{whose}; that NET_BUFFER_LIST member is not the driver's (rip image+0x"
+                    f"{rip - IMAGE_BASE:x})")
+                return
 
     def _handle(self) -> int:
         self._next_handle += 0x10
@@ -554,11 +581,11 @@ class LabTdiEmulator:
     # ---------------------------------------------------------------- scenario steps
 
     def driver_entry(self) -> int:
-        drv = self.alloc(DRIVER_OBJECT_SIZE)
+        drv = self.alloc(L.DRIVER_OBJECT_SIZE)
         self.driver_object = drv
         path = self.new_unicode_string(REGISTRY_PATH)
         status = self.call(GuestCall(self.entry, (drv, path), "DriverEntry"))
-        self.driver_unload = self.u64(drv + DRVOBJ_DRIVER_UNLOAD)
+        self.driver_unload = self.u64(drv + L.DRVOBJ_DRIVER_UNLOAD)
         return status
 
     def handler(self, name: str) -> int:
@@ -569,13 +596,16 @@ class LabTdiEmulator:
 
     def bind(self, adapter: FakeAdapter) -> int:
         self._adapters.append(adapter)
-        bp = self.alloc(BIND_PARAMS_SIZE)
-        self.write(bp, struct.pack("<BBH", NDIS_OBJECT_TYPE_BIND_PARAMETERS, 1, BIND_PARAMS_SIZE))
-        self.put64(bp + 8, self.new_unicode_string("labtdi"))
-        self.put64(bp + 16, self.new_unicode_string(adapter.name))
-        self.write(bp + 32, struct.pack("<II", 0, 1500))  # NdisMedium802_3, MTU
-        self.write(bp + 104, struct.pack("<H", 6) + adapter.mac)
-        self.write(bp + 160, struct.pack("<I", adapter.ifindex))
+        bp = self.alloc(L.BIND_SIZE_REVISION_1)
+        self.write(bp, struct.pack("<BBH", NDIS_OBJECT_TYPE_BIND_PARAMETERS, 1,
+                                   L.BIND_SIZE_REVISION_1))
+        self.put64(bp + L.BIND_PROTOCOL_SECTION, self.new_unicode_string("labtdi"))
+        self.put64(bp + L.BIND_ADAPTER_NAME, self.new_unicode_string(adapter.name))
+        self.write(bp + L.BIND_MEDIA_TYPE, struct.pack("<I", 0))  # NdisMedium802_3
+        self.write(bp + L.BIND_MTU, struct.pack("<I", 1500))
+        self.write(bp + L.BIND_MAC_LENGTH, struct.pack("<H", 6))
+        self.write(bp + L.BIND_MAC, adapter.mac)
+        self.write(bp + L.BIND_BOUND_IF_INDEX, struct.pack("<I", adapter.ifindex))
         bind_ctx = self._handle()
         self._bind_ctx = (bind_ctx, adapter)
         status = self.call(GuestCall(self.handler("BindAdapterHandlerEx"),
@@ -584,6 +614,10 @@ class LabTdiEmulator:
             self.pnp(adapter, "NetEventRestart")
         return status
 
+    def binding_handles(self, label: str) -> list[int]:
+        """Every binding handle NDIS ever gave for adapter ``label``."""
+        return [h for h, b in self._bindings.items() if b.adapter.label == label]
+
     def binding_of(self, adapter: FakeAdapter) -> int:
         for handle, b in self._bindings.items():
             if b.adapter == adapter and b.open:
@@ -591,9 +625,9 @@ class LabTdiEmulator:
         raise EmulationError(f"adapter {adapter.label} has no open binding")
 
     def _notification(self, code: int) -> int:
-        n = self.alloc(NOTIFICATION_SIZE)
-        self.write(n, struct.pack("<BBHI", NDIS_OBJECT_TYPE_DEFAULT, 1, NOTIFICATION_SIZE, 0))
-        self.write(n + 8, struct.pack("<I", code))
+        n = self.alloc(L.NOTIFY_SIZE)
+        self.write(n, struct.pack("<BBH", NDIS_OBJECT_TYPE_DEFAULT, 1, L.NOTIFY_SIZE))
+        self.write(n + L.NOTIFY_EVENT + L.PNP_NET_EVENT, struct.pack("<I", code))
         return n
 
     def _pnp_call(self, context: int, event: str, label: str | None) -> GuestCall:
@@ -634,13 +668,13 @@ class LabTdiEmulator:
         b = self._bindings[self.binding_of(adapter)]
         buf = self.alloc(len(frame))
         self.write(buf, frame)
-        mdl = self.alloc(MDL_SIZE)
-        self.write(mdl + 0x18, struct.pack("<QQII", buf, buf, len(frame), 0))
-        nb = self.alloc(NB_SIZE)
-        self.write(nb, _net_buffer(mdl, 0, len(frame)))
-        nbl = self.alloc(NBL_SIZE)
-        self.write(nbl, struct.pack("<QQ", 0, nb))
-        self._mdls[mdl] = (buf, len(frame))
+        mdl = self._new_mdl(buf, len(frame))
+        self.put64(mdl + L.MDL_MAPPED_SYSTEM_VA, buf)
+        nb = self.alloc(L.NB_ALLOC)
+        _write_net_buffer(self, nb, mdl, 0, len(frame))
+        nbl = self.alloc(L.NBL_ALLOC)
+        self.put64(nbl + L.NBL_FIRST_NET_BUFFER, nb)
+        self._watch_nbl(nbl, "received")
         self.call(GuestCall(self.handler("ReceiveNetBufferListsHandler"),
                             (b.context, nbl, 0, 1, 0), "ReceiveNetBufferLists", adapter.label))
 
@@ -680,7 +714,10 @@ class LabTdiEmulator:
         return 0
 
     def _api_ExAllocatePoolWithTag(self, a: Args) -> int:
-        size, tag = a[1], a[2] & 0xFFFFFFFF
+        pool, size, tag = a[0] & 0xFFFFFFFF, a[1], a[2] & 0xFFFFFFFF
+        if pool not in L.NX_POOL_TYPES:
+            self.faults.append(f"ExAllocatePoolWithTag from pool type {pool} (executable "
+                               "nonpaged pool): memory integrity (HVCI) wants NonPagedPoolNx")
         ptr = self.alloc(size, fill=0xCD)  # pool memory is not zeroed
         self._allocs[ptr] = (size, tag)
         call = self._record("import", "ExAllocatePoolWithTag",
@@ -789,7 +826,8 @@ class LabTdiEmulator:
     # ---- ntoskrnl: registry and files ----
 
     def _object_name(self, oa: int) -> tuple[int, str]:
-        return self.u64(oa + 8), self.unicode_string(self.u64(oa + 16))
+        return (self.u64(oa + L.OA_ROOT_DIRECTORY),
+                self.unicode_string(self.u64(oa + L.OA_OBJECT_NAME)))
 
     def _api_ZwOpenKey(self, a: Args) -> int:
         root, name = self._object_name(a[2])
@@ -896,11 +934,16 @@ class LabTdiEmulator:
         return 0
 
     def _api_IoAllocateMdl(self, a: Args) -> int:
-        mdl = self.alloc(MDL_SIZE)
-        self.write(mdl + 0x20, struct.pack("<QI", a[0], a[1] & 0xFFFFFFFF))
-        self._mdls[mdl] = (a[0], a[1] & 0xFFFFFFFF)
+        mdl = self._new_mdl(a[0], a[1] & 0xFFFFFFFF)
         call = self._record("import", "IoAllocateMdl", detail=f"len={a[1] & 0xFFFFFFFF}")
         self._open(call, "IoAllocateMdl", mdl)
+        return mdl
+
+    def _new_mdl(self, va: int, length: int) -> int:
+        mdl = self.alloc(L.MDL_SIZE)
+        self.put64(mdl + L.MDL_START_VA, va)  # StartVa + ByteOffset (0) = the buffer
+        self.write(mdl + L.MDL_BYTE_COUNT, struct.pack("<I", length))
+        self._mdls[mdl] = (va, length)
         return mdl
 
     def _api_IoFreeMdl(self, a: Args) -> int:
@@ -910,7 +953,7 @@ class LabTdiEmulator:
 
     def _api_MmBuildMdlForNonPagedPool(self, a: Args) -> int:
         va, _ = self._mdls.get(a[0], (0, 0))
-        self.put64(a[0] + 0x18, va)  # MappedSystemVa
+        self.put64(a[0] + L.MDL_MAPPED_SYSTEM_VA, va)
         self._record("import", "MmBuildMdlForNonPagedPool")
         return 0
 
@@ -927,16 +970,19 @@ class LabTdiEmulator:
     def _api_NdisRegisterProtocolDriver(self, a: Args) -> int:
         pc = a[1]
         htype, rev, size = struct.unpack("<BBH", self.read(pc, 4))
-        name = self.unicode_string(pc + 0x10)
-        major, minor = self.read(pc + 4, 2)
+        name = self.unicode_string(pc + L.PC_NAME)
+        major, minor = self.read(pc + L.PC_MAJOR_NDIS, 2)
+        dmajor, dminor = self.read(pc + L.PC_MAJOR_DRIVER, 2)
+        flags = self.u32(pc + L.PC_FLAGS)
         call = self._record("import", "NdisRegisterProtocolDriver",
-                            detail=f"name={name!r} ndis={major}.{minor} size=0x{size:x}")
-        if htype != NDIS_OBJECT_TYPE_PROTOCOL_DRIVER_CHARACTERISTICS or size < PC_SIZE:
+                            detail=f"name={name!r} ndis={major}.{minor} driver={dmajor}.{dminor} "
+                                   f"flags=0x{flags:x} size=0x{size:x}")
+        if htype != NDIS_OBJECT_TYPE_PROTOCOL_DRIVER_CHARACTERISTICS or size < L.PC_SIZE_REVISION_1:
             call.result = STATUS_UNSUCCESSFUL
             self.faults.append(f"NdisRegisterProtocolDriver: bad header type 0x{htype:x} "
                                f"rev {rev} size 0x{size:x}")
             return STATUS_UNSUCCESSFUL
-        for off, hname in PC_HANDLERS:
+        for off, hname in L.PC_HANDLERS:
             ptr = self.u64(pc + off)
             if ptr and not self._text[0] <= ptr < self._text[1]:
                 self.faults.append(f"{hname} 0x{ptr:x} points outside the driver's code")
@@ -966,9 +1012,10 @@ class LabTdiEmulator:
 
     def _api_NdisOpenAdapterEx(self, a: Args) -> StubResult:
         proto, ctx, op, bind_ctx, out = a[0], a[1], a[2], a[3], a[4]
-        htype = self.read(op, 1)[0]
-        adapter_name = self.unicode_string(self.u64(op + 8))
-        media, nmedia, selected = self.u64(op + 16), self.u32(op + 24), self.u64(op + 32)
+        htype, osize = self.read(op + L.HDR_TYPE, 1)[0], self.u16(op + L.HDR_SIZE)
+        adapter_name = self.unicode_string(self.u64(op + L.OPEN_ADAPTER_NAME))
+        media, nmedia = self.u64(op + L.OPEN_MEDIUM_ARRAY), self.u32(op + L.OPEN_MEDIUM_ARRAY_SIZE)
+        selected = self.u64(op + L.OPEN_SELECTED_MEDIUM_INDEX)
         adapter = next((ad for ad in self._adapters if ad.name == adapter_name), None)
         call = self._record("import", "NdisOpenAdapterEx", adapter.label if adapter else None,
                             f"adapter={adapter_name}")
@@ -979,6 +1026,9 @@ class LabTdiEmulator:
             return STATUS_UNSUCCESSFUL
         if self._bind_ctx[0] != bind_ctx:
             self.faults.append("NdisOpenAdapterEx outside BindAdapterEx's bind context")
+        if osize < L.OPEN_SIZE_REVISION_1:
+            self.faults.append(f"NdisOpenAdapterEx: NDIS_OPEN_PARAMETERS Header.Size 0x{osize:x} "
+                               f"is below revision 1 (0x{L.OPEN_SIZE_REVISION_1:x})")
         mediums = [self.u32(media + 4 * i) for i in range(nmedia)]
         if 0 not in mediums:
             call.result = 0xC0010019  # NDIS_STATUS_UNSUPPORTED_MEDIA
@@ -1014,8 +1064,8 @@ class LabTdiEmulator:
 
     def _api_NdisOidRequest(self, a: Args) -> int:
         req = a[1]
-        rtype, oid, info, length = (self.u32(req + 4), self.u32(req + 32), self.u64(req + 40),
-                                    self.u32(req + 48))
+        rtype, oid = self.u32(req + L.OID_REQUEST_TYPE), self.u32(req + L.OID_SET_OID)
+        info, length = self.u64(req + L.OID_SET_BUFFER), self.u32(req + L.OID_SET_BUFFER_LENGTH)
         value = self.u32(info) if length == 4 else None
         call = self._record("import", "NdisOidRequest",
                             detail=f"type={rtype} oid=0x{oid:08x} value={value}")
@@ -1037,6 +1087,10 @@ class LabTdiEmulator:
         call = self._record("import", "NdisAllocateNetBufferListPool", result=handle)
         if a[0] != self._protocol:
             self.faults.append("NdisAllocateNetBufferListPool with an unknown NDIS handle")
+        htype, hsize = self.read(a[1] + L.HDR_TYPE, 1)[0], self.u16(a[1] + L.HDR_SIZE)
+        if htype != NDIS_OBJECT_TYPE_DEFAULT or hsize < L.POOL_SIZE_REVISION_1:
+            self.faults.append(f"NdisAllocateNetBufferListPool: bad header type 0x{htype:x} "
+                               f"size 0x{hsize:x}")
         self._open(call, "NdisAllocateNetBufferListPool", handle)
         return handle
 
@@ -1047,10 +1101,12 @@ class LabTdiEmulator:
 
     def _api_NdisAllocateNetBufferAndNetBufferList(self, a: Args) -> int:
         pool, mdl, offset, length = a[0], a[3], a[4] & 0xFFFFFFFF, a[5]
-        nb = self.alloc(NB_SIZE)
-        self.write(nb, _net_buffer(mdl, offset, length))
-        nbl = self.alloc(NBL_SIZE)
-        self.write(nbl, struct.pack("<QQQQQ", 0, nb, 0, 0, pool))
+        nb = self.alloc(L.NB_ALLOC)
+        _write_net_buffer(self, nb, mdl, offset, length)
+        nbl = self.alloc(L.NBL_ALLOC)
+        self.put64(nbl + L.NBL_FIRST_NET_BUFFER, nb)
+        self.put64(nbl + L.NBL_NDIS_POOL_HANDLE, pool)
+        self._watch_nbl(nbl, "own")
         call = self._record("import", "NdisAllocateNetBufferAndNetBufferList",
                             detail=f"len={length}", result=nbl)
         self._open(call, "NdisAllocateNetBufferAndNetBufferList", nbl)
@@ -1058,12 +1114,14 @@ class LabTdiEmulator:
 
     def _api_NdisFreeNetBufferList(self, a: Args) -> int:
         call = self._record("import", "NdisFreeNetBufferList")
-        self._close(call, a[0], "NdisFreeNetBufferList")
+        if self._close(call, a[0], "NdisFreeNetBufferList"):
+            self._nbls[a[0]] = "freed"
         return 0
 
     def _api_NdisGetDataBuffer(self, a: Args) -> int:
         nb, need = a[0], a[1] & 0xFFFFFFFF
-        mdl, mdl_off, length = self.u64(nb + 8), self.u32(nb + 16), self.u32(nb + 24)
+        mdl, mdl_off = self.u64(nb + L.NB_CURRENT_MDL), self.u32(nb + L.NB_CURRENT_MDL_OFFSET)
+        length = self.u32(nb + L.NB_DATA_LENGTH)
         va, mdl_len = self._mdls.get(mdl, (0, 0))
         ok = va and need <= length and mdl_off + need <= mdl_len
         self._record("import", "NdisGetDataBuffer", detail=f"need={need}",
@@ -1075,17 +1133,35 @@ class LabTdiEmulator:
         b = self._binding(call, a[0])
         nbl = a[1]
         while nbl and b is not None:
-            nb = self.u64(nbl + 8)
-            va, _ = self._mdls.get(self.u64(nb + 8), (0, 0))
-            frame = self.read(va + self.u32(nb + 16), self.u32(nb + 24))
+            nb = self.u64(nbl + L.NBL_FIRST_NET_BUFFER)
+            va, _ = self._mdls.get(self.u64(nb + L.NB_CURRENT_MDL), (0, 0))
+            frame = self.read(va + self.u32(nb + L.NB_CURRENT_MDL_OFFSET),
+                              self.u32(nb + L.NB_DATA_LENGTH))
             self.sent_frames.append((b.adapter.label, frame))
             call.detail = f"frame={frame[:16].hex()}..."
-            nbl = self.u64(nbl)
-        if b is not None:
-            self._deferred.append(GuestCall(self.handler("SendNetBufferListsCompleteHandler"),
-                                            (b.context, a[1], 0), "SendNetBufferListsComplete",
-                                            b.adapter.label))
+            following = self.u64(nbl + L.NBL_NEXT)
+            self._route_completion(a[0], nbl)
+            nbl = following
         return 0
+
+    def _route_completion(self, sent_on: int, nbl: int) -> None:
+        """NDIS returns a sent NBL to the binding its SourceHandle names."""
+        source = self.u64(nbl + L.NBL_SOURCE_HANDLE)
+        self.sends.append((sent_on, source, nbl))
+        if source != sent_on:
+            self.faults.append(f"NdisSendNetBufferLists: the NBL's SourceHandle 0x{source:x} is "
+                               f"not the binding handle 0x{sent_on:x} it is sent on")
+        owner = self._bindings.get(source)
+        if owner is None or not owner.open:
+            self.faults.append(f"send completion cannot be routed: SourceHandle 0x{source:x} "
+                               "names no open binding of this protocol; NDIS never returns "
+                               "the NBL")
+            return
+        self.put64(nbl + L.NBL_NEXT, 0)  # completed one by one
+        self._deferred.append(GuestCall(self.handler("SendNetBufferListsCompleteHandler"),
+                                        (owner.context, nbl, 0), "SendNetBufferListsComplete",
+                                        owner.adapter.label))
+        self.send_completions.append((owner.adapter.label, nbl))
 
     def _api_NdisReturnNetBufferLists(self, a: Args) -> int:
         call = self._record("import", "NdisReturnNetBufferLists")
@@ -1138,8 +1214,9 @@ class LabTdiEmulator:
         return call.result
 
     def _api_TdiRegisterNetAddress(self, a: Args) -> int:
-        length, atype = struct.unpack("<HH", self.read(a[0], 4))
-        addr = self.read(a[0] + 4, length)
+        length = self.u16(a[0] + L.TA_ADDRESS_LENGTH)
+        atype = self.u16(a[0] + L.TA_ADDRESS_TYPE)
+        addr = self.read(a[0] + L.TA_ADDRESS_DATA, length)
         device = self.unicode_string(a[1])
         label = self._devices.get(device)
         call = self._record("import", "TdiRegisterNetAddress", label,
@@ -1162,7 +1239,7 @@ class LabTdiEmulator:
 
     def _api_TdiPnPPowerRequest(self, a: Args) -> int:
         device, event, complete = self.unicode_string(a[0]), a[1], a[4]
-        code = self.u32(event)
+        code = self.u32(event + L.PNP_NET_EVENT)
         label = self._devices.get(device)
         call = self._record("import", "TdiPnPPowerRequest", label,
                             f"device={device} event={NET_EVENTS.get(code, code)}")
@@ -1201,8 +1278,14 @@ class Run:
                          if noise or c.kind != "import" or c.name not in NOISE)
 
 
-def echo_request(dst: bytes, src: bytes, payload: bytes = b"Qemulated-probe") -> bytes:
-    return dst + src + b"\x88\xb5" + payload
+#: The L2 echo probe of the emulated life cycle (lab/l2probe.py builds it, in the shared
+#: wire format of drivers/common/labl2echo.h).
+PROBE_SEQ, PROBE_PAYLOAD, PROBE_SRC = 0x5EED, b"emulated-probe-payload", "02:00:00:00:00:01"
+
+
+def echo_request(dst: bytes) -> bytes:
+    return l2probe.build_request(":".join(f"{b:02x}" for b in dst), PROBE_SRC, PROBE_SEQ,
+                                 PROBE_PAYLOAD)
 
 
 def run_lifecycle(image: Path, knobs: Mapping[str, int] | None = None, *,
@@ -1219,7 +1302,7 @@ def run_lifecycle(image: Path, knobs: Mapping[str, int] | None = None, *,
         ("BindAdapterEx(A)", lambda: emu.bind(a)),
         ("BindAdapterEx(B)", lambda: emu.bind(b)),
         ("NetEventBindsComplete", lambda: emu.pnp(None, "NetEventBindsComplete")),
-        ("L2 echo probe on A", lambda: emu.receive(a, echo_request(a.mac, b"\x02\0\0\0\0\x01"))),
+        ("L2 echo probe on A", lambda: emu.receive(a, echo_request(a.mac))),
         ("NetEventQueryRemoveDevice(A)", lambda: emu.pnp(a, "NetEventQueryRemoveDevice")),
         ("UnbindAdapterEx(A)", lambda: emu.unbind(a)),
         ("Unload", emu.unload),

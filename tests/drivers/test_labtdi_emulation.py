@@ -30,6 +30,7 @@ import tdiemu
 from tdiemu import ADAPTER_A, ADAPTER_B, Call, Run, check_contract, run_lifecycle
 
 from lab import journal as lj
+from lab import l2probe
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "drivers" / "labtdi" / "driver.toml"
@@ -100,12 +101,26 @@ def test_emulated_lifecycle_keeps_the_unload_contract(image: Path, pending: bool
     assert b_teardown and all(c.within[:2] == ("Unload", "UnbindAdapterEx(B)")
                               for c in b_teardown)
     assert not run.emulator.open_resources(), "resources left after Unload"
-    # The L2 echo probe went through the real receive/send path.
-    sent = run.emulator.sent_frames
+    _check_echo_send_path(run)
+
+
+def _check_echo_send_path(run: Run) -> None:
+    """The L2 echo probe went through the real receive/send path, in the shared wire
+    format, with the NBL handed to NDIS the way NDIS needs it."""
+    emu = run.emulator
+    sent = emu.sent_frames
     assert len(sent) == 1 and sent[0][0] == "A"
     frame = sent[0][1]
-    assert frame[:6] == b"\x02\0\0\0\0\x01" and frame[6:12] == ADAPTER_A.mac
-    assert frame[12:14] == b"\x88\xb5" and frame[14:15] == b"R"
+    assert frame[:6] == bytes.fromhex(tdiemu.PROBE_SRC.replace(":", ""))
+    assert l2probe.parse_reply(frame, tdiemu.PROBE_SEQ, tdiemu.PROBE_PAYLOAD) == (
+        ADAPTER_A.journal_name.split("@")[0], ADAPTER_A.ifindex)
+    # The reply NBL's SourceHandle is the binding handle it was sent on ...
+    assert len(emu.sends) == 1
+    sent_on, source, nbl = emu.sends[0]
+    assert source == sent_on and source in emu.binding_handles("A")
+    # ... and NDIS routed its completion by that handle, back to binding A.
+    assert emu.send_completions == [("A", nbl)]
+    assert not [f for f in emu.faults if "NET_BUFFER_LIST" in f], emu.faults
 
 
 @pytest.fixture(scope="module")

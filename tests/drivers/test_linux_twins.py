@@ -14,8 +14,18 @@ import shutil
 import subprocess
 
 import pytest
-from conftest_linux import OUT, TEST_NICS, GuestImage, GuestRun, boot, prepare_image
+from conftest_linux import (
+    HOST_PROBE_PAYLOAD,
+    HOST_PROBE_SEQ,
+    OUT,
+    TEST_NICS,
+    GuestImage,
+    GuestRun,
+    boot,
+    prepare_image,
+)
 
+from lab import l2probe
 from lab.drivers import DriverManifest, load_manifests
 from lab.errors import DriverFailure
 from lab.journal import (
@@ -149,6 +159,20 @@ def test_l2_echo_answers_on_every_binding(main_run: GuestRun) -> None:
         assert answer["verdict"] == "ok", answer
         assert answer["from"] == adapters[responder].mac
         assert int(answer["ifindex"]) == adapters[responder].ifindex
+
+
+def test_l2_echo_of_the_host_probe_frame_round_trips(main_run: GuestRun) -> None:
+    """The shared wire format end to end: a request built by lab/l2probe.py goes out of
+    veth0 unchanged (l2probe --frame fills in the MACs); the twin's answer from veth1,
+    byte for byte, is accepted by the host probe's parser."""
+    values = main_run.result("l2raw", "veth0")
+    assert values[:2] == ["L2RAW", "ok"], values
+    fields = dict(v.split("=", 1) for v in values[2:])
+    reply = bytes.fromhex(fields["reply"])
+    veth1 = nics(main_run)["veth1"]
+    assert l2probe.parse_reply(reply, HOST_PROBE_SEQ, HOST_PROBE_PAYLOAD) == (
+        veth1.mac, veth1.ifindex)
+    assert l2probe.parse_reply(reply, HOST_PROBE_SEQ + 1, HOST_PROBE_PAYLOAD) is None
 
 
 def test_unbind_and_rebind_through_the_control_file(main_run: GuestRun,

@@ -109,3 +109,46 @@ def test_no_generated_key_is_tracked_by_git() -> None:
         check=True,
     )
     assert r.stdout.strip() == ""
+
+
+# ---- labtdi.inf: where the binary goes, per Windows build -------------------------
+
+
+def _inf_sections(text: str) -> dict[str, list[str]]:
+    """INF sections (lower-case names) -> their non-comment lines."""
+    sections: dict[str, list[str]] = {}
+    current: list[str] = []
+    for raw in text.splitlines():
+        line = raw.split(";", 1)[0].strip()
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1].strip().lower(), [])
+        elif line:
+            current.append(line)
+    return sections
+
+
+def _value(lines: list[str], key: str) -> str:
+    return next(v.strip() for k, _, v in (ln.partition("=") for ln in lines)
+                if k.strip().lower() == key.lower())
+
+
+@pytest.mark.parametrize(("models", "dirid"), [
+    pytest.param("driverlab.ntamd64.10.0...25292", "13", id="build-25292-and-later-driver-store"),
+    pytest.param("driverlab.ntamd64", "12", id="earlier-builds-system32-drivers"),
+])
+def test_inf_installs_the_binary_where_the_build_runs_it(windows_build: Path, models: str,
+                                                        dirid: str) -> None:
+    inf = _inf_sections((windows_build / "labtdi.inf").read_text())
+    manufacturer = _value(inf["manufacturer"], "%ManufacturerName%")
+    assert [m.strip() for m in manufacturer.split(",")] == [
+        "DriverLab", "NTamd64.10.0...25292", "NTamd64"]
+    install = _value(inf[models], "%LabTdi.DeviceDesc%").split(",")[0].strip()
+    copy = _value(inf[install.lower()], "CopyFiles")
+    assert _value(inf["destinationdirs"], copy) == dirid
+    service = _value(inf[f"{install.lower()}.services"], "AddService").split(",")[2].strip()
+    assert _value(inf[service.lower()], "ServiceBinary") == f"%{dirid}%\\labtdi.sys"
+    assert f"{install.lower()}.remove.services" in inf
+
+
+def test_inf_has_no_notify_object_clsid(windows_build: Path) -> None:
+    assert "clsid" not in (windows_build / "labtdi.inf").read_text().lower()

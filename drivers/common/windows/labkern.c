@@ -150,7 +150,7 @@ NTSTATUS LabJournalInit(const char *driver, PUNICODE_STRING RegistryPath)
     RtlZeroMemory(&g_lab, sizeof(g_lab));
     KeInitializeMutex(&g_lab.Lock, 0);
     put_str(g_lab.Driver, g_lab.Driver + sizeof(g_lab.Driver) - 1, driver);
-    g_lab.Ring = ExAllocatePoolWithTag(NonPagedPool, (SIZE_T)LAB_JOURNAL_SLOTS * LAB_JOURNAL_LINE, LAB_TAG);
+    g_lab.Ring = ExAllocatePoolWithTag(LAB_NONPAGED_POOL, (SIZE_T)LAB_JOURNAL_SLOTS * LAB_JOURNAL_LINE, LAB_TAG);
     if (!g_lab.Ring)
         return STATUS_INSUFFICIENT_RESOURCES;
 

@@ -4,7 +4,8 @@
  *
  * A protocol module that binds to every Ethernet adapter of the initial
  * network namespace and answers an L2 echo on EtherType 0x88B5 on each
- * binding, so the host can probe every binding separately.
+ * binding, so the host can probe every binding separately.  The wire format
+ * is drivers/common/labl2echo.h, shared with the Windows labtdi.sys and the probes.
  *
  * The TDI/NDIS life cycle is mirrored with real kernel objects:
  *   PROTOCOL_(DE)REGISTERED  netdevice notifier (NDIS protocol registration)
@@ -50,7 +51,7 @@
 
 #include "labjournal.h"
 #include "labtdi_client.h"
-#include "labtdi_proto.h"
+#include "labl2echo.h"
 
 #define LABTDI_NAME "labtdi"
 
@@ -116,11 +117,11 @@ static void labtdi_log(const char *event, const struct labtdi_binding *b, int st
 /* ---- L2 echo (softirq context) ---- */
 
 static void labtdi_reply(struct labtdi_binding *b, struct sk_buff *req,
-			 const struct labtdi_hdr *rh, unsigned int payload)
+			 const unsigned char *rh, unsigned int payload)
 {
 	struct net_device *dev = b->dev;
-	unsigned int len = sizeof(struct labtdi_hdr) + payload;
-	struct labtdi_hdr *h;
+	unsigned int len = LAB_L2ECHO_HDR_LEN + payload;
+	unsigned char *h;
 	struct sk_buff *skb;
 
 	skb = alloc_skb(LL_RESERVED_SPACE(dev) + len + dev->needed_tailroom, GFP_ATOMIC);
@@ -129,15 +130,16 @@ static void labtdi_reply(struct labtdi_binding *b, struct sk_buff *req,
 	skb_reserve(skb, LL_RESERVED_SPACE(dev));
 	skb_reset_network_header(skb);
 	h = skb_put(skb, len);
-	*h = *rh;
-	h->op = LABTDI_OP_REPLY;
-	h->ifindex = htonl(dev->ifindex);
-	h->payload_len = htons(payload);
-	skb_copy_bits(req, sizeof(*rh), h + 1, payload);
+	memcpy(h, rh, LAB_L2ECHO_HDR_LEN);
+	lab_l2echo_make_reply(h, payload, dev->ifindex);
+	if (skb_copy_bits(req, LAB_L2ECHO_HDR_LEN, h + LAB_L2ECHO_HDR_LEN, payload) < 0) {
+		kfree_skb(skb);
+		return;
+	}
 	skb->dev = dev;
-	skb->protocol = htons(LABTDI_ETHERTYPE);
+	skb->protocol = htons(LAB_L2ECHO_ETHERTYPE);
 	skb->priority = TC_PRIO_CONTROL;
-	if (dev_hard_header(skb, dev, LABTDI_ETHERTYPE, eth_hdr(req)->h_source,
+	if (dev_hard_header(skb, dev, LAB_L2ECHO_ETHERTYPE, eth_hdr(req)->h_source,
 			    dev->dev_addr, skb->len) < 0) {
 		kfree_skb(skb);
 		return;
@@ -146,23 +148,24 @@ static void labtdi_reply(struct labtdi_binding *b, struct sk_buff *req,
 		atomic64_inc(&b->replies);
 }
 
+/* Answers every request of the shared format (labl2echo.h) on this binding. */
 static int labtdi_rcv(struct sk_buff *skb, struct net_device *dev,
 		      struct packet_type *pt, struct net_device *orig_dev)
 {
 	struct labtdi_binding *b = container_of(pt, struct labtdi_binding, pt);
-	struct labtdi_hdr rh;
-	unsigned int payload;
+	unsigned char rh[LAB_L2ECHO_HDR_LEN];
+	int payload;
 
 	if (skb->pkt_type == PACKET_OTHERHOST || skb->pkt_type == PACKET_LOOPBACK)
 		goto drop;
-	if (skb_copy_bits(skb, 0, &rh, sizeof(rh)) < 0)
+	if (skb_copy_bits(skb, 0, rh, sizeof(rh)) < 0)
 		goto drop;
-	if (rh.magic != htonl(LABTDI_MAGIC) || rh.op != LABTDI_OP_REQUEST)
+	payload = lab_l2echo_request_payload(rh, skb->len);
+	if (payload < 0)
 		goto drop;
 	atomic64_inc(&b->requests);
-	payload = min_t(unsigned int, ntohs(rh.payload_len), skb->len - sizeof(rh));
-	payload = min_t(unsigned int, payload, dev->mtu - sizeof(rh));
-	labtdi_reply(b, skb, &rh, payload);
+	payload = min_t(int, payload, (int)dev->mtu - LAB_L2ECHO_HDR_LEN);
+	labtdi_reply(b, skb, rh, payload);
 	consume_skb(skb);
 	return NET_RX_SUCCESS;
 drop:
@@ -213,7 +216,7 @@ static int labtdi_bind(struct net_device *dev)
 	list_add_tail(&b->node, &bindings);
 	labtdi_log("BIND", b, 0);
 
-	b->pt.type = htons(LABTDI_ETHERTYPE);
+	b->pt.type = htons(LAB_L2ECHO_ETHERTYPE);
 	b->pt.dev = dev;
 	b->pt.func = labtdi_rcv;
 	dev_add_pack(&b->pt);

@@ -22,20 +22,25 @@
  *   NdisCloseAdapterEx. Unload: NdisDeregisterProtocolDriver (NDIS unbinds any adapter
  *   still bound, so every binding is released first), then TdiDeregisterProvider.
  *
- * L2 echo probe (the Linux twin answers the same): an Ethernet frame of EtherType
- * 0x88B5 whose first payload byte is 'Q' is answered with the same payload, first byte
- * 'R', sent back to the sender's MAC from the adapter's MAC. Other frames are ignored.
+ * L2 echo probe, wire format drivers/common/labl2echo.h (shared with the Linux twin, the
+ * guest probe l2probe and the host probe lab/l2probe.py): a request of EtherType 0x88B5 is
+ * answered from the adapter's MAC to the sender's MAC with op = reply, this binding's
+ * ifindex and the payload echoed. Other frames are ignored.
+ *
+ * Send path: each reply NBL comes from this binding's pool; its SourceHandle is set to the
+ * binding handle before NdisSendNetBufferLists (NDIS routes the send completion by it), the
+ * reply buffer and MDL are kept in the NBL's ProtocolReserved area (ours for NBLs we own)
+ * and freed in SendNetBufferListsComplete.
  *
  * Knobs (REG_DWORD under Services\labtdi\Parameters, read at load): FaultLeakAdapterRef
  * (unbind never releases the adapter: unplug hangs), FaultSkipDeregister (Unload skips
  * TdiDeregisterProvider), FaultBlockUnload, FaultCrashOnUnbind; JournalFile (REG_SZ).
  */
 #include "labkern.h"
+#include "labl2echo.h"
 #include "labtdikrnl.h"
 
 #define LABTDI_TAG 0x6964744c /* 'Ltdi' */
-#define ETHERTYPE_LAB_ECHO 0x88B5
-#define ETH_HEADER 14
 #define MAX_FRAME 1514
 
 typedef struct _ADAPTER {
@@ -96,33 +101,43 @@ static VOID drain_sends(ADAPTER *a)
 
 /* ---- L2 echo ---- */
 
-static VOID echo_frame(ADAPTER *a, PNET_BUFFER nb, ULONG flags)
+/* Copies the frame of nb into a new pool buffer; NULL if it is not an echo request. */
+static UCHAR *echo_request(PNET_BUFFER nb, ULONG *replyLen)
 {
     ULONG len = nb->DataLength;
-    UCHAR *reply, *frame;
+    UCHAR *buf, *frame;
+    int payload;
+
+    if (len < LAB_L2ECHO_ETH_HLEN + LAB_L2ECHO_HDR_LEN || len > MAX_FRAME)
+        return NULL;
+    buf = ExAllocatePoolWithTag(LAB_NONPAGED_POOL, len, LABTDI_TAG);
+    if (!buf)
+        return NULL;
+    frame = NdisGetDataBuffer(nb, len, buf, 1, 0);
+    if (frame && frame != buf)
+        RtlCopyMemory(buf, frame, len);
+    payload = frame ? lab_l2echo_request_payload(buf + LAB_L2ECHO_ETH_HLEN, len - LAB_L2ECHO_ETH_HLEN) : -1;
+    if (payload < 0 || lab_l2echo_get_be16(buf + 12) != LAB_L2ECHO_ETHERTYPE) {
+        ExFreePoolWithTag(buf, LABTDI_TAG);
+        return NULL;
+    }
+    *replyLen = LAB_L2ECHO_ETH_HLEN + LAB_L2ECHO_HDR_LEN + (ULONG)payload;
+    return buf;
+}
+
+static VOID echo_frame(ADAPTER *a, PNET_BUFFER nb, ULONG flags)
+{
+    ULONG len = 0;
+    UCHAR *reply;
     PMDL mdl;
     PNET_BUFFER_LIST nbl;
 
-    if (len < ETH_HEADER + 1 || len > MAX_FRAME || a->Paused)
+    if (a->Paused || !(reply = echo_request(nb, &len)))
         return;
-    reply = ExAllocatePoolWithTag(NonPagedPool, len, LABTDI_TAG);
-    if (!reply)
-        return;
-    frame = NdisGetDataBuffer(nb, len, reply, 1, 0);
-    if (!frame) {
-        ExFreePoolWithTag(reply, LABTDI_TAG);
-        return;
-    }
-    if (frame != reply)
-        RtlCopyMemory(reply, frame, len);
-    if (reply[12] != (ETHERTYPE_LAB_ECHO >> 8) || reply[13] != (ETHERTYPE_LAB_ECHO & 0xff)
-        || reply[ETH_HEADER] != 'Q') {
-        ExFreePoolWithTag(reply, LABTDI_TAG);
-        return;
-    }
     RtlCopyMemory(reply, reply + 6, 6); /* back to the sender */
     RtlCopyMemory(reply + 6, a->Mac, 6);
-    reply[ETH_HEADER] = 'R';
+    lab_l2echo_make_reply(reply + LAB_L2ECHO_ETH_HLEN, len - LAB_L2ECHO_ETH_HLEN - LAB_L2ECHO_HDR_LEN,
+                          a->IfIndex);
     mdl = IoAllocateMdl(reply, len, FALSE, FALSE, NULL);
     if (!mdl) {
         ExFreePoolWithTag(reply, LABTDI_TAG);
@@ -137,6 +152,7 @@ static VOID echo_frame(ADAPTER *a, PNET_BUFFER nb, ULONG flags)
     }
     nbl->ProtocolReserved[0] = reply;
     nbl->ProtocolReserved[1] = mdl;
+    nbl->SourceHandle = a->Binding; /* NDIS returns the NBL to this binding's send-complete */
     InterlockedIncrement(&a->PendingSends);
     NdisSendNetBufferLists(a->Binding, nbl, 0,
                            (flags & NDIS_RECEIVE_FLAGS_DISPATCH_LEVEL) ? NDIS_SEND_FLAGS_DISPATCH_LEVEL : 0);
@@ -307,7 +323,7 @@ static NDIS_STATUS WINAPI bind_adapter(NDIS_HANDLE driverCtx, NDIS_HANDLE bindCt
     ADAPTER *a;
 
     (void)driverCtx;
-    a = ExAllocatePoolWithTag(NonPagedPool, sizeof(*a), LABTDI_TAG);
+    a = ExAllocatePoolWithTag(LAB_NONPAGED_POOL, sizeof(*a), LABTDI_TAG);
     if (!a)
         return NDIS_STATUS_RESOURCES;
     RtlZeroMemory(a, sizeof(*a));
@@ -323,7 +339,8 @@ static NDIS_STATUS WINAPI bind_adapter(NDIS_HANDLE driverCtx, NDIS_HANDLE bindCt
     RtlZeroMemory(&pp, sizeof(pp));
     pp.Header.Type = NDIS_OBJECT_TYPE_DEFAULT;
     pp.Header.Revision = NET_BUFFER_LIST_POOL_PARAMETERS_REVISION_1;
-    pp.Header.Size = sizeof(pp);
+    pp.Header.Size = NDIS_SIZEOF_NET_BUFFER_LIST_POOL_PARAMETERS_REVISION_1;
+    pp.ProtocolId = NDIS_PROTOCOL_ID_DEFAULT;
     pp.fAllocateNetBuffer = TRUE;
     pp.PoolTag = LABTDI_TAG;
     a->NblPool = NdisAllocateNetBufferListPool(g.Protocol, &pp);
@@ -331,7 +348,7 @@ static NDIS_STATUS WINAPI bind_adapter(NDIS_HANDLE driverCtx, NDIS_HANDLE bindCt
     RtlZeroMemory(&op, sizeof(op));
     op.Header.Type = NDIS_OBJECT_TYPE_OPEN_PARAMETERS;
     op.Header.Revision = NDIS_OPEN_PARAMETERS_REVISION_1;
-    op.Header.Size = sizeof(op);
+    op.Header.Size = NDIS_SIZEOF_OPEN_PARAMETERS_REVISION_1;
     op.AdapterName = bp->AdapterName;
     op.MediumArray = media;
     op.MediumArraySize = 1;

@@ -208,7 +208,7 @@ static VOID WINAPI conn_thread(PVOID ctx)
     ECHO_CONN *c = ctx;
     SYNC_IRP op;
     BOOLEAN closed = FALSE;
-    UCHAR *buf = ExAllocatePoolWithTag(NonPagedPool, ECHO_BUFFER, WSKECHO_TAG);
+    UCHAR *buf = ExAllocatePoolWithTag(LAB_NONPAGED_POOL, ECHO_BUFFER, WSKECHO_TAG);
     PMDL mdl = buf ? IoAllocateMdl(buf, ECHO_BUFFER, FALSE, FALSE, NULL) : NULL;
 
     if (mdl && NT_SUCCESS(sync_irp_init(&op))) {
@@ -253,7 +253,7 @@ static VOID reap_conns(BOOLEAN all)
 static VOID start_conn(PWSK_SOCKET sock)
 {
     OBJECT_ATTRIBUTES oa;
-    ECHO_CONN *c = ExAllocatePoolWithTag(NonPagedPool, sizeof(*c), WSKECHO_TAG);
+    ECHO_CONN *c = ExAllocatePoolWithTag(LAB_NONPAGED_POOL, sizeof(*c), WSKECHO_TAG);
     if (!c) {
         close_socket(sock);
         LabJournal("CLOSE", NULL, STATUS_INSUFFICIENT_RESOURCES);
