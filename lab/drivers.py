@@ -93,6 +93,8 @@ class DriverManifest:
     linux: LinuxTwin | None
     #: the raw ``[windows]`` table, interpreted by the Windows side
     windows: Mapping[str, object] | None = field(default=None, compare=False, hash=False)
+    #: where relative build-output paths (``file = "var/..."``) are taken from
+    root: Path = field(default=REPO_ROOT, compare=False)
 
 
 def _table(path: Path, key: str, value: object) -> Mapping[str, object]:
@@ -207,6 +209,7 @@ def load_manifest(path: Path, *, root: Path = REPO_ROOT) -> DriverManifest:
                           f'set name = "{path.parent.name}" or move the manifest')
     windows = data.get("windows")
     return DriverManifest(
+        root=root,
         name=name,
         description=_string(path, "description", data.get("description", name)),
         path=path,

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.drivers import KNOWN_KNOBS, REPO_ROOT, DriverManifest
+from lab.drivers import KNOWN_KNOBS, DriverManifest
 from lab.errors import ConfigError
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -126,8 +126,10 @@ def _component_id(manifest: DriverManifest, table: Mapping[str, object]) -> str 
     return _ident(manifest, "install", words[words.index("-i") + 1])
 
 
-def windows_spec(manifest: DriverManifest, root: Path = REPO_ROOT) -> WindowsDriverSpec:
-    """Validate the manifest's ``[windows]`` table (ConfigError naming the key)."""
+def windows_spec(manifest: DriverManifest, root: Path | None = None) -> WindowsDriverSpec:
+    """Validate the manifest's ``[windows]`` table (ConfigError naming the key); relative
+    paths are taken from ``root`` (default: the root the manifest was loaded with)."""
+    root = manifest.root if root is None else root
     table = manifest.windows
     if table is None:
         raise ConfigError(str(manifest.path), "windows", f"driver {manifest.name} has no "

@@ -8,13 +8,20 @@ verdict, the test is xfail(strict=True) with the reason (the double is not bent)
 
 from __future__ import annotations
 
+import datetime
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
-from lab.drivers import load_manifests
+from lab.drivers import DRIVERS_DIR, DriverManifest, load_manifests
 from lab.errors import DriverHang, LabFailure
 from lab.guests.base import AdapterInfo
 from lab.guests.windows import ImageContractBroken, WindowsGuest, ca_thumbprint, check_contract
@@ -24,6 +31,33 @@ from lab.journal import Vocabulary, check_adapter_removal, check_unload
 from tests.doubles.windows_guest import AdapterSpec, WindowsGuestDouble
 
 VOCAB = Vocabulary.load()
+
+
+def _unit_root() -> Path:
+    """A stand-in for the build outputs the manifests name (unit tests never need a build):
+    placeholder driver files, which the double only stores, and a throwaway test CA."""
+    root = Path(tempfile.mkdtemp(prefix="dl-windows-double-"))
+    out = root / "var" / "drivers" / "windows"
+    (out / "pki").mkdir(parents=True)
+    for name in ("wskecho.sys", "labtdi.sys", "labtdi.cat", "labctl.exe"):
+        (out / name).write_bytes(b"test double placeholder, not a driver image\n")
+    # the INF is a source file (the double reads its models and component ID)
+    (out / "labtdi.inf").write_bytes((DRIVERS_DIR / "labtdi" / "windows" / "labtdi.inf")
+                                     .read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Driver Lab unit-test CA")])
+    start = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(start)
+            .not_valid_after(start + datetime.timedelta(days=3650))
+            .sign(key, hashes.SHA256()))
+    (out / "pki" / "lab-test-ca.cer").write_bytes(cert.public_bytes(Encoding.DER))
+    return root
+
+
+ROOT = _unit_root()
+MANIFESTS: dict[str, DriverManifest] = load_manifests(DRIVERS_DIR, root=ROOT)
+THUMBPRINT = ca_thumbprint(ROOT / "var" / "drivers" / "windows" / "pki" / "lab-test-ca.cer")
 MGMT, NIC1, NIC2 = "52:54:00:aa:00:01", "52:54:00:ab:cd:01", "52:54:00:ab:cd:02"
 StopMode = Literal["returns-pending", "blocks"]
 
@@ -34,12 +68,12 @@ def make_double(stop_mode: StopMode = "returns-pending", *,
     return WindowsGuestDouble(
         "win1", [AdapterSpec(MGMT, ipv4="192.168.213.10/24"),
                  AdapterSpec(NIC1, ipv4="192.168.214.11/24"), AdapterSpec(NIC2)],
-        trusted_thumbprints=[ca_thumbprint()], stop_mode=stop_mode, testsigning=testsigning)
+        trusted_thumbprints=[THUMBPRINT], stop_mode=stop_mode, testsigning=testsigning)
 
 
 def deploy(double: WindowsGuestDouble, driver: str) -> tuple[WindowsGuest, WindowsDeployment]:
     guest = WindowsGuest(double)
-    dep = guest.deployment(load_manifests()[driver], VOCAB)
+    dep = guest.deployment(MANIFESTS[driver], VOCAB)
     dep.install()
     return guest, dep
 
@@ -164,9 +198,9 @@ def test_double_refused_load_is_decoded() -> None:
 
 
 def test_double_image_contract() -> None:
-    check_contract(WindowsGuest(make_double()), ca_thumbprint())
+    check_contract(WindowsGuest(make_double()), THUMBPRINT)
     with pytest.raises(ImageContractBroken):
-        check_contract(WindowsGuest(make_double(testsigning=False)), ca_thumbprint())
+        check_contract(WindowsGuest(make_double(testsigning=False)), THUMBPRINT)
 
 
 def _crash(double: WindowsGuestDouble) -> WindowsGuest:
