@@ -14,7 +14,6 @@ from lab.errors import LabError
 COMMAND_MODULES: tuple[str, ...] = (
     "lab.commands",
     "lab.load.cli",
-    "lab.image.cli",
 )
 
 
