@@ -44,6 +44,7 @@ drivers-linux:
 	@gcc -static -O2 -Wall -Wextra -Werror -Idrivers/common \
 	    -o $(LINUX_TWINS_OUT)/l2probe drivers/linux/l2probe.c
 	@echo "$(LINUX_TWINS_ABI)" >$(LINUX_TWINS_OUT)/kernel-abi
+	@$(PY) -m lab.guests.twins_build stamp $(LINUX_TWINS_ABI)
 
 drivers-linux-clean:
 	rm -rf $(LINUX_TWINS_OUT)

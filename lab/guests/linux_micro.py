@@ -31,10 +31,14 @@ from lab.guests.base import (
     wait_or_hang,
 )
 from lab.guests.micro_image import build_image
+from lab.guests.twins_build import ensure_built
 from lab.journal import Journal, Vocabulary, parse_journal
 from lab.paths import StatePaths
 from lab.plan import VmSpec
 from lab.progress import Progress
+
+#: The twins' module names (what `make drivers-linux` builds per kernel release).
+TWIN_MODULES = ("kecho", "labtdi")
 
 #: Where the twins are copied inside the guest.
 GUEST_DIR = PurePosixPath("/tmp/lab-drivers")
@@ -201,18 +205,16 @@ class LinuxTwinDeployment(Deployment):
         self.guest_file = GUEST_DIR / self.twin.file.name
 
     def install(self) -> None:
+        """Copy the twin built for the guest's kernel (built now if missing or stale)."""
         guest_release = self.shell.run("uname -r", timeout=30).stdout.strip()
-        per_kernel = self.twin.file.parent / guest_release / self.twin.file.name
-        local = per_kernel if per_kernel.exists() else self.twin.file
-        if not local.exists():
-            raise LabFailure(f"{per_kernel} is not built",
-                             hint="run `make drivers-linux` (CONFIG=<the lab's toml>)")
+        folder = ensure_built(guest_release, TWIN_MODULES)
+        local = folder / self.twin.file.name
         built_for = module_release(local)
         if built_for is not None and built_for != guest_release:
             raise LabFailure(f"{local} was built for kernel {built_for}, "
                              f"the guest runs {guest_release}",
                              hint="rebuild the twins for the guest's kernel: "
-                                  "`make drivers-linux` (LINUX_TWINS_META=<kernel package>)")
+                                  f"`make drivers-linux LINUX_TWINS_ABI={guest_release}`")
         self.shell.run(shlex.join(["mkdir", "-p", str(GUEST_DIR)]))
         self.shell.put(local, str(self.guest_file))
 

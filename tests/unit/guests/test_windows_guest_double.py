@@ -39,8 +39,8 @@ def _unit_root() -> Path:
     root = Path(tempfile.mkdtemp(prefix="dl-windows-double-"))
     out = root / "var" / "drivers" / "windows"
     (out / "pki").mkdir(parents=True)
-    for name in ("wskecho.sys", "labtdi.sys", "labtdi.cat", "labctl.exe"):
-        (out / name).write_bytes(b"test double placeholder, not a driver image\n")
+    for file in ("wskecho.sys", "labtdi.sys", "labtdi.cat", "labctl.exe"):
+        (out / file).write_bytes(b"test double placeholder, not a driver image\n")
     # the INF is a source file (the double reads its models and component ID)
     (out / "labtdi.inf").write_bytes((DRIVERS_DIR / "labtdi" / "windows" / "labtdi.inf")
                                      .read_bytes())
