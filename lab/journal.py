@@ -261,6 +261,44 @@ def parse_journal(text: str | Iterable[str], vocabulary: Vocabulary) -> Journal:
     return Journal(tuple(events))
 
 
+@dataclass(frozen=True)
+class ConsoleJournal:
+    """Journal lines read from a serial console, and the ones the console cut short."""
+
+    journal: Journal
+    #: journal lines a panic (or another CPU's output) cut or merged on the console
+    cut: tuple[str, ...]
+
+    def cut_events(self, driver: str) -> list[str]:
+        """Event names of ``driver`` still readable in the cut lines (in order)."""
+        names = []
+        for line in self.cut:
+            fields = line.split(KMSG_PREFIX, 1)[-1].split()
+            if len(fields) >= 3 and fields[1] == driver:
+                names.append(fields[2])
+        return names
+
+
+def parse_console_journal(text: str | Iterable[str], vocabulary: Vocabulary) -> ConsoleJournal:
+    """Journal lines from a serial console log, where a panic can cut a line short.
+
+    The console is a lossy transport: a line the kernel printed whole can reach the
+    log cut off or merged with the next message. Such lines are kept apart (never
+    dropped silently), every intact line is parsed as strictly as anywhere else.
+    """
+    lines = text.splitlines() if isinstance(text, str) else list(text)
+    good: list[str] = []
+    cut: list[str] = []
+    for line in lines:
+        if KMSG_PREFIX not in line:
+            continue
+        fields = line.split(KMSG_PREFIX, 1)[1].split()
+        intact = len(fields) == 5 and (fields[3] == "-" or "@" in fields[3]) \
+            and (fields[4] == "ok" or fields[4].startswith("err:"))
+        (good if intact else cut).append(line)
+    return ConsoleJournal(parse_journal(good, vocabulary), tuple(cut))
+
+
 # ---- contract checks -------------------------------------------------------
 
 

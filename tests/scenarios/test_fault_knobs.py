@@ -15,7 +15,7 @@ import pytest
 
 from lab import scenarios
 from lab.errors import DriverFailure, LabError
-from lab.journal import parse_journal
+from lab.journal import parse_console_journal
 from lab.leases import LeasedVm
 from lab.verdict import classify
 
@@ -58,7 +58,7 @@ def test_skipped_deregistration_is_reported(lab_vm: LeasedVm, driver: str,
         assert missing in str(info.value)
         journal = dep.journal()
     else:  # the guest is gone: the journal lines are on its serial console too
-        journal = parse_journal(lab_vm.console().splitlines(), dep.vocabulary).of_driver(
+        journal = parse_console_journal(lab_vm.console(), dep.vocabulary).journal.of_driver(
             dep.module)
     assert journal.count(missing) == 0
     assert journal.count("UNLOAD") == 1  # the unload itself finished: only the pair is broken

@@ -15,6 +15,7 @@ from lab.journal import (
     check_pairs,
     check_unload,
     is_subsequence,
+    parse_console_journal,
     parse_journal,
     parse_line,
 )
@@ -139,3 +140,18 @@ def test_hung_unload_and_failed_events() -> None:
 def test_is_subsequence() -> None:
     assert is_subsequence(["A", "C"], ["A", "B", "C"])
     assert not is_subsequence(["C", "A"], ["A", "B", "C"])
+
+
+def test_console_journal_keeps_lines_a_panic_cut_apart() -> None:
+    # As seen on a serial console: the panic's first message cut the last journal line.
+    console = [
+        "[    4.40] labjournal: 100 labtdi QUERY_REMOVE 52:54:00:12:34:56@3 ok",
+        "[    4.41] labjournal: 200 labtdi PNP_FORWARDED 52:54:00:12:34:56@3 ok",
+        "[    4.42] labjournal: 300 labtdi UNBIND [    4.515525] BUG: kernel NULL pointer",
+        "[    4.52] Kernel panic - not syncing: Fatal exception",
+    ]
+    parsed = parse_console_journal(console, VOCAB)
+    assert parsed.journal.names() == ["QUERY_REMOVE", "PNP_FORWARDED"]
+    assert parsed.cut_events("labtdi") == ["UNBIND"]
+    with pytest.raises(DriverFailure):  # the strict parser still refuses the cut line
+        parse_journal(console, VOCAB)
