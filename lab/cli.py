@@ -14,6 +14,7 @@ from lab.errors import LabError
 COMMAND_MODULES: tuple[str, ...] = (
     "lab.commands",
     "lab.load.cli",
+    "lab.image.cli",
 )
 
 

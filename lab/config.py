@@ -230,6 +230,67 @@ class VmsSection:
     )
 
 
+#: A Windows locale tag as Setup's International-Core-WinPE takes it ("en-US", "sr-Latn-RS").
+_LOCALE_RE = re.compile(r"^[a-z]{2,3}(?:-[A-Z][a-z]{3})?-[A-Z]{2}$")
+#: A product key: five groups of five characters (Microsoft's GVLK/retail key format).
+_PRODUCT_KEY_RE = re.compile(r"^[A-Z0-9]{5}(?:-[A-Z0-9]{5}){4}$")
+#: Smallest system disk `lab image windows` accepts (Windows 11 and Server 2022 need 64 GB
+#: resp. 32 GB; Microsoft's hardware requirements pages).
+WINDOWS_IMAGE_MIN_DISK_GIB = 32
+
+
+@dataclass(frozen=True)
+class WindowsImageSection:
+    """[windows_image]: how `lab image windows` builds a Windows golden image from ISOs."""
+
+    iso: str = _doc(
+        "Windows installation ISO (Windows 10/11 or Server 2016-2025, amd64; evaluation ISOs "
+        "are fine), relative to this file. `lab image windows --iso` overrides it.",
+        "",
+    )
+    virtio_win: str = _doc(
+        "virtio-win driver ISO (empty: SATA disk + in-box e1000e, no pvpanic driver). "
+        "`--virtio-win` overrides it.",
+        "",
+    )
+    edition: str = _doc(
+        "Image of the ISO's install.wim: its name (as `dism /Get-WimInfo` lists it) or its "
+        "index (\"2\"). `--edition` overrides it.",
+        "Windows Server 2022 SERVERSTANDARD",
+    )
+    version: str = _doc(
+        "Windows release of the ISO, which picks the virtio-win driver folders: one of "
+        + ", ".join(WINDOWS_VERSIONS) + ". An edition name that names its release wins.",
+        "server2022",
+    )
+    locale: str = _doc("Setup, system, input and user locale (e.g. en-US, de-DE).", "en-US")
+    admin_user: str = _doc(
+        "Administrator account the lab logs in as (its password is random per build).",
+        "Administrator",
+    )
+    product_key: str = _doc(
+        "Product key for Setup (XXXXX-XXXXX-XXXXX-XXXXX-XXXXX); empty for evaluation ISOs.", ""
+    )
+    openssh_zip: str = _doc(
+        "Offline Win32-OpenSSH OpenSSH-Win64.zip (empty: Add-WindowsCapability, which needs "
+        "Windows Update or Features-on-Demand media).",
+        "",
+    )
+    disk_size_gib: int = _doc("System disk of the golden image (GiB, sparse).", 64)
+    disk_bus: str = _doc(
+        "sata (in-box driver) or virtio (viostor from virtio-win, needs virtio_win).", "sata"
+    )
+    tpm: bool = _doc(
+        "Give the install VM an emulated TPM (swtpm). false: Windows 11 setup checks are "
+        "bypassed instead.",
+        False,
+    )
+    install_timeout_s: int = _doc(
+        "Deadline for the whole unattended install and provisioning (seconds).", 7200
+    )
+    echo_port: int = _doc("Port the image's firewall opens for the echo drivers.", 7007)
+
+
 @dataclass(frozen=True)
 class LabConfig:
     """The whole of ``lab.toml``, after validation."""
@@ -239,6 +300,7 @@ class LabConfig:
     image: ImageSection
     network: NetworkSection
     vms: VmsSection
+    windows_image: WindowsImageSection = field(default_factory=WindowsImageSection)
 
     @property
     def base_dir(self) -> Path:
@@ -258,6 +320,7 @@ SECTIONS: dict[str, type[Any]] = {
     "image": ImageSection,
     "network": NetworkSection,
     "vms": VmsSection,
+    "windows_image": WindowsImageSection,
 }
 
 T = TypeVar("T")
@@ -345,6 +408,7 @@ def _validate(config: LabConfig) -> None:
     _validate_subnets(where, net, len(vms.test_nics), len(vms.names))
     if config.image.kind is ImageKind.WINDOWS:
         _validate_windows(where, config)
+    _validate_windows_image(where, config.windows_image)
     if config.image.disk_size_mib < 128:
         raise ConfigError(where, "image.disk_size_mib", "is below 128",
                           "the micro guest's module tree needs at least 128 MiB")
@@ -393,6 +457,44 @@ def _validate_windows(where: str, config: LabConfig) -> None:
                               f"({_WINDOWS_NIC_NEEDS.get(model, 'needs a vendor driver')})",
                               "use e1000e, or install the driver in your image and add "
                               f"\"{model}\" to [image] windows_nic_drivers")
+
+
+def _validate_windows_image(where: str, section: WindowsImageSection) -> None:
+    """[windows_image] keys by themselves; files are checked by `lab image windows`."""
+    key = "windows_image."
+    if not section.edition.strip():
+        raise ConfigError(where, key + "edition", "is empty",
+                          "name the install.wim image (e.g. \"Windows Server 2022 "
+                          "SERVERSTANDARD\") or give its index (\"1\")")
+    if section.edition.isdigit() and int(section.edition) < 1:
+        raise ConfigError(where, key + "edition", "index 0 does not exist",
+                          "install.wim indexes start at 1")
+    if section.version not in WINDOWS_VERSIONS:
+        raise ConfigError(where, key + "version", f"is {section.version!r}",
+                          f"use one of: {', '.join(WINDOWS_VERSIONS)}")
+    if not _LOCALE_RE.match(section.locale):
+        raise ConfigError(where, key + "locale", f"{section.locale!r} is not a locale tag",
+                          "write it like \"en-US\" or \"de-DE\"")
+    if not _WIN_USER_RE.match(section.admin_user):
+        raise ConfigError(where, key + "admin_user", f"{section.admin_user!r} is not an "
+                          "account name the lab can pass to ssh",
+                          "use letters, digits, '.', '_' or '-' (e.g. Administrator)")
+    if section.product_key and not _PRODUCT_KEY_RE.match(section.product_key):
+        raise ConfigError(where, key + "product_key", "is not a product key",
+                          "write XXXXX-XXXXX-XXXXX-XXXXX-XXXXX, or leave it empty")
+    if section.disk_bus not in ("sata", "virtio"):
+        raise ConfigError(where, key + "disk_bus", f"is {section.disk_bus!r}",
+                          "use sata (in-box driver) or virtio (needs virtio_win)")
+    if not isinstance(section.tpm, bool):
+        raise ConfigError(where, key + "tpm", f"must be true or false, got {section.tpm!r}",
+                          "write tpm = true or tpm = false (no quotes)")
+    for name, value, low, high in (
+            ("disk_size_gib", section.disk_size_gib, WINDOWS_IMAGE_MIN_DISK_GIB, 4096),
+            ("install_timeout_s", section.install_timeout_s, 600, 86400),
+            ("echo_port", section.echo_port, 1, 65535)):
+        if not low <= value <= high:
+            raise ConfigError(where, key + name, f"is {value}, outside {low}..{high}",
+                              f"set it between {low} and {high}")
 
 
 def _validate_vms(where: str, vms: VmsSection) -> None:

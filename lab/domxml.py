@@ -104,6 +104,11 @@ def domain_xml(vm: VmSpec, boot: BootSpec, owner: Ownership, domain_type: str) -
     _sub(root, "memory", str(vm.memory_mib), unit="MiB")
     _sub(root, "vcpu", str(vm.vcpus))
     _os(root, vm.machine, boot)
+    if boot.choices.cpu == "max":
+        # libvirt formatdomain "CPU model and topology": host-passthrough needs KVM;
+        # mode="maximum" (libvirt >= 7.1) is QEMU's "max" model under TCG.
+        _sub(root, "cpu", mode="host-passthrough" if domain_type == "kvm" else "maximum",
+             check="none")
     features = _sub(root, "features")
     _sub(features, "acpi")
     _sub(features, "apic")

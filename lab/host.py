@@ -8,6 +8,8 @@ network namespace before it opens any connection or starts any thread.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from lab import netns
@@ -67,6 +69,17 @@ def open_host(config: LabConfig, progress: Progress, start: bool = True) -> Hype
     hv = Hypervisor(config.lab.uri, str(config.path))
     hv.check()
     return hv
+
+
+@contextmanager
+def inside_lab(config: LabConfig) -> Iterator[None]:
+    """The calling thread inside the lab's namespace (if it runs in one) for the block."""
+    plan = decide(config)
+    if plan.use_sandbox and plan.netns and netns.exists(plan.netns):
+        with netns.inside(plan.netns):
+            yield
+    else:
+        yield
 
 
 def enter_existing(config: LabConfig) -> None:

@@ -162,7 +162,13 @@ class Hypervisor:
         """Objects carrying lab metadata (of lab ``lab``; of any lab when None)."""
         result = []
         for obj in objects:
-            owner = self.owner_from_xml(obj.XMLDesc(0))
+            try:
+                xml = obj.XMLDesc(0)
+            except libvirt.libvirtError as exc:
+                if is_not_found(exc):  # removed (by another lab) while we listed
+                    continue
+                raise
+            owner = self.owner_from_xml(xml)
             if owner is not None and (lab is None or owner.lab == lab):
                 result.append((obj, owner))
         return result
@@ -318,6 +324,56 @@ class Hypervisor:
     def define_domain(self, xml: str) -> libvirt.virDomain:
         with classified("defining a domain"):
             return self.conn.defineXML(xml)
+
+    def domain_with_owner(self, name: str) -> tuple[libvirt.virDomain, Owner | None] | None:
+        """Domain ``name`` and its lab metadata (None when there is no such domain)."""
+        dom = self.domain(name)
+        if dom is None:
+            return None
+        try:
+            xml = dom.XMLDesc(0)
+        except libvirt.libvirtError as exc:
+            if is_not_found(exc):
+                return None  # a transient domain that vanished meanwhile
+            raise LabFailure(f"libvirt: reading domain {name} failed: "
+                             f"{exc.get_error_message()}") from exc
+        return dom, self.owner_from_xml(xml)
+
+    def create_transient(self, xml: str) -> libvirt.virDomain:
+        """Start a transient domain: it vanishes when it powers off or is destroyed."""
+        with classified("starting a transient domain"):
+            return self.conn.createXML(xml, 0)
+
+    @staticmethod
+    def destroy(dom: libvirt.virDomain) -> bool:
+        """Power off (hard) if running; True when it was running. A vanished domain is fine."""
+        try:
+            if not dom.isActive():
+                return False
+            dom.destroy()
+        except libvirt.libvirtError as exc:
+            if is_not_found(exc) or exc.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID:
+                return False  # it powered off (a transient one vanished) meanwhile
+            raise LabFailure(f"libvirt: destroying {dom.name()} failed: "
+                             f"{exc.get_error_message()}") from exc
+        return True
+
+    @staticmethod
+    def is_running(dom: libvirt.virDomain) -> bool:
+        """Whether the domain still runs (False once a transient domain has vanished)."""
+        try:
+            return bool(dom.isActive())
+        except libvirt.libvirtError as exc:
+            if is_not_found(exc):
+                return False
+            raise LabFailure(f"libvirt: reading the state of {dom.name()} failed: "
+                             f"{exc.get_error_message()}") from exc
+
+    @staticmethod
+    def send_keys(dom: libvirt.virDomain, keycodes: list[int], hold_ms: int = 50) -> None:
+        """Press and release Linux input keycodes, as `virsh send-key` does."""
+        with classified(f"sending keys to {dom.name()}"):
+            dom.sendKey(libvirt.VIR_KEYCODE_SET_LINUX, hold_ms, keycodes, len(keycodes), 0)
 
     @staticmethod
     def state(dom: libvirt.virDomain) -> int:

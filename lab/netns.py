@@ -9,6 +9,8 @@ from __future__ import annotations
 import ctypes
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from lab.errors import LabFailure
@@ -64,15 +66,37 @@ def enter(name: str) -> None:
     """
     if current_is(name):
         return
-    libc = ctypes.CDLL(None, use_errno=True)
     fd = os.open(NETNS_DIR / name, os.O_RDONLY)
     try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise LabFailure(f"setns into {name} failed: {os.strerror(err)}",
-                             hint="the lab's sandbox needs root")
+        _setns(fd, name)
     finally:
         os.close(fd)
+
+
+def _setns(fd: int, name: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise LabFailure(f"setns into {name} failed: {os.strerror(err)}",
+                         hint="the lab's sandbox needs root")
+
+
+@contextmanager
+def inside(name: str) -> Iterator[None]:
+    """The calling thread inside ``name`` for the block, then back where it was.
+
+    For short visits from a process that must keep the host's network (a test
+    session that later runs `lab up`, which downloads packages).
+    """
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        enter(name)
+        try:
+            yield
+        finally:
+            _setns(home, "the original network namespace")
+    finally:
+        os.close(home)
 
 
 def has_interface(ifname: str) -> bool:

@@ -47,6 +47,8 @@ class VmContext:
     boot: BootFiles
     image: GoldenImage
     kind: GuestKind
+    #: run the kind's first-boot step (image contract, Driver Verifier) before the snapshot
+    first_boot: bool = True
 
 
 def console_log_path(config: LabConfig, vm: str) -> str:
@@ -57,7 +59,9 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
-def up(config: LabConfig, progress: Progress) -> inventory.Inventory:
+def up(config: LabConfig, progress: Progress, first_boot: bool = True) -> inventory.Inventory:
+    """Bring the lab up; ``first_boot=False`` skips the kind's first-boot step (used by
+    `lab image check`, which reports the image contract item by item itself)."""
     kind = guest_kind(config)
     kind.check()  # before anything is created
     config.state_dir.mkdir(parents=True, exist_ok=True)
@@ -73,7 +77,7 @@ def up(config: LabConfig, progress: Progress) -> inventory.Inventory:
         boot = _upload_image(hv, config, image, progress)
         ctx = VmContext(config=config, plan=plan, owner_run=run,
                         domain_type=accel.domain_type(accel_choice), boot=boot,
-                        image=image, kind=kind)
+                        image=image, kind=kind, first_boot=first_boot)
         entries = _bring_up_all(hv, ctx, progress)
         return _write_inventory(ctx, entries)
 
@@ -205,8 +209,9 @@ def _bring_up_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec,
                         progress=say)
     say(f"SSH answers after {took:.1f}s")
     if inventory.SNAPSHOT_NAME not in hv.snapshot_names(dom):
-        with Guest(_guest_address(ctx, vm)) as guest:
-            ctx.kind.provision(ctx.kind.handle(guest), say)
+        if ctx.first_boot:
+            with Guest(_guest_address(ctx, vm)) as guest:
+                ctx.kind.provision(ctx.kind.handle(guest), say)
         t0 = time.monotonic()
         hv.create_snapshot(dom, domxml.snapshot_xml(inventory.SNAPSHOT_NAME, domxml.Ownership(
             ctx.plan.lab, ctx.owner_run, vm.name)))

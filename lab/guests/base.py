@@ -4,7 +4,8 @@ Two nouns, in the spirit of syzkaller's ``vm/vmimpl`` contract:
 
 * a :class:`GuestKind` (one per guest OS, resolved from ``[image] kind`` by the
   registry in :mod:`lab.guests`): how its golden image is prepared and checked,
-  how a VM boots from it (the domain XML choices), the console markers of a
+  how a VM boots from it (the domain XML choices), its image contract (the
+  :class:`ContractItem` list `lab image check` prints), the console markers of a
   failed boot and of a panic, the login user and shell;
 * a :class:`GuestHandle` (one per running VM): adapters by MAC, the kernel or
   event log, liveness, crash and hang evidence, and the driver
@@ -114,6 +115,16 @@ class GoldenImage:
 
 
 @dataclass(frozen=True)
+class ContractItem:
+    """One item of a guest kind's image contract, as checked in a running guest."""
+
+    name: str  #: what is checked ("testsigning on", "sysrq enabled")
+    ok: bool
+    detail: str  #: what the guest showed ("bcdedit: testsigning Yes", "kernel.sysrq = 0")
+    fix: str  #: what to change in the image when it is not ok
+
+
+@dataclass(frozen=True)
 class BootChoices:
     """The domain XML choices a guest kind makes for one VM (pure data)."""
 
@@ -124,6 +135,10 @@ class BootChoices:
     disk_bus: str = "virtio"  #: "virtio" or "sata"
     cmdline: str | None = None  #: kernel command line (direct kernel boot)
     tpm: bool = False
+    #: the guest CPU model: "default" (QEMU's), or "max": every feature the host offers
+    #: (KVM: host-passthrough; TCG: QEMU's "max" model), e.g. for Windows 11 24H2's
+    #: x86-64-v2 requirement (POPCNT, SSE4.2)
+    cpu: str = "default"
 
 
 def wait_or_hang(running: RunningCommand, deadline: float, what: str) -> CommandResult:
@@ -290,6 +305,11 @@ class GuestKind(abc.ABC):
 
     @abc.abstractmethod
     def handle(self, shell: Shell) -> GuestHandle: ...
+
+    @abc.abstractmethod
+    def contract(self, handle: GuestHandle) -> list[ContractItem]:
+        """Check the image contract in a running guest, one item per thing the lab relies
+        on (never raises for a broken item: it comes back with ``ok`` False and its fix)."""
 
     def provision(self, handle: GuestHandle, say: Callable[[str], None]) -> None:
         """First boot of a VM, before its clean snapshot: check the image contract and

@@ -9,8 +9,10 @@ builder is :mod:`lab.guests.micro_image`.
 from __future__ import annotations
 
 import re
+import secrets
 import shlex
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
@@ -21,6 +23,7 @@ from lab.guests.base import (
     AdapterInfo,
     BootChoices,
     CommandResult,
+    ContractItem,
     Deployment,
     GoldenImage,
     GuestHandle,
@@ -34,7 +37,7 @@ from lab.guests.micro_image import build_image
 from lab.guests.twins_build import ensure_built
 from lab.journal import Journal, Vocabulary, parse_journal
 from lab.paths import StatePaths
-from lab.plan import VmSpec
+from lab.plan import VmSpec, make_plan
 from lab.progress import Progress
 
 #: The twins' module names (what `make drivers-linux` builds per kernel release).
@@ -119,6 +122,14 @@ class LinuxMicro(GuestKind):
 
     def handle(self, shell: Shell) -> LinuxMicroHandle:
         return LinuxMicroHandle(shell)
+
+    def contract(self, handle: GuestHandle) -> list[ContractItem]:
+        """The micro image's contract (:data:`MICRO_CHECKS`), in a VM of this lab."""
+        try:
+            vm: VmSpec | None = make_plan(self.config).vm(handle.name)
+        except KeyError:
+            vm = None
+        return micro_contract(handle, vm)
 
 
 class LinuxMicroHandle(GuestHandle):
@@ -261,3 +272,144 @@ class LinuxTwinDeployment(Deployment):
 
     def bind(self, adapter: AdapterInfo) -> None:
         self._control("bind", adapter)
+
+
+# ---- the micro image's contract (`lab image check`) ---------------------------------
+
+#: Rebuilding the image is the fix for anything baked into it.
+_REBUILD = "rebuild the micro image (`lab images --force`), then `lab down` and `lab up`"
+
+
+def _sh(handle: GuestHandle, command: str) -> CommandResult:
+    return handle.shell.run(command, timeout=30, check=False)
+
+
+def check_root_login(handle: GuestHandle, vm: VmSpec | None) -> ContractItem:
+    """The lab logs in as root with its pinned key (this very session proves the key)."""
+    del vm
+    uid = _sh(handle, "id -u").stdout.strip()
+    return ContractItem("root login with the lab key", uid == "0",
+                        f"SSH session with the lab key runs as uid {uid or '?'}",
+                        "root's ~/.ssh/authorized_keys must hold the lab key; " + _REBUILD)
+
+
+def check_module_tree(handle: GuestHandle, vm: VmSpec | None) -> ContractItem:
+    """modprobe (hotplug, coldplug) reads /lib/modules/$(uname -r)/modules.dep (depmod(8))."""
+    del vm
+    res = _sh(handle, 'r=$(uname -r); echo "$r"; test -s "/lib/modules/$r/modules.dep"')
+    release = res.stdout.strip() or "?"
+    return ContractItem("module tree of the running kernel", res.ok,
+                        f"/lib/modules/{release}/modules.dep "
+                        + ("present" if res.ok else "missing"),
+                        "the root disk must carry the booted kernel's modules with depmod "
+                        "output; " + _REBUILD)
+
+
+#: Kernel parameters the lab's crash detection needs: a panic must stop the guest so
+#: pvpanic reports it (panic=0: no reboot) and an oops must panic (oops=panic)
+#: (Documentation/admin-guide/kernel-parameters.txt).
+PANIC_PARAMS = ("panic=0", "oops=panic")
+
+
+def check_panic_params(handle: GuestHandle, vm: VmSpec | None) -> ContractItem:
+    del vm
+    words = _sh(handle, "cat /proc/cmdline").stdout.split()
+    missing = [p for p in PANIC_PARAMS if p not in words]
+    return ContractItem("kernel command line panics on oops", not missing,
+                        f"/proc/cmdline lacks {' '.join(missing)}" if missing
+                        else f"/proc/cmdline has {' '.join(PANIC_PARAMS)}",
+                        "boot with panic=0 oops=panic (lab.guests.linux_micro.micro_cmdline); "
+                        "recreate the VM (`lab down`, `lab up`)")
+
+
+def check_sysrq(handle: GuestHandle, vm: VmSpec | None) -> ContractItem:
+    """kernel.sysrq 0 disables every SysRq function from the keyboard/serial console
+    (Documentation/admin-guide/sysrq.rst); the lab's hang evidence uses SysRq w."""
+    del vm
+    value = _sh(handle, "cat /proc/sys/kernel/sysrq").stdout.strip()
+    ok = value.isdigit() and int(value) != 0
+    return ContractItem("magic SysRq enabled", ok, f"kernel.sysrq = {value or '?'}",
+                        "enable it at boot (`echo 1 > /proc/sys/kernel/sysrq` in "
+                        "images/linux-micro/rootfs/etc/init.d/rcS, or sysrq_always_enabled "
+                        "on the kernel command line)")
+
+
+#: The ISA pvpanic device is the ACPI device QEMU0001 (QEMU docs/specs/pvpanic.rst);
+#: Linux binds pvpanic-mmio to it (its module alias is acpi*:QEMU0001:*).
+_PVPANIC_CMD = ("for d in /sys/bus/acpi/devices/QEMU0001:*; do [ -e \"$d\" ] || continue; "
+                "echo \"device ${d##*/}\"; drv=$(readlink \"$d/physical_node/driver\"); "
+                "echo \"driver ${drv##*/}\"; done")
+
+
+def check_pvpanic(handle: GuestHandle, vm: VmSpec | None) -> ContractItem:
+    del vm
+    lines = dict(line.split(" ", 1) for line in _sh(handle, _PVPANIC_CMD).stdout.splitlines()
+                 if " " in line)
+    device, driver = lines.get("device", ""), lines.get("driver", "").strip()
+    ok = bool(device) and bool(driver)
+    detail = ("no ACPI QEMU0001 device" if not device
+              else f"{device} bound to {driver}" if driver else f"{device} has no driver")
+    return ContractItem("pvpanic device with its driver", ok, detail,
+                        "the domain needs <panic model='isa'/> (lab.domxml) and the guest the "
+                        "pvpanic-mmio module, loaded at boot by the coldplug in rcS")
+
+
+#: rcS runs the busybox ``uevent`` applet with the lab's hotplug script: it loads NIC
+#: drivers and configures hot-plugged (replugged) test NICs.
+HOTPLUG_ARGV = ("uevent", "/sbin/lab-hotplug")
+_PROCS_CMD = "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < \"$f\"; echo; done 2>/dev/null"
+
+
+def check_hotplug_helper(handle: GuestHandle, vm: VmSpec | None) -> ContractItem:
+    del vm
+    running = any(tuple(line.split()[:2]) == HOTPLUG_ARGV
+                  for line in _sh(handle, _PROCS_CMD).stdout.splitlines())
+    return ContractItem("hotplug uevent helper running", running,
+                        f"{' '.join(HOTPLUG_ARGV)} " + ("running" if running else "not running"),
+                        "rcS must start `uevent /sbin/lab-hotplug &` before the NICs come up; "
+                        + _REBUILD)
+
+
+def check_sftp(handle: GuestHandle, vm: VmSpec | None) -> ContractItem:
+    """Drivers are copied in over SFTP (dropbear runs sftp-server): copy a token and read it."""
+    del vm
+    token = secrets.token_hex(8)
+    remote = f"/tmp/lab-contract-{token}"
+    with tempfile.TemporaryDirectory(prefix="lab-contract-") as tmp:
+        local = Path(tmp) / "token"
+        local.write_text(token)
+        try:
+            handle.shell.put(local, remote)
+        except LabFailure as exc:
+            return ContractItem("SFTP file copy", False, f"copy failed: {exc.summary}",
+                                "the image needs sftp-server at /usr/lib/sftp-server; "
+                                + _REBUILD)
+    back = _sh(handle, f"cat {shlex.quote(remote)}; rm -f {shlex.quote(remote)}").stdout
+    ok = back.strip() == token
+    return ContractItem("SFTP file copy", ok, "a file copied in reads back" if ok
+                        else "the copied file did not read back", "the image needs "
+                        "sftp-server at /usr/lib/sftp-server; " + _REBUILD)
+
+
+def check_test_nics(handle: GuestHandle, vm: VmSpec | None) -> ContractItem:
+    """Every test NIC of the VM is listed by MAC with its lab address (lab-netup)."""
+    fix = ("lab-netup configures NICs from lab.net= on the kernel command line; the NIC "
+           "model's driver must be in the image (" + _REBUILD + ")")
+    if vm is None:
+        return ContractItem("test NICs present", False,
+                            f"{handle.name} is not a VM of this lab's config", fix)
+    missing = [f"{nic.alias} {nic.mac}" for nic in vm.test_nics if not handle.configured(nic)]
+    detail = (f"not up with their address: {', '.join(missing)}" if missing
+              else f"{len(vm.test_nics)} test NICs up with their addresses")
+    return ContractItem("test NICs present", not missing, detail, fix)
+
+
+#: The micro image's contract, in the order `lab image check` prints it.
+MICRO_CHECKS: tuple[Callable[[GuestHandle, VmSpec | None], ContractItem], ...] = (
+    check_root_login, check_module_tree, check_panic_params, check_sysrq, check_pvpanic,
+    check_hotplug_helper, check_sftp, check_test_nics,
+)
+
+
+def micro_contract(handle: GuestHandle, vm: VmSpec | None) -> list[ContractItem]:
+    return [check(handle, vm) for check in MICRO_CHECKS]

@@ -29,24 +29,23 @@ from lab.errors import ConfigError, LabFailure
 from lab.guests.base import (
     AdapterInfo,
     BootChoices,
+    ContractItem,
     GoldenImage,
     GuestHandle,
     GuestKind,
     Shell,
 )
+from lab.guests.windows_contract import windows_contract
 from lab.guests.windows_deploy import WindowsDeployment, deployment_for
 from lab.guests.windows_evidence import collect_crash, collect_hang
 from lab.guests.windows_image import check_image, golden_image
 from lab.guests.windows_manifest import windows_spec
 from lab.guests.windows_text import (
-    cert_stores,
-    crash_control_problems,
     format_events,
     native,
     parse_adapters,
     pnp_present,
     ps_quote,
-    testsigning_on,
     verified_drivers,
 )
 from lab.journal import Vocabulary
@@ -73,9 +72,6 @@ EVENTS_CMD = ("Get-WinEvent -LogName System -MaxEvents 200 | Select-Object TimeC
 #: The last boot time identifies a boot (compared as text, never parsed).
 BOOT_ID_CMD = ("Get-CimInstance -ClassName Win32_OperatingSystem | Select-Object LastBootUpTime"
                " | ConvertTo-Json -Compress")
-CRASH_CONTROL_CMD = ("Get-ItemProperty 'HKLM:\\SYSTEM\\CurrentControlSet\\Control\\CrashControl'"
-                     " | Select-Object CrashDumpEnabled,NMICrashDump,AutoReboot,"
-                     "AlwaysKeepMemoryDump | ConvertTo-Json -Compress")
 
 
 class ImageContractBroken(LabFailure):
@@ -131,7 +127,7 @@ class Windows(GuestKind):
         del vm
         image = self.config.image
         base = self.config.base_dir
-        return BootChoices(firmware="efi",
+        return BootChoices(firmware="efi", cpu="max",
                            loader=str(base / Path(image.windows_ovmf_code).expanduser()),
                            nvram_template=str(base / Path(image.windows_ovmf_vars).expanduser()),
                            hyperv=True, disk_bus=image.windows_disk_bus)
@@ -139,11 +135,16 @@ class Windows(GuestKind):
     def handle(self, shell: Shell) -> WindowsGuest:
         return WindowsGuest(shell)
 
+    def contract(self, handle: GuestHandle) -> list[ContractItem]:
+        """The image contract (lab.guests.windows_contract), the same one provision enforces."""
+        return windows_contract(handle.shell, ca_thumbprint(), echo_port())
+
     def provision(self, handle: GuestHandle, say: Callable[[str], None]) -> None:
         if not isinstance(handle, WindowsGuest):
             raise LabFailure(f"{handle.name}: not a Windows guest handle")
-        check_contract(handle, ca_thumbprint())
-        say("image contract ok: testsigning on, lab CA trusted, crash dumps set")
+        items = check_contract(handle, ca_thumbprint())
+        say(f"image contract ok ({len(items)} items: testsigning, lab CA, SSH shell, crash "
+            "dumps, pvpanic, echo port, Defender, Windows Update)")
         targets = self._verifier_targets()
         if targets:
             apply_verifier(handle, targets, say)
@@ -167,30 +168,25 @@ class Windows(GuestKind):
         return tuple(targets)
 
 
-def check_contract(guest: WindowsGuest, thumbprint: str) -> None:
-    """testsigning on, the lab CA in Root and TrustedPublisher, CrashControl usable."""
-    bcd = guest.shell.run(native("bcdedit.exe /enum '{current}'"), timeout=QUICK_S,
-                          check=False)
-    if not bcd.ok or not testsigning_on(bcd.stdout):
-        raise ImageContractBroken(f"{guest.name}: testsigning is not on in the image",
-                                  hint="bcdedit /set testsigning on (Secure Boot off), reboot, "
-                                       "and keep that image as the golden one")
-    certs = guest.shell.run(
-        "Get-ChildItem Cert:\\LocalMachine\\Root,Cert:\\LocalMachine\\TrustedPublisher | "
-        f"Where-Object Thumbprint -eq {ps_quote(thumbprint)} | "
-        "Select-Object PSParentPath,Thumbprint | ConvertTo-Json -Compress", timeout=QUICK_S)
-    missing = {"Root", "TrustedPublisher"} - cert_stores(certs.stdout)
-    if missing:
-        raise ImageContractBroken(f"{guest.name}: the lab CA {thumbprint} is not in "
-                                  f"{' and '.join(sorted(missing))}",
-                                  hint="Import-Certificate lab-test-ca.cer into "
-                                       "Cert:\\LocalMachine\\Root and TrustedPublisher")
-    problems = crash_control_problems(guest.shell.run(CRASH_CONTROL_CMD, timeout=QUICK_S,
-                                                      check=False).stdout)
-    if problems:
-        raise ImageContractBroken(f"{guest.name}: CrashControl: {'; '.join(problems)}",
-                                  hint="set them under HKLM\\SYSTEM\\CurrentControlSet\\"
-                                       "Control\\CrashControl in the image")
+def echo_port() -> int:
+    """The TCP port wskecho serves, which the image's firewall must open."""
+    from lab.scenarios import ECHO_PORT
+
+    return ECHO_PORT
+
+
+def check_contract(guest: GuestHandle, thumbprint: str,
+                   port: int | None = None) -> list[ContractItem]:
+    """The whole image contract; ImageContractBroken names every broken item and its fix."""
+    items = windows_contract(guest.shell, thumbprint, echo_port() if port is None else port)
+    broken = [item for item in items if not item.ok]
+    if broken:
+        raise ImageContractBroken(
+            f"{guest.name}: image contract broken: "
+            + "; ".join(f"{item.name} ({item.detail})" for item in broken),
+            hint=" | ".join(item.fix for item in broken)
+            + " -- `lab image check` prints the whole table")
+    return items
 
 
 def apply_verifier(guest: WindowsGuest, targets: tuple[str, ...],

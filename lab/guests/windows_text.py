@@ -319,31 +319,6 @@ def parse_bugcheck_event(text: str) -> BugcheckRecord | None:
     return parse_bugcheck_message(str(rows[0].get("Message") or ""))
 
 
-# ---- CrashControl ----------------------------------------------------------
-
-#: What the lab needs under HKLM\SYSTEM\CurrentControlSet\Control\CrashControl
-#: (windows-notes B1.3): a dump at all (1 complete, 2 kernel, 3 small, 7 automatic),
-#: a dump on NMI (the hang path injects one), and a reboot after the bug check
-#: (the lab fetches the dump from the rebooted guest).
-CRASH_DUMP_KINDS: frozenset[int] = frozenset({1, 2, 3, 7})
-
-
-def crash_control_problems(text: str) -> list[str]:
-    rows = json_rows(text, "CrashControl")
-    if not rows:
-        return ["the CrashControl key is missing"]
-    row = rows[0]
-    problems = []
-    if row.get("CrashDumpEnabled") not in CRASH_DUMP_KINDS:
-        problems.append(f"CrashDumpEnabled is {row.get('CrashDumpEnabled')!r} "
-                        "(want 1 complete, 2 kernel, 3 small or 7 automatic)")
-    if row.get("NMICrashDump") != 1:
-        problems.append(f"NMICrashDump is {row.get('NMICrashDump')!r} (want 1)")
-    if row.get("AutoReboot") != 1:
-        problems.append(f"AutoReboot is {row.get('AutoReboot')!r} (want 1)")
-    return problems
-
-
 __all__ = [
     "SERVICE_RUNNING",
     "SERVICE_STOPPED",
@@ -353,7 +328,6 @@ __all__ = [
     "ServiceStatus",
     "WindowsOutputError",
     "cert_stores",
-    "crash_control_problems",
     "format_events",
     "json_rows",
     "mac_from_windows",

@@ -287,6 +287,26 @@ class AdapterSpec:
 
 
 @dataclass(frozen=True)
+class ImageState:
+    """The golden image's state the image contract reads (test double input).
+
+    The defaults are a good image (windows-notes B1); each knob makes one item fail.
+    """
+
+    #: the OpenSSH session shell: "cmd" = DefaultShell unset, so sessions run cmd.exe
+    default_shell: Literal["powershell", "cmd"] = "powershell"
+    #: the LocalMachine stores that hold the ``trusted_thumbprints``
+    ca_stores: tuple[str, ...] = ("Root", "TrustedPublisher")
+    pvpanic_device: bool = True  #: ACPI\QEMU0001 present (the VM has <panic model='isa'/>)
+    pvpanic_driver: bool = True  #: pvpanic.inf installed for it
+    #: TCP ports with an enabled inbound Allow firewall rule
+    firewall_tcp_ports: tuple[int, ...] = (22, 7007)
+    defender_installed: bool = True
+    defender_realtime: bool = False
+    wuauserv_start: Literal["Automatic", "Manual", "Disabled"] = "Disabled"
+
+
+@dataclass(frozen=True)
 class PsObject:
     """A PowerShell object with ordered properties (test double pipeline value)."""
 
@@ -371,6 +391,11 @@ class _Bugcheck(Exception):
 
 _SERVICES_KEY = "HKLM\\SYSTEM\\CURRENTCONTROLSET\\SERVICES\\"
 _CRASH_KEY = "HKLM\\SYSTEM\\CURRENTCONTROLSET\\CONTROL\\CRASHCONTROL"
+_OPENSSH_KEY = "HKLM\\SOFTWARE\\OPENSSH"
+_POWERSHELL_EXE = "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe"
+# virtio-win pvpanic.inf matches ACPI\QEMU0001; an ACPI device without _UID gets an
+# enumerator-made instance suffix (illustrative value)
+_PVPANIC_INSTANCE = "ACPI\\QEMU0001\\2&DABA3FF&0"
 _PROTOCOL_ID = "DL_labtdi"
 
 
@@ -638,10 +663,36 @@ class _ScriptRun:
                              "".join(self.stderr))
 
 
+class _CmdRun:
+    """A command string run by cmd.exe: the session shell of an image whose OpenSSH
+    DefaultShell is unset (test double). Only PowerShell cmdlet names are modelled; cmd.exe
+    does not know them (MSG_DIR_BAD_COMMAND_OR_FILE, exit 9009)."""
+
+    def __init__(self, guest: WindowsGuestDouble, command: str) -> None:
+        self.command = command
+        self.boot = guest.boot_id
+        self.guest = guest
+        words = command.split()
+        if not words or words[0].lower() not in _CMDLETS:
+            raise _refuse(command, "a cmd.exe session is modelled only for PowerShell "
+                          "cmdlet names (which cmd.exe does not know)")
+        self.first = words[0]
+
+    def lost(self) -> bool:
+        return self.guest.crashed is not None or self.guest.boot_id != self.boot
+
+    def advance(self) -> bool:
+        return True
+
+    def result(self) -> CommandResult:
+        return CommandResult(self.command, out.CMD_NOT_FOUND_EXIT, "",
+                             out.cmd_not_recognized(self.first))
+
+
 class _DoubleRunning:
     """RunningCommand of the Windows guest test double (``Shell.start``)."""
 
-    def __init__(self, guest: WindowsGuestDouble, run: _ScriptRun | None,
+    def __init__(self, guest: WindowsGuestDouble, run: _ScriptRun | _CmdRun | None,
                  error: Exception | None = None) -> None:
         self._guest = guest
         self._run = run
@@ -706,18 +757,21 @@ class WindowsGuestDouble:
                  testsigning: bool = True, trusted_thumbprints: Iterable[str] = (),
                  sign_puts: bool = True,
                  stop_mode: Literal["returns-pending", "blocks"] = "returns-pending",
-                 crash_control: dict[str, int] | None = None) -> None:
+                 crash_control: dict[str, int] | None = None,
+                 image: ImageState | None = None) -> None:
         """A freshly booted guest. ``stop_mode`` chooses how ``sc.exe stop`` behaves while
         an unload is blocked: it returns with STATE 3 STOP_PENDING (windows-notes B2/B4)
-        or it does not return until the unload finishes."""
+        or it does not return until the unload finishes. ``image`` is the rest of the
+        golden image's state (a good image by default; its knobs make failing ones)."""
         self._name = name
         self.lock = threading.RLock()
         self.testsigning = testsigning
         self.sign_puts = sign_puts
         self.stop_mode = stop_mode
+        self.image = image or ImageState()
         self.certs: set[tuple[str, str]] = set()
         for thumb in trusted_thumbprints:
-            self.certs |= {("Root", thumb.upper()), ("TrustedPublisher", thumb.upper())}
+            self.certs |= {(store, thumb.upper()) for store in self.image.ca_stores}
         self.violations: list[str] = []
         self.commands: list[str] = []
         self.files: dict[str, _File] = {}
@@ -731,6 +785,8 @@ class WindowsGuestDouble:
                    "AutoReboot": 1, **(crash_control or {})}
         for value_name, value in control.items():
             self._reg_set(_CRASH_KEY, value_name, "REG_DWORD", value)
+        if self.image.default_shell == "powershell":
+            self._reg_set(_OPENSSH_KEY, "DefaultShell", "REG_SZ", _POWERSHELL_EXE)
         self.services: dict[str, _Service] = {}
         self.adapters: list[_Adapter] = []
         self._next_index = 4
@@ -739,7 +795,7 @@ class WindowsGuestDouble:
         self.packages: list[out.DriverPackage] = [out.DriverPackage(
             "oem0.inf", "pvpanic.inf", "Red Hat, Inc.", "System devices",
             "{4d36e97d-e325-11ce-bfc1-08002be10318}", "08/31/2023 100.94.104.24700",
-            "Red Hat, Inc.")]
+            "Red Hat, Inc.")] if self.image.pvpanic_driver else []
         self.verifier_pending: list[str] = []
         self.verifier_active: list[str] = []
         self.events: list[_Event] = []
@@ -939,10 +995,12 @@ class WindowsGuestDouble:
         self._clock += dt.timedelta(seconds=1)
         return self._clock
 
-    def _begin(self, command: str) -> _ScriptRun:
+    def _begin(self, command: str) -> _ScriptRun | _CmdRun:
         self._reachable(command)
         self.commands.append(command)
         try:
+            if self.image.default_shell == "cmd":
+                return _CmdRun(self, command)
             return _ScriptRun(self, command)
         except AssertionError as exc:
             self.violations.append(str(exc))
@@ -1261,21 +1319,91 @@ class WindowsGuestDouble:
 
     def _c_get_pnpdevice(self, inp: list[object] | None, p: _Params,
                          errors: list[str]) -> list[object]:
+        """Win32_PnPEntity objects; -InstanceId takes wildcards (the cmdletization query is
+        ``DeviceId LIKE``), and a pattern that matches nothing is not an error."""
         wanted = p.text("InstanceId")
-        devices = [a for a in self.adapters
-                   if (wanted is None or a.instance.lower() == wanted.lower())
-                   and ("presentonly" not in p.named or a.present)]
-        if wanted is not None and not devices:
+        devices = [d for d in self._pnp_entities()
+                   if (wanted is None or _ps_like(str(d.get("InstanceId")), wanted))
+                   and ("presentonly" not in p.named or d.get("Present") is True)]
+        if wanted is not None and not devices and not _has_wildcard(wanted):
             raise _PsError(out.ps_error(
                 "Get-PnpDevice", "No matching Win32_PnPEntity objects found by CIM query for "
                 "instances of the ROOT\\cimv2\\Win32_PnPEntity class on the  CIM server: "
                 f"SELECT * FROM Win32_PnPEntity  WHERE ((DeviceId LIKE '{wanted}')). Verify "
                 "query parameters and retry.", "ObjectNotFound: (Win32_PnPEntity:String) "
                 "[Get-PnpDevice], CimJobException", "CmdletizationQuery_NotFound,Get-PnpDevice"))
-        return [PsObject("Win32_PnPEntity", (
+        return list(devices)
+
+    def _pnp_entities(self) -> list[PsObject]:
+        entities = [PsObject("Win32_PnPEntity", (
             ("InstanceId", a.instance), ("Present", a.present),
             ("Status", "OK" if a.present else "Unknown"), ("Class", "Net"),
-            ("FriendlyName", self._description(a)))) for a in devices]
+            ("FriendlyName", self._description(a)))) for a in self.adapters]
+        if self.image.pvpanic_device:
+            driver = self.image.pvpanic_driver
+            # ConfigManagerErrorCode 28: "The drivers for this device are not installed."
+            # (learn.microsoft.com win32-pnpentity; device manager error codes)
+            entities.append(PsObject("Win32_PnPEntity", (
+                ("InstanceId", _PVPANIC_INSTANCE), ("Present", True),
+                ("Status", "OK" if driver else "Error"),
+                ("Class", "System" if driver else None),
+                ("FriendlyName", "QEMU PVPanic Device" if driver else None),
+                ("ConfigManagerErrorCode", 0 if driver else 28),
+                ("Service", "pvpanic" if driver else None))))
+        return entities
+
+    def _c_get_portfilter(self, inp: list[object] | None, p: _Params,
+                          errors: list[str]) -> list[object]:
+        """MSFT_NetFirewallPortFilter, one per rule; InstanceID is the rule's Name."""
+        protocol = (p.text("Protocol") or "").upper()
+        if protocol != "TCP":
+            raise AssertionError("test double: only Get-NetFirewallPortFilter -Protocol TCP")
+        return [PsObject("MSFT_NetFirewallPortFilter", (
+            ("InstanceID", name), ("Protocol", "TCP"), ("LocalPort", [str(port)]),
+            ("RemotePort", ["Any"]))) for name, port in self._firewall_rules()]
+
+    def _c_get_fwrule(self, inp: list[object] | None, p: _Params,
+                      errors: list[str]) -> list[object]:
+        """MSFT_NetFirewallRule of the port filters piped in (-AssociatedNetFirewallPortFilter
+        by value); the enums as PowerShell types them (Enabled True=1, Direction Inbound=1,
+        Action Allow=2: MSFT_NetFirewallRule class reference)."""
+        if inp is None:
+            raise AssertionError("test double: Get-NetFirewallRule only from port filters")
+        names = {str(i.get("InstanceID")) for i in inp if isinstance(i, PsObject)}
+        return [PsObject("MSFT_NetFirewallRule", (
+            ("Name", name), ("DisplayName", _RULE_NAMES.get(port, f"TCP {port}")),
+            ("Enabled", out.PsEnum("True", 1)), ("Direction", out.PsEnum("Inbound", 1)),
+            ("Action", out.PsEnum("Allow", 2)))) for name, port in self._firewall_rules()
+            if name in names]
+
+    def _firewall_rules(self) -> list[tuple[str, int]]:
+        return [(_RULE_IDS.get(port, f"DriverLab-TCP-{port}-In"), port)
+                for port in self.image.firewall_tcp_ports]
+
+    def _c_get_mpstatus(self, inp: list[object] | None, p: _Params,
+                        errors: list[str]) -> list[object]:
+        """MSFT_MpComputerStatus; without Defender the Defender module (and the cmdlet) is
+        absent: CommandNotFoundException."""
+        if not self.image.defender_installed:
+            raise _PsError(out.not_recognized("Get-MpComputerStatus"))
+        realtime = self.image.defender_realtime
+        return [PsObject("MSFT_MpComputerStatus", (
+            ("AMServiceEnabled", True), ("AntivirusEnabled", True),
+            ("RealTimeProtectionEnabled", realtime), ("OnAccessProtectionEnabled", realtime)))]
+
+    def _c_get_service(self, inp: list[object] | None, p: _Params,
+                       errors: list[str]) -> list[object]:
+        """ServiceController for wuauserv; StartType and Status are .NET enums
+        (ServiceStartMode, ServiceControllerStatus)."""
+        name = p.text("Name")
+        if name is None or name.lower() != "wuauserv":
+            raise AssertionError("test double: only Get-Service -Name 'wuauserv' is modelled")
+        start = self.image.wuauserv_start
+        running = start == "Automatic"
+        return [PsObject("System.ServiceProcess.ServiceController", (
+            ("Name", "wuauserv"), ("DisplayName", "Windows Update"),
+            ("Status", out.PsEnum("Running", 4) if running else out.PsEnum("Stopped", 1)),
+            ("StartType", out.PsEnum(start, out.SERVICE_START_MODES[start]))))]
 
     def _c_get_winevent(self, inp: list[object] | None, p: _Params,
                         errors: list[str]) -> list[object]:
@@ -1669,7 +1797,16 @@ _CMDLETS: dict[str, tuple[str, set[str], set[str]]] = {
     "new-item": ("_c_new_item", {"itemtype", "path"}, {"force"}),
     "restart-computer": ("_c_restart", set(), {"force"}),
     "get-ciminstance": ("_c_get_ciminstance", {"classname"}, set()),
+    "get-netfirewallportfilter": ("_c_get_portfilter", {"protocol"}, set()),
+    "get-netfirewallrule": ("_c_get_fwrule", set(), set()),
+    "get-mpcomputerstatus": ("_c_get_mpstatus", set(), set()),
+    "get-service": ("_c_get_service", {"name"}, set()),
 }
+
+# firewall rules of a good image: OpenSSH's own rule (install-sshd / the capability) and
+# the provisioning script's echo rule (names illustrative except OpenSSH's)
+_RULE_IDS = {22: "OpenSSH-Server-In-TCP", 7007: "DriverLab-Echo-In-TCP"}
+_RULE_NAMES = {22: "OpenSSH SSH Server (sshd)", 7007: "Driver Lab echo (TCP 7007)"}
 
 _NATIVE_NAMES: dict[str, str] = {
     "sc.exe": "_n_sc", "reg.exe": "_n_reg", "reg": "_n_reg",
@@ -1712,11 +1849,26 @@ def _texts(arg: Arg) -> list[str]:
 
 
 def _ps_equal(value: object, wanted: str) -> bool:
+    """``-eq`` as Where-Object uses it: a collection on the left matches when an element
+    does; an enum compares by name or number (about_Comparison_Operators)."""
+    if isinstance(value, list | tuple):
+        return any(_ps_equal(v, wanted) for v in value)
+    if isinstance(value, out.PsEnum):
+        return wanted.lower() in (value.name.lower(), str(value.value))
     if isinstance(value, bool):
         return str(value).lower() == wanted.lower()
     if isinstance(value, int):
         return str(value) == wanted
     return isinstance(value, str) and value.lower() == wanted.lower()
+
+
+def _has_wildcard(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
+def _ps_like(value: str, pattern: str) -> bool:
+    """PowerShell wildcard match, case-insensitive (about_Wildcards)."""
+    return fnmatch.fnmatchcase(value.lower(), pattern.lower())
 
 
 def _slash_options(args: list[str], command: str, flags: set[str]) -> dict[str, str]:
@@ -1764,5 +1916,5 @@ def _drop_stdout(outcome: _Outcome) -> _Outcome:
     return _Outcome("", outcome.stderr, outcome.ok, outcome.native_exit)
 
 
-__all__ = ["AdapterSpec", "PsObject", "WindowsGuestDouble", "mac_colon", "mac_dash",
+__all__ = ["AdapterSpec", "ImageState", "PsObject", "WindowsGuestDouble", "mac_colon", "mac_dash",
            "parse", "tokenize", "win_path"]

@@ -251,6 +251,37 @@ def service_installed_message(name: str, path: str) -> str:
             "Service Start Type:  demand start\r\nService Account:  ")
 
 
+# ---- cmd.exe -------------------------------------------------------------------
+# An OpenSSH session whose DefaultShell is unset runs cmd.exe (learn.microsoft.com
+# windows-server/administration/openssh/openssh-server-configuration). For a name it
+# cannot find, cmd.exe prints MSG_DIR_BAD_COMMAND_OR_FILE and exits 9009 (the message
+# and number as Microsoft's Error Lookup tool lists them for cmdmsg.h; quoted in
+# stackoverflow.com/questions/23091906).
+CMD_NOT_FOUND_EXIT = 9009
+
+
+def cmd_not_recognized(name: str) -> str:
+    """Sample output rendered by the Windows guest test double."""
+    return lines(f"'{name}' is not recognized as an internal or external command,",
+                 "operable program or batch file.")
+
+
+# ---- .NET enums ------------------------------------------------------------------
+# System.ServiceProcess.ServiceStartMode (learn.microsoft.com dotnet/api/
+# system.serviceprocess.servicestartmode): Automatic 2, Manual 3, Disabled 4.
+SERVICE_START_MODES = {"Automatic": 2, "Manual": 3, "Disabled": 4}
+
+
+@dataclass(frozen=True)
+class PsEnum:
+    """An enum value in a PowerShell pipeline (test double value): shown by name, compared
+    by name or number, and written by Windows PowerShell 5.1's ConvertTo-Json as its number
+    (5.1 has no -EnumsAsStrings; PowerShell 7 added it, about ConvertTo-Json)."""
+
+    name: str
+    value: int
+
+
 # ---- PowerShell 5.1 ------------------------------------------------------------
 @dataclass(frozen=True)
 class PsDate:
@@ -289,6 +320,8 @@ def _json_scalar(value: object) -> str:
         return json.dumps(value)
     if isinstance(value, PsDate):
         return f'"\\/Date({value.epoch_ms})\\/"'
+    if isinstance(value, PsEnum):
+        return str(value.value)
     if isinstance(value, str):
         return _json_string(value)
     raise AssertionError(f"test double: no PowerShell 5.1 JSON form for {value!r}")
@@ -380,8 +413,10 @@ __all__ = [
     "DUMP_HEADER64_SIZE",
     "DriverPackage",
     "PsDate",
+    "PsEnum",
     "bcdedit_current",
     "bugcheck_message",
+    "cmd_not_recognized",
     "dump_header64",
     "lines",
     "ps51_json",

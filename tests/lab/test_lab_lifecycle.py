@@ -66,13 +66,13 @@ def test_second_up_changes_nothing(running_lab: LabConfig, cli: LabCli) -> None:
 
 
 def test_test_nic_hot_unplug_is_seen_in_the_guest(running_lab: LabConfig) -> None:
-    host.enter_existing(running_lab)
     inv = _inventory(running_lab)
     vm = inv.vm("t1")
     nic = vm.test_nics[0]
     plan_nic = make_plan(running_lab).vm("t1").test_nics[0]
     removed = threading.Event()
-    with Hypervisor(inv.uri) as hv, Guest(guest_address(inv, "t1")) as guest:
+    with host.inside_lab(running_lab), Hypervisor(inv.uri) as hv, \
+            Guest(guest_address(inv, "t1")) as guest:
         dom = hv.domain(vm.domain)
         assert dom is not None and hv.state(dom) == DomainState.RUNNING
         assert nic.mac in guest.run("cat /sys/class/net/*/address").stdout

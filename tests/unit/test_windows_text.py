@@ -120,13 +120,6 @@ def test_bugcheck_event_message() -> None:
     assert wt.parse_bugcheck_event("") is None
 
 
-def test_crash_control_problems() -> None:
-    good = '{"CrashDumpEnabled":2,"NMICrashDump":1,"AutoReboot":1,"AlwaysKeepMemoryDump":1}'
-    assert wt.crash_control_problems(good) == []
-    bad = '{"CrashDumpEnabled":0,"NMICrashDump":null,"AutoReboot":0}'
-    assert len(wt.crash_control_problems(bad)) == 3
-
-
 def test_event_log_lines() -> None:
     text = wt.format_events('[{"TimeCreated":"/Date(1767225600000)/","Id":7000,'
                             '"ProviderName":"Service Control Manager",'
