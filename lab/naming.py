@@ -19,6 +19,10 @@ FIRST_VM_HOST = 11
 #: Alias libvirt keeps for the management NIC ("ua-" marks a user alias).
 MGMT_ALIAS = "ua-mgmt"
 
+#: TCP port the echo drivers listen on (the `port`/`Port` parameter of
+#: drivers/wskecho/driver.toml); the scenarios connect to it, images open it.
+ECHO_PORT = 7007
+
 
 def domain_name(lab: str, vm: str) -> str:
     return f"{lab}-{vm}"

@@ -22,11 +22,10 @@ from lab.guests.base import Deployment
 from lab.journal import Adapter, check_adapter_removal, check_unload
 from lab.l2probe import probe
 from lab.load import ErrorClass, LoadResult, LoadSpec, Target, run_load
+from lab.naming import ECHO_PORT
 from lab.plan import Nic
 from lab.vm import Vm
 from lab.wait import wait_for
-
-ECHO_PORT = 7007
 
 
 @dataclass

@@ -49,6 +49,7 @@ from lab.guests.windows_text import (
     verified_drivers,
 )
 from lab.journal import Vocabulary
+from lab.naming import ECHO_PORT
 from lab.plan import VmSpec
 from lab.progress import Progress
 
@@ -170,8 +171,6 @@ class Windows(GuestKind):
 
 def echo_port() -> int:
     """The TCP port wskecho serves, which the image's firewall must open."""
-    from lab.scenarios import ECHO_PORT
-
     return ECHO_PORT
 
 
