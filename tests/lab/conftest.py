@@ -6,18 +6,14 @@ and state directory (var/test-lab), so running the tests never touches `dlab`.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
+from labtier import REPO, lab_cli, require_lab_host
 
 from lab.config import LabConfig, load_config
 
-REPO = Path(__file__).resolve().parents[2]
 TEST_LAB = REPO / "var" / "test-lab"
 
 TEST_LAB_TOML = """\
@@ -37,23 +33,6 @@ boot_timeout_s = 300
 """
 
 
-def lab_cli(config: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """Run the real `lab` CLI (python -m lab) and echo its output into the test log."""
-    res = subprocess.run([sys.executable, "-m", "lab", "-c", str(config), *args],
-                         capture_output=True, text=True, timeout=timeout, cwd=REPO)
-    sys.stdout.write(f"$ lab {' '.join(args)} -> {res.returncode}\n{res.stdout}{res.stderr}")
-    return res
-
-
-def _host_can_run_lab() -> str | None:
-    if os.geteuid() != 0:
-        return "the lab tier needs root (sandboxed libvirtd, network namespace)"
-    for tool in ("libvirtd", "qemu-system-x86_64", "ip", "busybox", "dropbear"):
-        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
-            return f"{tool} is not installed (run `make setup`)"
-    return None
-
-
 LabCli = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
@@ -65,11 +44,7 @@ def cli() -> LabCli:
 
 @pytest.fixture(scope="session")
 def test_lab_config() -> LabConfig:
-    reason = _host_can_run_lab()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"lab tier cannot run in CI: {reason}")
-        pytest.skip(reason)
+    require_lab_host()
     TEST_LAB.mkdir(parents=True, exist_ok=True)
     path = TEST_LAB / "lab.toml"
     path.write_text(TEST_LAB_TOML)

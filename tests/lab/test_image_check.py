@@ -12,14 +12,12 @@ touches dlab, dle or dltest. In order:
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from labtier import REPO, lab_cli, require_lab_host
 
 from lab import host, inventory
 from lab.commands import guest_address
@@ -30,7 +28,6 @@ from lab.paths import StatePaths
 
 pytestmark = pytest.mark.lab
 
-REPO = Path(__file__).resolve().parents[2]
 CHECK_LAB = REPO / "var" / "test-check"
 CHECK_LAB_TOML = """\
 [lab]
@@ -48,14 +45,6 @@ test_nics = ["virtio", "vmxnet3"]
 boot_timeout_s = 300
 """
 
-def lab(config: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """The real `lab` CLI (python -m lab)."""
-    res = subprocess.run([sys.executable, "-m", "lab", "-c", str(config), *args],
-                         capture_output=True, text=True, timeout=timeout, cwd=REPO)
-    sys.stdout.write(f"$ lab {' '.join(args)} -> {res.returncode}\n{res.stdout}{res.stderr}")
-    return res
-
-
 def _seed_kernel_cache(state: Path) -> None:
     """Reuse the kernel .deb the default lab already downloaded (saves a download)."""
     debs = state / "cache" / "debs"
@@ -65,22 +54,9 @@ def _seed_kernel_cache(state: Path) -> None:
             shutil.copy2(deb, debs / deb.name)
 
 
-def _cannot_run() -> str | None:
-    if os.geteuid() != 0:
-        return "the lab tier needs root (sandboxed libvirtd, network namespace)"
-    for tool in ("libvirtd", "qemu-system-x86_64", "busybox", "dropbear"):
-        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
-            return f"{tool} is not installed (run `make setup`)"
-    return None
-
-
 @pytest.fixture(scope="module")
 def check_config() -> LabConfig:
-    reason = _cannot_run()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"lab tier cannot run in CI: {reason}")
-        pytest.skip(reason)
+    require_lab_host()
     CHECK_LAB.mkdir(parents=True, exist_ok=True)
     _seed_kernel_cache(CHECK_LAB)
     path = CHECK_LAB / "lab.toml"
@@ -101,7 +77,7 @@ def _rows(stdout: str) -> dict[str, str]:
 def test_check_brings_up_one_vm_passes_and_takes_the_lab_down(check_config: LabConfig) -> None:
     inv_path = StatePaths(check_config.state_dir).inventory
     assert not inv_path.exists(), "the dlchk lab must be down before this test"
-    res = lab(check_config.path, "image", "check")
+    res = lab_cli(check_config.path, "image", "check")
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.splitlines()[0] == "image contract of c1 (linux-micro)"
     rows = _rows(res.stdout)
@@ -111,13 +87,13 @@ def test_check_brings_up_one_vm_passes_and_takes_the_lab_down(check_config: LabC
     assert "bringing up 1 VMs" in res.stderr  # only the first VM of two was made
     assert "lab dlchk is down" in res.stderr
     assert not inv_path.exists()
-    status = lab(check_config.path, "status")
+    status = lab_cli(check_config.path, "status")
     assert "lab dlchk is down" in status.stdout
 
 
 @pytest.fixture(scope="module")
 def running_check_lab(check_config: LabConfig) -> Iterator[LabConfig]:
-    res = lab(check_config.path, "up")
+    res = lab_cli(check_config.path, "up")
     try:
         assert res.returncode == 0, f"lab up failed:\n{res.stderr[-3000:]}"
         yield check_config
@@ -128,8 +104,8 @@ def running_check_lab(check_config: LabConfig) -> Iterator[LabConfig]:
 def _down(config: LabConfig) -> None:
     """`lab down`, once more if the first run lost a race with another lab's objects
     (listing every lab's objects can fail while another lab removes a domain)."""
-    if lab(config.path, "down").returncode != 0:
-        res = lab(config.path, "down")
+    if lab_cli(config.path, "down").returncode != 0:
+        res = lab_cli(config.path, "down")
         assert res.returncode == 0, res.stderr[-2000:]
     assert not StatePaths(config.state_dir).inventory.exists()
 
@@ -148,7 +124,7 @@ def test_broken_sysrq_is_exactly_one_cross(running_check_lab: LabConfig) -> None
 
 
 def test_check_on_the_running_lab_reverts_the_vm(running_check_lab: LabConfig) -> None:
-    res = lab(running_check_lab.path, "image", "check")
+    res = lab_cli(running_check_lab.path, "image", "check")
     assert res.returncode == 0, res.stdout + res.stderr[-3000:]
     assert set(_rows(res.stdout).values()) == {"\u2713"}
     assert res.stderr.count("clean snapshot restored") == 2

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from labtier import REPO, require_lab_host
 
 from lab.image.markers import COMPLETION_MARKER, STEP_PREFIX
 from lab.image.media import read_media
@@ -36,7 +36,6 @@ from tests.doubles.standin_installer import (
 
 pytestmark = pytest.mark.lab
 
-REPO = Path(__file__).resolve().parents[2]
 STATE = REPO / "var" / "test-image"
 LAB = "dlimg"
 DOMAIN = f"{LAB}-winbuild"
@@ -86,23 +85,10 @@ except LabError as exc:
 """
 
 
-def _tools_missing() -> str | None:
-    if os.geteuid() != 0:
-        return "the lab tier needs root (sandboxed libvirtd, network namespace)"
-    for tool in ("libvirtd", "qemu-system-x86_64", "virsh", "grub-mkrescue", "mcopy",
-                 "xorriso", "wimcapture", "wiminfo", "cpio"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed (run `make setup`)"
-    return None
-
-
 @pytest.fixture(scope="module")
 def image_lab(cli: Callable[..., subprocess.CompletedProcess[str]]) -> Iterator[Path]:
-    reason = _tools_missing()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"lab tier cannot run in CI: {reason}")
-        pytest.skip(reason)
+    require_lab_host("virsh", "grub-mkrescue", "mcopy", "xorriso", "wimcapture", "wiminfo",
+                     "cpio")
     STATE.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(STATE / "images" / "windows", ignore_errors=True)  # a cold cache
     config = STATE / "lab.toml"
