@@ -13,7 +13,6 @@ import base64
 import binascii
 import hashlib
 import json
-import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from lab.config import LabConfig
 from lab.errors import LabFailure
 from lab.guests.base import GoldenImage
 from lab.hosttools import run_tool
+from lab.inventory import write_text_atomic
 from lab.progress import Progress
 
 #: SSH public key types OpenSSH for Windows offers as host keys.
@@ -158,10 +158,7 @@ def cached_digest(disk: Path, state_dir: Path, progress: Progress) -> str:
         pass
     progress(f"hashing the Windows image {disk} ({st.st_size >> 20} MiB, once)")
     digest = file_digest(disk)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({**key, "sha256": digest}, indent=1) + "\n")
-    os.replace(tmp, cache)
+    write_text_atomic(cache, json.dumps({**key, "sha256": digest}, indent=1) + "\n")
     return digest
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -18,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.errors import LabFailure
+from lab.guests.windows_image import file_digest
 from lab.hosttools import run_tool
 from lab.image.settings import WindowsImageSettings, check_installer_iso
+from lab.inventory import write_text_atomic
 
-HASH_CHUNK = 1 << 20
 #: Space the build needs next to the cache, as a multiple of the Windows ISO's size:
 #: Setup expands the install image (about 2-3x the ISO) into the working qcow2, and
 #: the compaction writes a second, compressed copy before the working one is removed.
@@ -71,10 +71,7 @@ class InputCache:
             entry = self._stamp(file)
         entry[fact] = value
         data[key] = entry
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def file_sha256(file: Path, cache: InputCache, say: Callable[[str], None] | None = None) -> str:
@@ -84,11 +81,7 @@ def file_sha256(file: Path, cache: InputCache, say: Callable[[str], None] | None
         return cached
     if say is not None:
         say(f"hashing {file} ({file.stat().st_size >> 20} MiB, once)")
-    h = hashlib.sha256()
-    with file.open("rb") as fh:
-        while chunk := fh.read(HASH_CHUNK):
-            h.update(chunk)
-    digest = h.hexdigest()
+    digest = file_digest(file)
     cache.put(file, "sha256", digest)
     return digest
 
