@@ -8,7 +8,8 @@ LAB     := $(PY) -m lab
 CONFIG  ?= lab.toml
 PYTEST_ARGS ?=
 
-.PHONY: setup images lab-up lab-down lab-status lab scenarios test test-unit test-lab lint bench clean help
+.PHONY: setup images lab-up lab-down lab-status lab scenarios test test-unit test-lab lint bench clean help \
+	selftest selftest-quick
 WORKERS ?= 4
 SCENARIO_ARGS ?=
 JUNIT ?= artifacts/junit.xml
@@ -26,6 +27,8 @@ help:
 	@echo "test        run the test suite (unit, drivers, lab tiers), then the scenario suite"
 	@echo "lint        ruff and mypy --strict"
 	@echo "bench       run the benchmarks and write tables under bench/results"
+	@echo "selftest    mutation self-test: every mutant of the twins against the scenarios, score table"
+	@echo "selftest-quick  the CI subset of the self-test (mutants marked Quick: yes)"
 
 setup:
 	@bash scripts/setup.sh
@@ -57,13 +60,29 @@ lab: lab-up drivers-linux
 test: setup
 	$(PY) -m pytest -p no:cacheprovider tests/unit tests/drivers tests/lab \
 		--junitxml=artifacts/junit-tiers.xml $(PYTEST_ARGS)
-	$(MAKE) --no-print-directory scenarios
+	$(MAKE) --no-print-directory scenarios SELFTEST=--quick
 	$(MAKE) --no-print-directory scenarios CONFIG=$(E1000E_CONFIG) JUNIT=artifacts/junit-e1000e.xml
 
+# SELFTEST=<args>: after the suite passes, run `lab selftest <args>` on the same lab.
+SELFTEST ?=
+THEN_SELFTEST = $(if $(SELFTEST),&& $(LAB) --config $(CONFIG) selftest $(SELFTEST))
 scenarios: setup
-	@if [ -f "$(INVENTORY)" ]; then $(MAKE) --no-print-directory lab; else \
-		$(MAKE) --no-print-directory lab; rc=$$?; \
+	@if [ -f "$(INVENTORY)" ]; then $(MAKE) --no-print-directory lab $(THEN_SELFTEST); else \
+		$(MAKE) --no-print-directory lab $(THEN_SELFTEST); rc=$$?; \
 		$(LAB) --config $(CONFIG) down; exit $$rc; fi
+
+# The mutation self-test (lab/selftest): builds each mutant of drivers/*/linux/mutants,
+# runs the scenarios that must catch it on the lab of CONFIG (brought up and removed
+# again if it is not up), prints the score table (artifacts/selftest/score.md).
+SELFTEST_ARGS ?=
+selftest: setup
+	@if [ -f "$(INVENTORY)" ]; then $(LAB) --config $(CONFIG) selftest $(SELFTEST_ARGS); else \
+		$(LAB) --config $(CONFIG) up || exit 1; \
+		$(LAB) --config $(CONFIG) selftest $(SELFTEST_ARGS); rc=$$?; \
+		$(LAB) --config $(CONFIG) down; exit $$rc; fi
+
+selftest-quick:
+	@$(MAKE) --no-print-directory selftest SELFTEST_ARGS="--quick $(SELFTEST_ARGS)"
 
 test-unit: setup
 	$(PY) -m pytest -p no:cacheprovider tests/unit $(PYTEST_ARGS)

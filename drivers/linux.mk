@@ -1,6 +1,8 @@
-# Linux driver twins (kecho, labtdi), built for the micro guest's kernel: the
-# Debian 12 cloud kernel. `make drivers-linux` (or `make drivers`) writes
-#   var/drivers/linux/kecho.ko, labtdi.ko   the modules
+# Linux driver twins (kecho, labtdi) and labtdi's observer client (labtdiobs), built
+# for the micro guest's kernel: the Debian 12 cloud kernel. `make drivers-linux`
+# (or `make drivers`) writes
+#   var/drivers/linux/kecho.ko, labtdi.ko,  the modules
+#     labtdiobs.ko
 #   var/drivers/linux/l2probe               static L2 echo probe (guest side; wire
 #                                           format drivers/common/labl2echo.h)
 #   var/drivers/linux/kernel-abi            the ABI they were built for
@@ -15,8 +17,8 @@ LINUX_TWINS_ABI   ?= $(shell LINUX_TWINS_META=$(LINUX_TWINS_META) bash drivers/l
 LINUX_TWINS_KDIR  ?= /usr/src/linux-headers-$(LINUX_TWINS_ABI)
 LINUX_TWINS_OUT   := var/drivers/linux
 LINUX_TWINS_BUILD := $(LINUX_TWINS_OUT)/build/$(LINUX_TWINS_ABI)
-# <source dir under drivers/>:<module name>
-LINUX_TWINS       := wskecho:kecho labtdi:labtdi
+# <source dir under drivers/>:<module name>[,<module name>...] (one kbuild per dir)
+LINUX_TWINS       := wskecho:kecho labtdi:labtdi,labtdiobs
 
 .PHONY: drivers drivers-linux drivers-linux-clean
 
@@ -28,17 +30,21 @@ drivers-linux:
 	         "install linux-headers-$(LINUX_TWINS_ABI) (make setup does)" >&2; exit 1; }
 	@mkdir -p $(LINUX_TWINS_BUILD)
 	@set -e; for pair in $(LINUX_TWINS); do \
-	    src=$${pair%%:*}; mod=$${pair##*:}; dir=$(LINUX_TWINS_BUILD)/$$src; \
+	    src=$${pair%%:*}; mods=$$(echo $${pair##*:} | tr , ' '); \
+	    dir=$(LINUX_TWINS_BUILD)/$$src; \
 	    mkdir -p $$dir; \
-	    cp -p drivers/$$src/linux/* drivers/common/linux/*.h drivers/common/*.h $$dir/; \
-	    echo "  KMOD    $$mod.ko ($(LINUX_TWINS_ABI))"; \
+	    cp -p $$(find drivers/$$src/linux -maxdepth 1 -type f) \
+	        drivers/common/linux/*.h drivers/common/*.h $$dir/; \
+	    echo "  KMOD    $$(echo $$mods | sed 's/\([^ ]*\)/\1.ko/g') ($(LINUX_TWINS_ABI))"; \
 	    $(MAKE) -s -C $(LINUX_TWINS_KDIR) M=$(CURDIR)/$$dir W=1 modules >$$dir/build.log 2>&1 || \
 	        { cat $$dir/build.log >&2; exit 1; }; \
 	    if grep -iq 'warning' $$dir/build.log; then \
-	        cat $$dir/build.log >&2; echo "drivers-linux: $$mod built with warnings" >&2; exit 1; fi; \
-	    cp -p $$dir/$$mod.ko $(LINUX_TWINS_OUT)/$$mod.ko; \
+	        cat $$dir/build.log >&2; echo "drivers-linux: $$src built with warnings" >&2; exit 1; fi; \
 	    mkdir -p $(LINUX_TWINS_OUT)/$(LINUX_TWINS_ABI); \
-	    cp -p $$dir/$$mod.ko $(LINUX_TWINS_OUT)/$(LINUX_TWINS_ABI)/$$mod.ko; \
+	    for mod in $$mods; do \
+	        cp -p $$dir/$$mod.ko $(LINUX_TWINS_OUT)/$$mod.ko; \
+	        cp -p $$dir/$$mod.ko $(LINUX_TWINS_OUT)/$(LINUX_TWINS_ABI)/$$mod.ko; \
+	    done; \
 	done
 	@echo "  CC      l2probe (static)"
 	@gcc -static -O2 -Wall -Wextra -Werror -Idrivers/common \

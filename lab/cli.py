@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "lab.commands",
     "lab.load.cli",
     "lab.image.cli",
+    "lab.selftest.run",
 )
 
 

@@ -37,6 +37,10 @@ class BootSpec:
     choices: BootChoices = field(default_factory=BootChoices)
 
 
+#: Name of the guest agent's virtio-serial port (libvirt's qemuAgentCommand uses it).
+AGENT_CHANNEL = "org.qemu.guest_agent.0"
+
+
 def _tostring(root: ET.Element) -> str:
     ET.indent(root, space="  ")
     return ET.tostring(root, encoding="unicode") + "\n"
@@ -184,6 +188,10 @@ def _devices(root: ET.Element, vm: VmSpec, boot: BootSpec) -> None:
     _sub(serial, "target", port="0")
     console = _sub(dev, "console", type="pty")
     _sub(console, "target", type="serial", port="0")
+    # The out-of-band channel (lab.agent): a virtio-serial port named as QEMU's guest
+    # agent's, so libvirt's agent client talks to it (Windows can run the stock qemu-ga).
+    channel = _sub(dev, "channel", type="unix")
+    _sub(channel, "target", type="virtio", name=AGENT_CHANNEL)
     panic = _sub(dev, "panic", model="isa")
     _sub(panic, "address", type="isa", iobase="0x505")
     _sub(dev, "memballoon", model="none")

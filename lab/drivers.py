@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 
@@ -41,7 +41,7 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.,:/+-]+$")
 _TOP_KEYS = frozenset({"name", "description", "linux", "windows"})
 _LINUX_KEYS = frozenset({"module", "file", "params", "journal", "control",
-                         "unload_deadline_s", "knobs"})
+                         "unload_deadline_s", "knobs", "skip_macs_param"})
 _KNOB_KEYS = frozenset({"param", "on", "fault"})
 
 
@@ -66,6 +66,12 @@ class LinuxTwin:
     control: PurePosixPath | None  #: bind/unbind control file, if any
     unload_deadline_s: float  #: how long rmmod may take once clients are closed
     knobs: tuple[Knob, ...]
+    #: a mutant of this twin to deploy instead of the twin itself (the self-test's
+    #: ``--lab-mutant``; see lab/selftest), or None for the real twin
+    variant: str | None = None
+    #: the module parameter taking a comma list of MACs the twin must never bind; the
+    #: lab passes the management NIC's, so a broken binding cannot cut it off the guest
+    skip_macs_param: str | None = None
 
     def knob(self, name: str) -> Knob:
         for knob in self.knobs:
@@ -74,12 +80,16 @@ class LinuxTwin:
         have = ", ".join(k.name for k in self.knobs) or "none"
         raise KeyError(f"{self.module} has no fault knob {name!r} (it has: {have})")
 
-    def load_params(self, knobs: Sequence[str] = ()) -> tuple[tuple[str, str], ...]:
-        """Module parameters for one load: the manifest's, plus each knob's ``param=on``."""
+    def load_params(self, knobs: Sequence[str] = (),
+                    skip_macs: Sequence[str] = ()) -> tuple[tuple[str, str], ...]:
+        """Module parameters for one load: the manifest's, plus each knob's ``param=on``,
+        plus ``skip_macs`` (lower-case, comma-joined) when the twin takes them."""
         params = dict(self.params)
         for name in knobs:
             knob = self.knob(name)
             params[knob.param] = knob.on
+        if skip_macs and self.skip_macs_param is not None:
+            params[self.skip_macs_param] = ",".join(m.lower() for m in skip_macs)
         return tuple(params.items())
 
 
@@ -95,6 +105,13 @@ class DriverManifest:
     windows: Mapping[str, object] | None = field(default=None, compare=False, hash=False)
     #: where relative build-output paths (``file = "var/..."``) are taken from
     root: Path = field(default=REPO_ROOT, compare=False)
+
+    def with_variant(self, mutant: str) -> DriverManifest:
+        """This manifest, deploying mutant ``mutant`` of the Linux twin instead."""
+        if self.linux is None:
+            raise ConfigError(str(self.path), "linux", f"{self.name} has no Linux twin to mutate",
+                              "mutants exist for drivers with a [linux] table")
+        return replace(self, linux=replace(self.linux, variant=mutant))
 
 
 def _table(path: Path, key: str, value: object) -> Mapping[str, object]:
@@ -188,6 +205,8 @@ def _linux(path: Path, raw: object, root: Path) -> LinuxTwin:
         control=None if control is None else _guest_path(path, "linux.control", control),
         unload_deadline_s=float(deadline),
         knobs=_knobs(path, table.get("knobs", {})),
+        skip_macs_param=None if "skip_macs_param" not in table else _string(
+            path, "linux.skip_macs_param", table["skip_macs_param"], pattern=_IDENT),
     )
 
 

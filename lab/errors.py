@@ -74,6 +74,13 @@ class DriverCrash(DriverFailure):
     kind = "driver crashed"
 
 
+class NetworkBroken(DriverFailure):
+    """The guest is alive (its agent answered over virtio-serial) but unreachable on its
+    management network: the driver under test broke the guest's networking."""
+
+    kind = "driver broke the network"
+
+
 class GuestCommandError(LabFailure):
     """A guest command could not be run to completion (base of the kinds below)."""
 

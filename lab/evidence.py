@@ -9,6 +9,7 @@ own crash dump decoded, blocked-task stacks, an NMI dump).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,19 +39,38 @@ class Evidence:
         self.loads.append(result)
 
 
-def collect(vm: Vm, ev: Evidence, verdict: str, crashed: bool, console: str) -> None:
-    """Write the evidence folder (always; it is small), plus dumps on a crash or hang."""
+def collect(vm: Vm, ev: Evidence, verdict: str, crashed: bool, console: str,
+            text: str | None = None) -> None:
+    """Write the evidence folder (always; it is small), plus dumps on a crash or hang.
+
+    ``verdict.txt`` holds ``text`` (``lab.verdict.verdict_text``: a crash says what
+    crashed, then what the test was doing) or else the bare verdict, then the notes.
+    Every load result of the test (``vm.loads``, then ``ev.loads``, each once) is
+    written as ``load-<i>.json``, also when the scenario failed after the load.
+    """
     if crashed:
         _crash(vm, ev)
     elif verdict == DRIVER_HUNG:
         _hang(vm, ev)
     if not crashed:
         _guest_logs(vm, ev)
-    ev.write("verdict.txt", verdict + "\n" + "".join(f"  {n}\n" for n in ev.notes))
+    ev.write("verdict.txt", (text or verdict) + "\n" + "".join(f"  {n}\n" for n in ev.notes))
     ev.write("console.log", console)
-    for i, load in enumerate(ev.loads):
+    for i, load in enumerate(unique_loads(vm.loads, ev.loads)):
         ev.write(f"load-{i}.json", json.dumps(load.to_dict(), indent=1, default=str))
     ev.write("timeline.txt", vm.timeline.text())
+
+
+def unique_loads(*groups: Sequence[LoadResult]) -> list[LoadResult]:
+    """The load results of ``groups`` in order, each once (a result both in ``vm.loads``
+    and recorded through ``Evidence.add_load`` is the same object)."""
+    seen: set[int] = set()
+    loads: list[LoadResult] = []
+    for load in (load for group in groups for load in group):
+        if id(load) not in seen:
+            seen.add(id(load))
+            loads.append(load)
+    return loads
 
 
 def _guest_logs(vm: Vm, ev: Evidence) -> None:

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, ClassVar
 
 import libvirt
+import libvirt_qemu
 
 from lab import naming
 from lab.errors import LabFailure
@@ -431,6 +432,15 @@ class Hypervisor:
         """An NMI into the guest, as `virsh inject-nmi` sends it (Windows: CrashOnNMI)."""
         with classified(f"injecting an NMI into {dom.name()}"):
             dom.injectNMI(0)
+
+    @staticmethod
+    def agent_command(dom: libvirt.virDomain, command: str, timeout_s: int) -> str:
+        """One guest agent command (JSON text) through libvirt's agent client
+        (`virsh qemu-agent-command`); its reply. libvirt first syncs with the agent
+        (guest-sync, up to 2 x 5 s), then waits ``timeout_s`` for the reply.
+        LabFailure when the agent is not connected or does not answer in time."""
+        with classified(f"guest agent command on {dom.name()}"):
+            return str(libvirt_qemu.qemuAgentCommand(dom, command, max(1, int(timeout_s)), 0))
 
     @staticmethod
     def interfaces(dom: libvirt.virDomain) -> list[dict[str, str]]:

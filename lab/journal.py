@@ -399,6 +399,10 @@ def check_unload(journal: Journal, driver: str, vocabulary: Vocabulary) -> None:
         if last_unbind > names.index("PROVIDER_DEREGISTERED"):
             raise DriverFailure(f"{driver}: provider deregistered before every binding was "
                                 "released (UNBIND after PROVIDER_DEREGISTERED)")
+    # Seed: the teardown order of a binding holds on every path, the unload included.
+    for adapter in last.adapters():
+        if "BIND" in last.of_adapter(adapter).names():
+            check_adapter_removal(last, driver, adapter, with_query=False)
     failed = last.errors()
     if failed:
         raise DriverFailure(

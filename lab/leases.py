@@ -98,6 +98,14 @@ class LeasedVm:
         raise LabFailure(f"{self.vm.name} has no {model} test NIC",
                          hint="the lab's [vms] test_nics and the suite's models disagree")
 
+    def deploy_observer(self) -> Deployment | None:
+        """Deploy the kind's independent TDI client (after labtdi), if it has one."""
+        name = self.vm.kind.observer_driver
+        if name is None:
+            self.vm.timeline.add(f"no independent TDI client for {self.vm.kind.name} guests")
+            return None
+        return self.deploy(name)
+
     def deploy(self, name: str, knobs: tuple[str, ...] = ()) -> Deployment:
         """Install and load driver ``name`` (manifest name) with fault ``knobs`` on."""
         dep = self.vm.handle.deployment(self.manifests[name], self.vocabulary)

@@ -23,7 +23,7 @@ import pytest
 from lab import host, inventory
 from lab.config import LabConfig, load_config
 from lab.drivers import DriverManifest, load_manifests
-from lab.errors import LabError
+from lab.errors import LabError, NetworkBroken
 from lab.evidence import Evidence, collect
 from lab.guests import guest_kind
 from lab.hypervisor import Hypervisor
@@ -31,11 +31,14 @@ from lab.journal import Vocabulary
 from lab.leases import Lease, LeasedVm
 from lab.load import LoadResult
 from lab.paths import StatePaths
-from lab.verdict import PASS, classify
+from lab.selftest.mutants import find_mutant, with_mutant
+from lab.verdict import PASS, classify, crash_cause, verdict_text
 from lab.vm import Timeline, Vm
+from lab.wait import crash_watch
 
 CRASHED = pytest.StashKey[bool]()
 VERDICT = pytest.StashKey[str]()
+VERDICT_TEXT = pytest.StashKey[str]()
 LEASE = pytest.StashKey[LeasedVm]()
 
 
@@ -49,6 +52,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--lab-skip-if-down", action="store_true", default=False,
                     help="skip the scenarios when the lab is not up (default: they fail, so a "
                          "run that tested nothing never looks green)")
+    group.addoption("--lab-mutant", default=None, metavar="NAME",
+                    help="deploy mutant NAME of a Linux twin instead of the twin (the mutation "
+                         "self-test, `lab selftest`; mutants: drivers/*/linux/mutants)")
 
 
 def _config_path(config: pytest.Config) -> str | None:
@@ -72,18 +78,37 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         return report
     crashed = item.stash.get(CRASHED, False)
     lease = item.stash.get(LEASE, None)
-    if lease is not None and not crashed and report.failed:
-        with suppress(LabError):
-            crashed = lease.vm.crashed()
+    exc = call.excinfo.value if call.excinfo else None
+    cause: str | None = None
+    if lease is not None and report.failed:
+        if not crashed:
+            with suppress(LabError):
+                crashed = lease.vm.crashed()
+        # A panic on the console is a crash even when libvirt never said so (no pvpanic).
+        cause = crash_cause(crashed, _console(lease), lease.vm.kind)
+        crashed = cause is not None
+        if not crashed:  # SSH lost: the agent tells a broken network from a lost guest
+            with suppress(LabError):
+                exc = lease.vm.judge_lost(exc)
+            if isinstance(exc, NetworkBroken):
+                report.sections.append(("Driver Lab network", exc.summary))
     item.stash[CRASHED] = crashed
     verdict = PASS if report.passed else (
-        "skipped" if report.skipped else classify(call.excinfo.value if call.excinfo else None,
-                                                  crashed))
+        "skipped" if report.skipped else classify(exc, crashed))
     item.stash[VERDICT] = verdict
     item.user_properties.append(("verdict", verdict))
     if report.failed:
-        report.sections.append(("Driver Lab verdict", verdict))
+        text = verdict_text(verdict, exc, cause)
+        item.stash[VERDICT_TEXT] = text
+        report.sections.append(("Driver Lab verdict", text))
     return report
+
+
+def _console(lease: LeasedVm) -> str:
+    try:
+        return lease.console()
+    except OSError:
+        return ""
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -126,8 +151,16 @@ def lab_hypervisor(lab_inventory: inventory.Inventory) -> Iterator[Hypervisor]:
 
 
 @pytest.fixture(scope="session")
-def lab_manifests() -> dict[str, DriverManifest]:
-    return load_manifests()
+def lab_manifests(pytestconfig: pytest.Config, lab_config: LabConfig
+                  ) -> dict[str, DriverManifest]:
+    manifests = load_manifests()
+    mutant = pytestconfig.getoption("--lab-mutant")
+    if mutant:
+        try:
+            manifests = with_mutant(manifests, find_mutant(str(mutant)), guest_kind(lab_config))
+        except LabError as exc:
+            pytest.fail(str(exc), pytrace=False)
+    return manifests
 
 
 @pytest.fixture(scope="session")
@@ -177,12 +210,14 @@ def lab_vm(request: pytest.FixtureRequest, lab_config: LabConfig,
             timeline.add(f"libvirt lifecycle: {what}")
             if what.startswith("crashed"):
                 request.node.stash[CRASHED] = True
+                vm.crash_seen.set()  # waits in the test raise DriverCrash now
 
         cancel = lab_hypervisor.watch_lifecycle(vm.domain(), on_lifecycle)
         request.node.stash[LEASE] = leased
         request.node.user_properties.append(("vm", name))
         request.node.user_properties.append(("evidence", str(evidence.path)))
-        yield leased
+        with crash_watch(vm.crash_seen):
+            yield leased
     finally:
         if cancel is not None:
             cancel()
@@ -199,7 +234,8 @@ def _collect(request: pytest.FixtureRequest, leased: LeasedVm) -> None:
     except OSError as exc:
         console = f"(console log unreadable: {exc})\n"
     collect(leased.vm, leased.evidence, request.node.stash.get(VERDICT, "not run"),
-            request.node.stash.get(CRASHED, False), console)
+            request.node.stash.get(CRASHED, False), console,
+            request.node.stash.get(VERDICT_TEXT, None))
 
 
 def record_load(lab_vm: LeasedVm, results: list[LoadResult],

@@ -12,18 +12,21 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lab import domxml, inventory
-from lab.errors import DriverFailure, DriverHang, LabFailure
+from lab import agent, budgets, domxml, inventory
+from lab.errors import DriverFailure, DriverHang, GuestCommandError, LabFailure, NetworkBroken
 from lab.guest import Guest, GuestAddress
 from lab.guests.base import GuestHandle, GuestKind
 from lab.hypervisor import DomainState, Hypervisor
 from lab.plan import Nic
-from lab.wait import wait_for
+from lab.wait import wait_event, wait_for
 
-UNPLUG_DEADLINE = 60.0
-REPLUG_DEADLINE = 60.0
+if TYPE_CHECKING:
+    from lab.load import LoadResult
+
+UNPLUG_DEADLINE = budgets.UNPLUG.seconds
+REPLUG_DEADLINE = budgets.REPLUG.seconds
 REVERT_DEADLINE = 60.0
 
 
@@ -58,6 +61,14 @@ class Vm:
         self.kind = kind
         #: the guest OS behind the interface (adapters, logs, deployments)
         self.handle: GuestHandle = kind.handle(self.guest)
+        #: set by the lab_vm fixture's lifecycle watcher on libvirt's crashed event; waits
+        #: inside ``lab.wait.crash_watch(vm.crash_seen)`` then raise DriverCrash at once
+        self.crash_seen = threading.Event()
+        #: every load run of the test, appended as it finishes (written as evidence even
+        #: when the scenario fails afterwards)
+        self.loads: list[LoadResult] = []
+        self.handle.management_mac = entry.mgmt.mac
+        self.handle.oob_sysrq = lambda keys: agent.sysrq(self.hv, self.domain(), keys)
 
     @property
     def name(self) -> str:
@@ -106,7 +117,8 @@ class Vm:
         try:
             self.timeline.add(f"detach {nic.alias} ({nic.model}, {nic.mac}) requested")
             self.hv.detach_alias(dom, nic.alias)
-            if not removed.wait(deadline):
+            if not wait_event(removed, deadline, f"the removal of {nic.alias}",
+                              abort=self.crash_seen):
                 self.timeline.add(f"no device-removed for {nic.alias} within {deadline:.0f}s")
                 raise DriverHang(
                     f"driver hung: hot-unplug of {nic.alias} ({nic.mac}) on {self.name} did "
@@ -118,8 +130,8 @@ class Vm:
             cancel()
             cancel_failed()
         took = time.monotonic() - t0
-        wait_for(f"{nic.mac} to vanish inside {self.name}",
-                 lambda: True if not self.handle.lists_mac(nic.mac) else None, 30)
+        budgets.ADAPTER_GONE.wait(f"{nic.mac} to vanish inside {self.name}",
+                                  lambda: True if not self.handle.lists_mac(nic.mac) else None)
         self.timeline.add(f"guest no longer lists {nic.mac}")
         return took
 
@@ -146,6 +158,27 @@ class Vm:
         wait_for(f"{self.name} to answer SSH after revert",
                  lambda: True if self.handle.alive() else None, REVERT_DEADLINE, interval=0.2)
         return time.monotonic() - t0
+
+    def agent_alive(self, deadline: float = agent.PING_DEADLINE_S) -> bool:
+        """Whether the guest agent answers over virtio-serial (never raises a LabFailure)."""
+        try:
+            return agent.ping(self.hv, self.domain(), deadline)
+        except LabFailure:
+            return False
+
+    def judge_lost(self, exc: BaseException | None) -> BaseException | None:
+        """``exc`` judged again when the guest's command channel failed: SSH still lost
+        but the agent answers -> :class:`NetworkBroken` (the driver's doing); otherwise
+        ``exc`` unchanged (the lab lost the guest)."""
+        if not isinstance(exc, GuestCommandError) or self.handle.alive():
+            return exc
+        if not self.agent_alive():
+            return exc
+        self.timeline.add("SSH lost, guest agent answers: the guest's network is broken")
+        broken = NetworkBroken(f"{self.name}: the guest is alive (agent answered) but "
+                               f"unreachable on its management network: {exc}")
+        broken.__cause__ = exc
+        return broken
 
     def close(self) -> None:
         self.guest.close()

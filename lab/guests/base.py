@@ -20,6 +20,8 @@ speak only this interface; nothing outside ``lab/guests/`` runs a guest command.
 from __future__ import annotations
 
 import abc
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from lab.errors import CommandTimeout, DriverHang
 from lab.journal import Adapter, Journal, Vocabulary
+from lab.wait import CRASH_POLL, crash_error, crash_event
 
 if TYPE_CHECKING:
     from lab.config import LabConfig
@@ -141,11 +144,22 @@ class BootChoices:
     cpu: str = "default"
 
 
-def wait_or_hang(running: RunningCommand, deadline: float, what: str) -> CommandResult:
+def wait_or_hang(running: RunningCommand, deadline: float, what: str,
+                 abort: threading.Event | None = None) -> CommandResult:
     """The result of ``running``; past ``deadline`` (which only the driver controls) a
-    DriverHang naming ``what``, and the command's channel is closed."""
+    DriverHang naming ``what``, and the command's channel is closed. Once the guest
+    crashed (``abort``, else the enclosing ``lab.wait.crash_watch``), a DriverCrash
+    within ``lab.wait.CRASH_POLL`` seconds instead."""
+    crash = crash_event(abort)
     try:
-        return running.wait(deadline)
+        if crash is None:
+            return running.wait(deadline)
+        end = time.monotonic() + deadline
+        while not running.finished() and time.monotonic() < end:
+            if crash.wait(min(CRASH_POLL, max(end - time.monotonic(), 0.0))):
+                running.close()
+                raise crash_error(what)
+        return running.wait(max(end - time.monotonic(), 0.1))
     except CommandTimeout as exc:
         running.close()
         raise DriverHang(f"driver hung: {what} did not return within {deadline:.0f}s") \
@@ -220,6 +234,12 @@ class GuestHandle(abc.ABC):
 
     def __init__(self, shell: Shell) -> None:
         self.shell = shell
+        #: MAC of the VM's management NIC (set by :class:`lab.vm.Vm`): the adapter the
+        #: lab reaches the guest through, which a driver under test must never bind
+        self.management_mac: str | None = None
+        #: SysRq keys through the out-of-band guest agent, not SSH (set by :class:`lab.vm.Vm`;
+        #: returns the keys done, raises LabFailure when the agent is silent)
+        self.oob_sysrq: Callable[[str], str] | None = None
 
     @property
     def name(self) -> str:
@@ -287,6 +307,11 @@ class GuestKind(abc.ABC):
     management_nic: ClassVar[str]
     #: oldest libvirt (major, minor) that can snapshot and revert this kind's VMs
     min_libvirt: ClassVar[tuple[int, int]] = (0, 0)
+    #: whether this kind deploys mutants of the Linux twins (the self-test, lab/selftest)
+    deploys_mutants: ClassVar[bool] = False
+    #: manifest name of the independent TDI client that records what the transport's
+    #: clients really receive (None: this kind has none yet, checks rest on the journal)
+    observer_driver: ClassVar[str | None] = None
 
     def __init__(self, config: LabConfig) -> None:
         self.config = config

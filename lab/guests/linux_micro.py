@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 
+from lab.domxml import AGENT_CHANNEL
 from lab.drivers import DriverManifest, LinuxTwin
 from lab.errors import DriverFailure, LabFailure
 from lab.guests.base import (
@@ -40,8 +41,9 @@ from lab.paths import StatePaths
 from lab.plan import VmSpec, make_plan
 from lab.progress import Progress
 
-#: The twins' module names (what `make drivers-linux` builds per kernel release).
-TWIN_MODULES = ("kecho", "labtdi")
+#: The twins' module names (what `make drivers-linux` builds per kernel release);
+#: labtdiobs is labtdi's observer client (drivers/labtdiobs/driver.toml).
+TWIN_MODULES = ("kecho", "labtdi", "labtdiobs")
 
 #: Where the twins are copied inside the guest.
 GUEST_DIR = PurePosixPath("/tmp/lab-drivers")
@@ -56,10 +58,11 @@ _IFNAME = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 
 
 def insmod_argv(twin: LinuxTwin, guest_file: PurePosixPath,
-                knobs: Sequence[str] = ()) -> list[str]:
-    """``insmod`` argv loading the twin with the given fault knobs on."""
+                knobs: Sequence[str] = (), skip_macs: Sequence[str] = ()) -> list[str]:
+    """``insmod`` argv loading the twin with the given fault knobs on, never binding
+    the adapters with ``skip_macs`` (when the twin takes them)."""
     return ["insmod", str(guest_file),
-            *(f"{k}={v}" for k, v in twin.load_params(knobs))]
+            *(f"{k}={v}" for k, v in twin.load_params(knobs, skip_macs))]
 
 
 def rmmod_argv(twin: LinuxTwin) -> list[str]:
@@ -77,7 +80,7 @@ def micro_cmdline(vm: VmSpec) -> str:
     """Kernel command line of a micro guest: hostname and each NIC's MAC -> address."""
     nets = ",".join(f"{nic.mac}={nic.ip}" for nic in vm.nics)
     return (f"console=ttyS0,115200 root=/dev/vda rw lab.hostname={vm.name} lab.net={nets} "
-            "panic=0 oops=panic log_buf_len=4M")
+            f"{' '.join(PANIC_PARAMS + HANG_PARAMS)} log_buf_len=4M")
 
 
 def parse_adapters(text: str) -> tuple[AdapterInfo, ...]:
@@ -104,6 +107,8 @@ class LinuxMicro(GuestKind):
     boot_failure_markers = ("lab-initramfs: cannot", "lab-initramfs: no /dev/vda")
     panic_markers = ("Kernel panic",)
     management_nic = "virtio"
+    deploys_mutants = True
+    observer_driver = "labtdiobs"
 
     def check(self) -> None:
         """Nothing to check up front: the image is built here from Debian packages."""
@@ -149,7 +154,8 @@ class LinuxMicroHandle(GuestHandle):
         return self.shell.run("dmesg", timeout=20, check=False).stdout
 
     def deployment(self, manifest: DriverManifest, vocabulary: Vocabulary) -> LinuxTwinDeployment:
-        return LinuxTwinDeployment(self.shell, manifest, vocabulary)
+        skip = (self.management_mac,) if self.management_mac else ()
+        return LinuxTwinDeployment(self.shell, manifest, vocabulary, skip_macs=skip)
 
     def hang_evidence(self, folder: Path, nmi: Callable[[], None]) -> list[str]:
         """Blocked-task stacks (sysrq w) into ``hang-stacks.txt``; no NMI needed."""
@@ -158,10 +164,22 @@ class LinuxMicroHandle(GuestHandle):
             self.shell.run("echo w > /proc/sysrq-trigger", timeout=15, check=False)
             text = self.shell.run("dmesg | tail -n 400", timeout=20, check=False).stdout
         except LabFailure as exc:
-            return [f"blocked-task stacks unavailable: {exc.summary}"]
+            return [f"blocked-task stacks unavailable over SSH: {exc.summary}",
+                    self._oob_stacks()]
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "hang-stacks.txt").write_text(text)
         return ["blocked-task stacks (sysrq w) in hang-stacks.txt"]
+
+    def _oob_stacks(self) -> str:
+        """SysRq w through the guest agent: the stacks reach the serial console."""
+        if self.oob_sysrq is None:
+            return "no guest agent to ask for the stacks"
+        try:
+            done = self.oob_sysrq("w")
+        except LabFailure as exc:
+            return f"guest agent silent too: {exc.summary}"
+        return ("blocked-task stacks (sysrq w via the guest agent) in console.log"
+                if done else "the guest agent could not trigger sysrq w")
 
 
 def module_release(ko: Path) -> str | None:
@@ -201,7 +219,8 @@ def _check_rmmod(module: str, res: CommandResult) -> None:
 class LinuxTwinDeployment(Deployment):
     """The Linux twin (kernel module) of one driver, in a micro guest."""
 
-    def __init__(self, shell: Shell, manifest: DriverManifest, vocabulary: Vocabulary) -> None:
+    def __init__(self, shell: Shell, manifest: DriverManifest, vocabulary: Vocabulary,
+                 skip_macs: Sequence[str] = ()) -> None:
         if manifest.linux is None:
             raise LabFailure(f"{manifest.path}: driver {manifest.name} has no [linux] table",
                              hint="add the Linux twin's [linux] table to the manifest")
@@ -214,12 +233,13 @@ class LinuxTwinDeployment(Deployment):
         self.unload_deadline_s = self.twin.unload_deadline_s
         self.serves_echo = manifest.name == "wskecho"
         self.guest_file = GUEST_DIR / self.twin.file.name
+        #: adapters the twin must never bind (the management NIC)
+        self.skip_macs = tuple(skip_macs)
 
     def install(self) -> None:
         """Copy the twin built for the guest's kernel (built now if missing or stale)."""
         guest_release = self.shell.run("uname -r", timeout=30).stdout.strip()
-        folder = ensure_built(guest_release, TWIN_MODULES)
-        local = folder / self.twin.file.name
+        local = self._built(guest_release) / self.twin.file.name
         built_for = module_release(local)
         if built_for is not None and built_for != guest_release:
             raise LabFailure(f"{local} was built for kernel {built_for}, "
@@ -229,8 +249,23 @@ class LinuxTwinDeployment(Deployment):
         self.shell.run(shlex.join(["mkdir", "-p", str(GUEST_DIR)]))
         self.shell.put(local, str(self.guest_file))
 
+    def _built(self, release: str) -> Path:
+        """The folder with the twin (or the mutant the self-test asked for) for ``release``."""
+        if self.twin.variant is None:
+            return ensure_built(release, TWIN_MODULES)
+        from lab.selftest.build import ensure_variant_built  # only the self-test needs it
+        from lab.selftest.mutants import find_mutant
+
+        mutant = find_mutant(self.twin.variant)
+        if mutant.driver != self.name:
+            return ensure_built(release, TWIN_MODULES)
+        folder = ensure_variant_built(release, mutant)
+        if not (folder / self.twin.file.name).exists():  # a module the mutant's dir lacks
+            return ensure_built(release, TWIN_MODULES)
+        return folder
+
     def load(self, knobs: Sequence[str] = ()) -> None:
-        argv = insmod_argv(self.twin, self.guest_file, knobs)
+        argv = insmod_argv(self.twin, self.guest_file, knobs, self.skip_macs)
         res = self.shell.run(shlex.join(argv), timeout=60, check=False)
         if not res.ok:
             raise DriverFailure(f"{self.module}: insmod failed ({res.exit_code}): "
@@ -310,15 +345,33 @@ def check_module_tree(handle: GuestHandle, vm: VmSpec | None) -> ContractItem:
 #: (Documentation/admin-guide/kernel-parameters.txt).
 PANIC_PARAMS = ("panic=0", "oops=panic")
 
+#: Hang detection: a soft lockup (a CPU stuck in the kernel) panics, so it becomes a
+#: crash; a task blocked in D state for 10 s (a stuck rmmod) only prints its stack on
+#: the console (no hung_task_panic), so the lab still reports "driver hung"
+#: (Documentation/admin-guide/kernel-parameters.txt, sysctl/kernel.rst). The timeout
+#: has no boot parameter of its own: ``sysctl.<key>=`` sets it (Linux >= 5.8).
+#: Each pairs with the /proc/sys value the contract check reads back.
+HANG_SETTINGS = (("softlockup_panic=1", "kernel/softlockup_panic", "1"),
+                 ("sysctl.kernel.hung_task_timeout_secs=10",
+                  "kernel/hung_task_timeout_secs", "10"))
+HANG_PARAMS = tuple(param for param, _, _ in HANG_SETTINGS)
+_SYSCTLS_CMD = " ".join(f"echo {key} $(cat /proc/sys/{key});" for _, key, _ in HANG_SETTINGS)
+
 
 def check_panic_params(handle: GuestHandle, vm: VmSpec | None) -> ContractItem:
     del vm
     words = _sh(handle, "cat /proc/cmdline").stdout.split()
-    missing = [p for p in PANIC_PARAMS if p not in words]
-    return ContractItem("kernel command line panics on oops", not missing,
+    wanted = PANIC_PARAMS + HANG_PARAMS
+    missing = [p for p in wanted if p not in words]
+    values = dict(line.split(" ", 1) for line in _sh(handle, _SYSCTLS_CMD).stdout.splitlines()
+                  if " " in line)
+    missing += [f"{key}={values.get(key, '?')}(want {want})"
+                for _, key, want in HANG_SETTINGS if values.get(key, "").strip() != want]
+    return ContractItem("kernel command line panics on oops, detects hangs", not missing,
                         f"/proc/cmdline lacks {' '.join(missing)}" if missing
-                        else f"/proc/cmdline has {' '.join(PANIC_PARAMS)}",
-                        "boot with panic=0 oops=panic (lab.guests.linux_micro.micro_cmdline); "
+                        else f"/proc/cmdline has {' '.join(wanted)}",
+                        f"boot with {' '.join(wanted)} "
+                        "(lab.guests.linux_micro.micro_cmdline); "
                         "recreate the VM (`lab down`, `lab up`)")
 
 
@@ -370,6 +423,24 @@ def check_hotplug_helper(handle: GuestHandle, vm: VmSpec | None) -> ContractItem
                         + _REBUILD)
 
 
+#: The out-of-band agent (lab.agent): init respawns it; it serves this virtio-serial port.
+AGENT_ARGV = ("/sbin/lab-agent",)
+_AGENT_PORT_CMD = "cat /sys/class/virtio-ports/*/name 2>/dev/null"
+
+
+def check_guest_agent(handle: GuestHandle, vm: VmSpec | None) -> ContractItem:
+    del vm
+    running = any(tuple(line.split()[:1]) == AGENT_ARGV
+                  for line in _sh(handle, _PROCS_CMD).stdout.splitlines())
+    port = AGENT_CHANNEL in _sh(handle, _AGENT_PORT_CMD).stdout.split()
+    detail = (f"lab-agent {'running' if running else 'not running'}, port {AGENT_CHANNEL} "
+              + ("present" if port else "missing"))
+    return ContractItem("guest agent on its virtio-serial port", running and port, detail,
+                        "the domain needs the virtio-serial channel (lab.domxml, `lab down` + "
+                        "`lab up`), the image /sbin/lab-agent respawned by /etc/inittab and "
+                        "the virtio_console module (coldplug); " + _REBUILD)
+
+
 def check_sftp(handle: GuestHandle, vm: VmSpec | None) -> ContractItem:
     """Drivers are copied in over SFTP (dropbear runs sftp-server): copy a token and read it."""
     del vm
@@ -407,7 +478,7 @@ def check_test_nics(handle: GuestHandle, vm: VmSpec | None) -> ContractItem:
 #: The micro image's contract, in the order `lab image check` prints it.
 MICRO_CHECKS: tuple[Callable[[GuestHandle, VmSpec | None], ContractItem], ...] = (
     check_root_login, check_module_tree, check_panic_params, check_sysrq, check_pvpanic,
-    check_hotplug_helper, check_sftp, check_test_nics,
+    check_hotplug_helper, check_guest_agent, check_sftp, check_test_nics,
 )
 
 

@@ -39,6 +39,8 @@ GUEST_BINARIES = {
     "/usr/lib/openssh/sftp-server": "usr/lib/sftp-server",
 }
 BUSYBOX = "/bin/busybox"
+#: The out-of-band agent (lab.agent), compiled into /sbin/lab-agent; init respawns it.
+AGENT_SOURCE = RECIPE_DIR / "lab-agent.c"
 
 Progress = Callable[[str], None]
 
@@ -183,9 +185,16 @@ def _install_busybox(root: Path) -> None:
         link.symlink_to(os.path.relpath(bb, link.parent))
 
 
+def build_agent(out: Path) -> None:
+    """The guest agent (:data:`AGENT_SOURCE`), static: the image has no C library."""
+    run_tool(["gcc", "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(out),
+              str(AGENT_SOURCE)], "building the micro guest agent (lab-agent.c)")
+
+
 def _stage_rootfs(root: Path, tree: Path, release: str, lab_keys: keys.LabKeys) -> None:
     shutil.copytree(RECIPE_DIR / "rootfs", root, symlinks=True)
     _install_busybox(root)
+    build_agent(root / "sbin" / "lab-agent")
     for src, dest in GUEST_BINARIES.items():
         if not Path(src).exists():
             raise LabFailure(f"{src} is missing on this host",

@@ -248,7 +248,9 @@ class WindowsGuest(GuestHandle):
 
     def deployment(self, manifest: DriverManifest,
                    vocabulary: Vocabulary) -> WindowsDeployment:
-        return deployment_for(self.shell, windows_spec(manifest), vocabulary)
+        mac = self.management_mac
+        return deployment_for(self.shell, windows_spec(manifest), vocabulary,
+                              None if mac is None else lambda: self.adapter(mac))
 
     def boot_id(self) -> str | None:
         """The guest's last boot time (None while it does not answer)."""

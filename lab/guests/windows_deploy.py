@@ -12,7 +12,7 @@ netcfg.exe, pnputil.exe, Disable-/Enable-NetAdapterBinding, labctl.exe). Verdict
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from lab.errors import CommandTimeout, DriverFailure, DriverHang, LabFailure
 from lab.guests.base import (
@@ -312,7 +312,16 @@ class ServiceDeployment(WindowsDeployment):
 
 
 class ProtocolDeployment(WindowsDeployment):
-    """labtdi: an NDIS protocol installed through INetCfg (netcfg.exe), bound per adapter."""
+    """labtdi: an NDIS protocol installed through INetCfg (netcfg.exe), bound per adapter.
+
+    ``management`` finds the management adapter: its binding is disabled right after
+    the install, so the driver under test never binds the lab's way into the guest.
+    """
+
+    def __init__(self, shell: Shell, spec: WindowsDriverSpec, vocabulary: Vocabulary,
+                 management: Callable[[], AdapterInfo] | None = None) -> None:
+        super().__init__(shell, spec, vocabulary)
+        self.management = management
 
     @property
     def component(self) -> str:
@@ -333,6 +342,8 @@ class ProtocolDeployment(WindowsDeployment):
                              f"-q does not find it ({netcfg_name(query.exit_code)})")
         if self.loaded():
             self.unload()
+        if self.management is not None:  # stopped: no driver code runs for this unbind
+            self._binding("Disable", self.management(), want=False)
 
     def uninstall(self) -> None:
         """netcfg -u, then remove the package from the driver store by its Original Name."""
@@ -400,11 +411,12 @@ def check_netcfg(guest: str, what: str, exit_code: int) -> None:
     raise LabFailure(f"{guest}: netcfg {what} failed: {netcfg_name(code)}")
 
 
-def deployment_for(shell: Shell, spec: WindowsDriverSpec,
-                   vocabulary: Vocabulary) -> WindowsDeployment:
-    """The Deployment kind a driver needs: protocol (has an INF) or kernel service."""
+def deployment_for(shell: Shell, spec: WindowsDriverSpec, vocabulary: Vocabulary,
+                   management: Callable[[], AdapterInfo] | None = None) -> WindowsDeployment:
+    """The Deployment kind a driver needs: protocol (has an INF) or kernel service.
+    ``management`` finds the adapter a protocol must not stay bound to."""
     if spec.is_protocol:
-        return ProtocolDeployment(shell, spec, vocabulary)
+        return ProtocolDeployment(shell, spec, vocabulary, management)
     return ServiceDeployment(shell, spec, vocabulary)
 
 

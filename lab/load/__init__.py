@@ -11,6 +11,7 @@ from lab.load.engine import run_load, run_load_async
 from lab.load.result import (
     ConnError,
     ConnStats,
+    DataFault,
     ErrorClass,
     Interval,
     Latency,
@@ -25,6 +26,7 @@ from lab.load.result import (
 __all__ = [
     "ConnError",
     "ConnStats",
+    "DataFault",
     "ErrorClass",
     "Interval",
     "Latency",

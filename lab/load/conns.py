@@ -4,6 +4,11 @@ Received bytes land in a per-connection preallocated buffer and are checked
 against the pattern in place (one memcmp per read); sends are zero-copy
 memoryview slices of the pattern. Each connection records at most one error,
 through :meth:`EchoConn.finish`, and then resolves ``done``.
+
+When echoed bytes differ from the stream, the connection stops counting and keeps
+up to ``DIAG_BYTES`` more bytes (until they stop coming for ``DIAG_QUIET`` s, at
+most ``DIAG_MAX`` s, or the peer closes) so :meth:`Pattern.diagnose` can tell a
+loss from a reorder from a corruption.
 """
 
 from __future__ import annotations
@@ -14,11 +19,18 @@ import socket
 import time
 from typing import TYPE_CHECKING, cast
 
-from lab.load.pattern import MAX_CHUNK
+from lab.load.pattern import MAX_CHUNK, Diagnosis
 from lab.load.result import ErrorClass
 
 if TYPE_CHECKING:
     from lab.load.engine import Lane, Run
+
+#: Bytes kept after the first difference to classify it (bounded lookahead).
+DIAG_BYTES = 1 << 16
+#: Classify once no more bytes came for this long...
+DIAG_QUIET = 0.2
+#: ...or this long after the difference at the latest.
+DIAG_MAX = 1.0
 
 
 def classify(exc: BaseException) -> ErrorClass:
@@ -58,6 +70,11 @@ class EchoConn(asyncio.BufferedProtocol):
         self.done: asyncio.Future[None] = run.loop.create_future()
         self._buf = bytearray(MAX_CHUNK)
         self._view = memoryview(self._buf)
+        # Mismatch diagnosis: bytes received from the first bad offset on.
+        self._diag: bytearray | None = None
+        self._diag_at = 0
+        self._diag_end = 0.0
+        self._diag_timer: asyncio.TimerHandle | None = None
         # Watchdog state, maintained by the run's ticker.
         self.seen_received = 0
         self.seen_at = run.loop.time()
@@ -78,28 +95,28 @@ class EchoConn(asyncio.BufferedProtocol):
         if self.finished:
             return
         chunk = self._view[:nbytes]
-        if self.received + nbytes > self.sent:
-            self.finish(
-                ErrorClass.MISMATCH,
-                f"echoed more bytes than sent ({self.received + nbytes} > {self.sent})",
-                offset=self.sent,
-            )
+        if self._diag is not None:
+            self._collect(chunk)
             return
-        if not self.pattern.data.startswith(
+        if self.received + nbytes > self.sent or not self.pattern.data.startswith(
             chunk, (self.start + self.received) % self.pattern.period
         ):
-            self._report_mismatch(chunk)
+            self._begin_diagnosis(chunk)
             return
         self.received += nbytes
         self.lane.received += nbytes
         self.on_progress()
 
     def eof_received(self) -> bool:
-        if not self.finished:
+        if self._diag is not None:
+            self._end_diagnosis()
+        elif not self.finished:
             self.on_eof()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._diag is not None:
+            self._end_diagnosis()
         if self.finished:
             return
         if exc is None:
@@ -120,27 +137,60 @@ class EchoConn(asyncio.BufferedProtocol):
     def stop(self) -> None:
         """The run is over: finish the exchange in flight, then close."""
         self.stopping = True
-        if self.received == self.sent:
+        if self.received == self.sent and self._diag is None:
             self.finish()
 
     def busy(self) -> bool:
-        """True while the connection waits for the peer (for the stall watchdog)."""
-        return not self.finished and self.received < self.sent
+        """True while the connection waits for the peer (for the stall watchdog; a
+        mismatch diagnosis has its own deadline)."""
+        return not self.finished and self._diag is None and self.waiting()
+
+    def waiting(self) -> bool:
+        """True while bytes (or a close) are due from the peer."""
+        return self.received < self.sent
+
+    # -- mismatch diagnosis ------------------------------------------------------------
+    def _begin_diagnosis(self, chunk: memoryview) -> None:
+        """Count the good prefix of ``chunk``, keep the rest from the first bad byte."""
+        good = min(len(chunk), self.sent - self.received)
+        bad = self.pattern.find_mismatch(self.start, self.received, chunk[:good])
+        cut = bad.offset - self.received if bad is not None else good
+        self.received += cut
+        self.lane.received += cut
+        self._diag = bytearray(chunk[cut : cut + DIAG_BYTES])
+        self._diag_at = self.received
+        self._diag_end = self.run.loop.time() + DIAG_MAX
+        self._collect(chunk[:0])
+
+    def _collect(self, chunk: memoryview) -> None:
+        assert self._diag is not None
+        self._diag += chunk[: DIAG_BYTES - len(self._diag)]
+        if self._diag_timer is not None:
+            self._diag_timer.cancel()
+        if len(self._diag) >= min(DIAG_BYTES, self.sent - self._diag_at):
+            self._end_diagnosis()  # a full lookahead, or all that was sent
+            return
+        loop = self.run.loop
+        when = min(loop.time() + DIAG_QUIET, self._diag_end)
+        self._diag_timer = loop.call_at(when, self._end_diagnosis)
+
+    def _end_diagnosis(self) -> None:
+        tail, self._diag = self._diag, None
+        if self._diag_timer is not None:
+            self._diag_timer.cancel()
+            self._diag_timer = None
+        if not tail or self.finished:
+            return
+        found = self.pattern.diagnose(self.start, self._diag_at, tail, self.sent)
+        self._fail_data(found)
+
+    def _fail_data(self, d: Diagnosis) -> None:
+        self.finish(
+            ErrorClass.MISMATCH, d.describe(), offset=d.offset, expected=d.expected,
+            got=d.got, diagnosis=d,
+        )
 
     # -- helpers -----------------------------------------------------------------------
-    def _report_mismatch(self, chunk: memoryview) -> None:
-        bad = self.pattern.find_mismatch(self.start, self.received, chunk)
-        if bad is None:  # pragma: no cover - startswith and the byte search disagree
-            bad_offset, want, got = self.received, None, None
-        else:
-            bad_offset, want, got = bad.offset, bad.expected, bad.got
-        # Bytes before the bad one were good: count them.
-        good = bad_offset - self.received
-        self.received += good
-        self.lane.received += good
-        self.finish(
-            ErrorClass.MISMATCH, "echoed byte differs", offset=bad_offset, expected=want, got=got
-        )
 
     def _short_echo(self) -> None:
         self.finish(
@@ -157,6 +207,7 @@ class EchoConn(asyncio.BufferedProtocol):
         offset: int | None = None,
         expected: int | None = None,
         got: int | None = None,
+        diagnosis: Diagnosis | None = None,
     ) -> None:
         """End this connection: record ``cls`` (None: success), close, resolve ``done``."""
         if self.finished:
@@ -164,7 +215,8 @@ class EchoConn(asyncio.BufferedProtocol):
         self.finished = True
         self.ok = cls is None
         if cls is not None:
-            self.run.fail(self.lane, self.attempt, cls, detail, offset, expected, got)
+            self.run.fail(self.lane, self.attempt, cls, detail, offset, expected, got,
+                          diagnosis)
         if self.transport is not None:
             if cls is None:
                 self.transport.close()
@@ -281,5 +333,5 @@ class ConnectConn(EchoConn):
     def stop(self) -> None:
         self.stopping = True  # a connect cycle always runs to its end
 
-    def busy(self) -> bool:
-        return not self.finished and (self.received < self.sent or self.closing)
+    def waiting(self) -> bool:
+        return self.received < self.sent or self.closing

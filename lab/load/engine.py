@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from lab.errors import DeadlineExceeded
 from lab.load.conns import ConnectConn, EchoConn, PingConn, StreamConn, classify, describe_exc
 from lab.load.histogram import LatencyHistogram
-from lab.load.pattern import Pattern, pattern_for
+from lab.load.pattern import Diagnosis, Pattern, pattern_for
 from lab.load.progress import Progress
 from lab.load.result import (
     ConnError,
@@ -84,6 +84,7 @@ class Run:
         offset: int | None = None,
         expected: int | None = None,
         got: int | None = None,
+        diagnosis: Diagnosis | None = None,
     ) -> None:
         lane.errors += 1
         self.errors.append(
@@ -98,6 +99,9 @@ class Run:
                 offset=offset,
                 expected=expected,
                 got=got,
+                fault=diagnosis.fault if diagnosis else None,
+                lost=diagnosis.lost if diagnosis else None,
+                found_at=diagnosis.found_at if diagnosis else None,
             )
         )
 

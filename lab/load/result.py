@@ -38,9 +38,23 @@ class ErrorClass(StrEnum):
     SHORT_ECHO = "short-echo"
     """The peer closed cleanly before echoing every byte it was sent."""
     MISMATCH = "mismatch"
-    """A byte came back different from the one sent (corruption, loss, reorder)."""
+    """The echoed data differs from what was sent -- any data error. ``ConnError.fault``
+    says how: :class:`DataFault` loss, reorder or corrupt."""
     OTHER = "os-error"
     """Any other socket error (unreachable, no such address...); detail names it."""
+
+
+class DataFault(StrEnum):
+    """How echoed data differs from what was sent (a :attr:`ErrorClass.MISMATCH`)."""
+
+    LOSS = "loss"
+    """Bytes are missing: what came back is the stream with ``lost`` bytes cut out at
+    ``offset``."""
+    REORDER = "reorder"
+    """What came back at ``offset`` is the stream's data from another offset
+    (``found_at``): chunks swapped, or data duplicated."""
+    CORRUPT = "corrupt"
+    """Bytes changed: found nowhere near in the stream (flipped or garbage)."""
 
 
 @dataclass(frozen=True)
@@ -134,10 +148,24 @@ class ConnError:
     """Stream offset of the bad/missing byte (mismatch, short echo, stall)."""
     expected: int | None = None
     got: int | None = None
+    fault: DataFault | None = None
+    """Mismatch only: loss, reorder or corrupt."""
+    lost: int | None = None
+    """Loss only: how many bytes are missing at ``offset``."""
+    found_at: int | None = None
+    """Loss/reorder: the stream offset the bytes received at ``offset`` were sent at."""
+
+    @property
+    def data_error(self) -> bool:
+        """True for any data error (loss, reorder, corrupt): the echo was not intact."""
+        return self.cls is ErrorClass.MISMATCH
 
     def describe(self) -> str:
         where = f"conn {self.conn}" + (f".{self.attempt}" if self.attempt else "")
-        text = f"{self.time:7.3f}s {self.cls:<10} {self.target} {where}: {self.detail}"
+        label = self.fault or self.cls
+        text = f"{self.time:7.3f}s {label:<10} {self.target} {where}: {self.detail}"
+        if self.fault is not None:
+            return text  # the diagnosis's detail names offsets and bytes itself
         if self.expected is not None and self.got is not None:
             text += f" (offset {self.offset}, expected 0x{self.expected:02x}, got 0x{self.got:02x})"
         elif self.offset is not None:

@@ -3,7 +3,7 @@
 Run against a lab that is up: `pytest -n 4 tests/scenarios` (or `make lab`).
 Every test leases one VM, starts from its clean snapshot, deploys the drivers
 from their manifests and checks the oracles; failures carry a verdict that says
-whether the driver or the lab failed.
+whether the driver or the lab failed. Every wait uses one budget of lab/budgets.py.
 """
 
 from __future__ import annotations
@@ -18,19 +18,36 @@ pytestmark = pytest.mark.scenario
 
 
 def test_hot_unplug_replug(lab_vm: LeasedVm, nic_model: str) -> None:
-    """Unplug: removal completes, per-adapter teardown in order, replug binds again."""
+    """Unplug: removal completes, per-adapter teardown in order, the clients really got
+    the query-remove before any teardown (observer), replug binds again."""
     kecho = lab_vm.deploy("wskecho")
     tdi = lab_vm.deploy("labtdi")
-    m = scenarios.hot_unplug(lab_vm.vm, tdi, lab_vm.nic(nic_model), kecho=kecho)
+    observer = lab_vm.deploy_observer()
+    m = scenarios.hot_unplug(lab_vm.vm, tdi, lab_vm.nic(nic_model), kecho=kecho,
+                             observer=observer)
     assert m.values["unplug_s"] < 60
 
 
 def test_unbind_rebind(lab_vm: LeasedVm, nic_model: str) -> None:
     """Unbind the transport from one adapter: its teardown only, others untouched."""
     tdi = lab_vm.deploy("labtdi")
+    observer = lab_vm.deploy_observer()
     nic = lab_vm.nic(nic_model)
     others = tuple(n for n in lab_vm.test_nics if n.alias != nic.alias)
-    scenarios.unbind_rebind(lab_vm.vm, tdi, nic, others)
+    m = scenarios.unbind_rebind(lab_vm.vm, tdi, nic, others, observer=observer)
+    assert m.values["probe_rtt_s"] > 0
+
+
+def test_unbind_rebind_unplug(lab_vm: LeasedVm, nic_model: str) -> None:
+    """Unbind, rebind, unplug the same adapter: whatever the admin unbind kept shows now."""
+    kecho = lab_vm.deploy("wskecho")
+    tdi = lab_vm.deploy("labtdi")
+    observer = lab_vm.deploy_observer()
+    nic = lab_vm.nic(nic_model)
+    others = tuple(n for n in lab_vm.test_nics if n.alias != nic.alias)
+    m = scenarios.unbind_rebind_unplug(lab_vm.vm, tdi, nic, others, kecho=kecho,
+                                       observer=observer)
+    assert m.values["unplug_s"] < 60
 
 
 def test_load_every_nic(lab_vm: LeasedVm, request: pytest.FixtureRequest) -> None:
@@ -39,6 +56,14 @@ def test_load_every_nic(lab_vm: LeasedVm, request: pytest.FixtureRequest) -> Non
     m = scenarios.load(lab_vm.vm, lab_vm.test_nics)
     record_load(lab_vm, m.loads, request.node)
     assert m.values["throughput_Bps"] > 0
+
+
+def test_capacity(lab_vm: LeasedVm, request: pytest.FixtureRequest) -> None:
+    """400 short connections, then 64 concurrent streams: every one accepted and echoed."""
+    lab_vm.deploy("wskecho")
+    m = scenarios.capacity(lab_vm.vm, lab_vm.test_nics)
+    record_load(lab_vm, m.loads[-1:], request.node)
+    assert m.values["connects"] >= 400 and m.values["streams"] >= 64
 
 
 @pytest.mark.parametrize("action", ["unplug", "unbind"])
@@ -52,10 +77,24 @@ def test_load_with_churn(lab_vm: LeasedVm, nic_model: str, action: str,
     record_load(lab_vm, m.loads, request.node)
 
 
+@pytest.mark.parametrize("action", ["unplug", "unbind"])
+def test_churn_then_unload(lab_vm: LeasedVm, action: str,
+                           request: pytest.FixtureRequest) -> None:
+    """Load, churn a NIC, then unload both drivers: every connection the churn killed was
+    closed and released (pairs exact), every binding torn down in order."""
+    kecho = lab_vm.deploy("wskecho")
+    tdi = lab_vm.deploy("labtdi")
+    m = scenarios.churn_then_unload(lab_vm.vm, lab_vm.test_nics, lab_vm.test_nics[0], action,
+                                    kecho, tdi)
+    record_load(lab_vm, m.loads, request.node)
+    assert m.values[f"unload_{kecho.module}_s"] >= 0
+
+
 @pytest.mark.parametrize(("driver", "live"), [("wskecho", 0), ("wskecho", 3), ("labtdi", 0)],
                          ids=["wskecho-idle", "wskecho-live-connections", "labtdi-idle"])
 def test_unload(lab_vm: LeasedVm, driver: str, live: int) -> None:
-    """Unload within the deadline once clients close; pairs exact; loads again.
+    """Unload within the deadline once clients close; pairs exact; per-adapter teardown in
+    order for every adapter; loads again.
 
     (labtdi serves no TCP clients, so "with live connections" applies to wskecho.)
     """

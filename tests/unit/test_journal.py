@@ -127,6 +127,25 @@ def test_unload_without_query_is_accepted_only_when_asked() -> None:
         check_adapter_removal(j, "labtdi", Adapter.parse(A))
 
 
+B = "52:54:00:ab:cd:ef@4"
+TWO_ADAPTERS_UNLOAD = ("LOAD", "PROVIDER_REGISTERED", f"BIND {A}", f"NETADDR_REGISTERED {A}",
+                       f"DEVICE_REGISTERED {A}", f"BIND {B}", f"NETADDR_REGISTERED {B}",
+                       f"DEVICE_REGISTERED {B}", "PROTOCOL_REGISTERED", "PROVIDER_READY",
+                       f"UNBIND {A}", f"NETADDR_DEREGISTERED {A}", f"DEVICE_DEREGISTERED {A}",
+                       f"UNBIND {B}", f"NETADDR_DEREGISTERED {B}", f"DEVICE_DEREGISTERED {B}",
+                       "PROVIDER_DEREGISTERED", "PROTOCOL_DEREGISTERED", "UNLOAD")
+
+
+def test_unload_checks_every_adapters_teardown_order() -> None:
+    """The per-adapter order holds at unload too, for every adapter (not only on removal)."""
+    check_unload(journal(*TWO_ADAPTERS_UNLOAD), "labtdi", VOCAB)
+    rows = list(TWO_ADAPTERS_UNLOAD)
+    i, j = rows.index(f"NETADDR_DEREGISTERED {B}"), rows.index(f"DEVICE_DEREGISTERED {B}")
+    rows[i], rows[j] = rows[j], rows[i]
+    with pytest.raises(DriverFailure, match=f"adapter {B} teardown out of order"):
+        check_unload(journal(*rows), "labtdi", VOCAB)
+
+
 def test_hung_unload_and_failed_events() -> None:
     with pytest.raises(DriverFailure, match="unload did not finish"):
         check_unload(journal("LOAD", "WSK_REGISTER", driver="kecho"), "kecho", VOCAB)

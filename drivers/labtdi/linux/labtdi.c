@@ -35,9 +35,13 @@
  *                             (the next netdev event calls freed module text)
  *   block_unload=1            module_exit blocks forever
  *   crash_on_unbind=1         NULL pointer dereference in the unbind path
+ *
+ * skip_macs=<mac>[,<mac>...] (not a fault): adapters never bound, e.g. the
+ * lab's management NIC, so a broken binding cannot cut the lab off the guest.
  */
 #include <linux/completion.h>
 #include <linux/ctype.h>
+#include <linux/etherdevice.h>
 #include <linux/if_arp.h>
 #include <linux/list.h>
 #include <linux/module.h>
@@ -74,6 +78,13 @@ MODULE_PARM_DESC(block_unload, "FAULT: block forever in module_exit");
 static bool crash_on_unbind;
 module_param(crash_on_unbind, bool, 0644);
 MODULE_PARM_DESC(crash_on_unbind, "FAULT: NULL pointer dereference when unbinding");
+
+#define LABTDI_MAX_SKIP 8
+static char *skip_macs = "";
+module_param(skip_macs, charp, 0444);
+MODULE_PARM_DESC(skip_macs, "comma list of MAC addresses never bound (the lab's management NIC)");
+static u8 skip_mac[LABTDI_MAX_SKIP][ETH_ALEN];
+static unsigned int skip_count;
 
 struct labtdi_binding {
 	struct list_head node;
@@ -184,10 +195,40 @@ static int labtdi_adapter_show(struct seq_file *m, void *unused)
 	return 0;
 }
 
+/* Parses skip_macs ("aa:bb:cc:dd:ee:ff,..."); -EINVAL on anything else. */
+static int labtdi_parse_skip_macs(void)
+{
+	const char *p = skip_macs;
+
+	while (p && *p) {
+		if (skip_count == LABTDI_MAX_SKIP || strlen(p) < 3 * ETH_ALEN - 1 ||
+		    !mac_pton(p, skip_mac[skip_count]))
+			return -EINVAL;
+		skip_count++;
+		p += 3 * ETH_ALEN - 1;
+		if (*p == ',')
+			p++;
+		else if (*p)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+static bool labtdi_skipped(const struct net_device *dev)
+{
+	unsigned int i;
+
+	for (i = 0; i < skip_count; i++)
+		if (ether_addr_equal(dev->dev_addr, skip_mac[i]))
+			return true;
+	return false;
+}
+
 static bool labtdi_eligible(const struct net_device *dev)
 {
 	return net_eq(dev_net(dev), &init_net) && dev->type == ARPHRD_ETHER &&
-	       dev->addr_len == ETH_ALEN && !(dev->flags & IFF_LOOPBACK);
+	       dev->addr_len == ETH_ALEN && !(dev->flags & IFF_LOOPBACK) &&
+	       !labtdi_skipped(dev);
 }
 
 static struct labtdi_binding *labtdi_find(const struct net_device *dev)
@@ -359,8 +400,13 @@ static void labtdi_log_knobs(void)
 
 static int __init labtdi_init(void)
 {
-	int err = labj_init(&journal, LABTDI_NAME, journal_lines);
+	int err = labtdi_parse_skip_macs();
 
+	if (err) {
+		pr_err("labtdi: bad skip_macs \"%s\" (want aa:bb:cc:dd:ee:ff,...)\n", skip_macs);
+		return err;
+	}
+	err = labj_init(&journal, LABTDI_NAME, journal_lines);
 	if (err)
 		return err;
 	proc_dir = proc_mkdir(LABTDI_NAME, NULL);

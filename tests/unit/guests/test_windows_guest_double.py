@@ -110,6 +110,27 @@ def test_double_deploys_labtdi_bound_to_every_adapter() -> None:
     double.assert_no_violations()
 
 
+def test_double_labtdi_never_bound_to_the_management_adapter() -> None:
+    """With the management MAC known (lab.vm.Vm sets it), the install disables the
+    binding on that adapter before the first load: no BIND for it, the others bound."""
+    double = make_double()
+    guest = WindowsGuest(double)
+    guest.management_mac = MGMT
+    dep = guest.deployment(MANIFESTS["labtdi"], VOCAB)
+    dep.install()
+    assert any("Disable-NetAdapterBinding -ComponentID DL_labtdi" in c
+               for c in double.commands if "52-54-00-AA-00-01" in c)
+    dep.load()
+    journal = dep.journal()
+    assert journal.of_adapter(guest.adapter(MGMT).journal_adapter).names() == []
+    for mac in (NIC1, NIC2):
+        assert journal.of_adapter(guest.adapter(mac).journal_adapter).names() == [
+            "BIND", "NETADDR_REGISTERED", "DEVICE_REGISTERED"]
+    dep.unload(deadline=5)
+    check_unload(dep.journal(), "labtdi", VOCAB)
+    double.assert_no_violations()
+
+
 def test_double_adapters_by_mac() -> None:
     guest = WindowsGuest(make_double())
     info = guest.adapter(NIC1.upper())

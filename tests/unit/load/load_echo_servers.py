@@ -85,11 +85,32 @@ class Fault:
     """What the faulty server does to the connections it accepts."""
 
     kind: str = "none"
-    """none | flip (invert one byte) | close (FIN) | reset (RST) | stall (stop echoing)."""
+    """none | flip (invert one byte) | close (FIN) | reset (RST) | stall (stop echoing)
+    | drop (lose one byte) | swap (swap two ``span``-byte chunks) | dup (echo a
+    ``span``-byte chunk twice) -- the last three hold data until the whole region came."""
     at: int = 0
     """Stream offset where the fault happens."""
     conns: frozenset[int] | None = None
     """Accept-order indices of the connections to hurt (None: all)."""
+    span: int = 4096
+    """Chunk size of swap and dup."""
+    delay: float = 0.0
+    """Healthy but slow: sleep this long before each echo (in ``piece``-byte writes)."""
+    piece: int = 65536
+
+
+def mangle(kind: str, region: bytes, span: int) -> bytes:
+    """The bytes echoed for ``region`` (the ``2 * span`` bytes from the fault offset)."""
+    if kind == "drop":
+        return region[1:]
+    if kind == "swap":
+        return region[span : 2 * span] + region[:span] + region[2 * span :]
+    if kind == "dup":
+        return region[:span] + region
+    raise ValueError(kind)
+
+
+HOLDING = ("drop", "swap", "dup")
 
 
 @dataclass
@@ -132,6 +153,8 @@ class FaultyEchoServer:
         conn.settimeout(0.05)
         offset = 0
         echoing = True
+        held: bytearray | None = None
+        pending = fault.kind in HOLDING
         with conn:
             while not self._stop.is_set():
                 try:
@@ -146,7 +169,13 @@ class FaultyEchoServer:
                     continue  # stalled / half-closed: swallow
                 end = offset + len(data)
                 try:
-                    if fault.kind != "none" and offset <= fault.at < end:
+                    if pending:
+                        held, data = self._hold(held, offset, data, fault)
+                        pending = held is not None or end <= fault.at
+                    if fault.delay:
+                        self._slow_echo(conn, data, fault)
+                    elif fault.kind not in HOLDING and fault.kind != "none" \
+                            and offset <= fault.at < end:
                         cut = fault.at - offset
                         if fault.kind == "flip":
                             data[cut] ^= 0xFF
@@ -157,10 +186,37 @@ class FaultyEchoServer:
                             if fault.kind == "reset":
                                 return
                             continue
-                    conn.sendall(data)
+                        conn.sendall(data)
+                    else:
+                        conn.sendall(data)
                 except OSError:
                     return  # the client gave up on this connection
                 offset = end
+
+    @staticmethod
+    def _hold(held: bytearray | None, offset: int, data: bytearray, fault: Fault
+              ) -> tuple[bytearray | None, bytearray]:
+        """Hold the bytes from ``fault.at`` until ``2 * span`` came, then release them
+        mangled. Returns the new held buffer (None once released) and what to echo now."""
+        end = offset + len(data)
+        if held is None and not offset <= fault.at < end:
+            return None, data
+        if held is None:
+            cut = fault.at - offset
+            out, held = data[:cut], bytearray(data[cut:])
+        else:
+            out = bytearray()
+            held += data
+        if len(held) < 2 * fault.span:
+            return held, out
+        out += mangle(fault.kind, bytes(held), fault.span)
+        return None, out
+
+    @staticmethod
+    def _slow_echo(conn: socket.socket, data: bytearray, fault: Fault) -> None:
+        for i in range(0, len(data), fault.piece):
+            time.sleep(fault.delay)
+            conn.sendall(data[i : i + fault.piece])
 
     def _hurt(self, conn: socket.socket, kind: str) -> None:
         if kind == "close":

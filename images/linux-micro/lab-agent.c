@@ -1,0 +1,256 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * lab-agent -- the micro guest's out-of-band channel (lab/agent.py on the host).
+ *
+ * Serves the virtio-serial port named org.qemu.guest_agent.0, so libvirt's guest
+ * agent client (virDomainQemuAgentCommand) talks to it, with the subset of the
+ * QEMU guest agent protocol the lab needs (JSON objects, one reply each):
+ *
+ *   {"execute":"guest-sync","arguments":{"id":N}}    -> {"return": N}
+ *   {"execute":"guest-sync-delimited",...}           -> 0xFF {"return": N}
+ *   {"execute":"guest-ping"}                         -> {"return": {}}
+ *   {"execute":"lab-sysrq","arguments":{"keys":"wt"}} -> each key written to
+ *       /proc/sysrq-trigger (w: blocked tasks, t: all tasks), then
+ *       {"return": {"done": "wt"}}
+ *   anything else -> {"error": {"class": "CommandNotFound", "desc": ...}}
+ *
+ * It answers as long as the kernel schedules user space, whatever happened to
+ * the guest's network: the host tells "the driver broke the network" (agent
+ * answers, SSH does not) from "the lab lost the guest" (neither answers).
+ * Started (and respawned) by busybox init (/etc/inittab).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PORT_NAME "org.qemu.guest_agent.0"
+#define PORTS_DIR "/sys/class/virtio-ports"
+#define MAX_REQUEST 4096
+
+static void say(const char *what, const char *detail)
+{
+	fprintf(stderr, "lab-agent: %s %s\n", what, detail);
+}
+
+/* /dev/<vportNpM> of the port named PORT_NAME, or 0 when it is not there yet. */
+static int find_port(char *dev, size_t len)
+{
+	DIR *dir = opendir(PORTS_DIR);
+	struct dirent *e;
+	int found = 0;
+
+	if (!dir)
+		return 0;
+	while (!found && (e = readdir(dir))) {
+		char path[512], name[128] = "";
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), PORTS_DIR "/%s/name", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(name, sizeof(name), f))
+			name[strcspn(name, "\n")] = '\0';
+		if (!strcmp(name, PORT_NAME)) {
+			snprintf(dev, len, "/dev/%s", e->d_name);
+			found = 1;
+		}
+		fclose(f);
+	}
+	closedir(dir);
+	return found;
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* The string value of "key" in req (first occurrence) into out; 0 if absent. */
+static int json_string(const char *req, const char *key, char *out, size_t len)
+{
+	const char *p = strstr(req, key);
+	size_t i = 0;
+
+	if (!p)
+		return 0;
+	p += strlen(key);
+	while (*p == ' ' || *p == ':' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+	if (*p++ != '"')
+		return 0;
+	while (*p && *p != '"' && i + 1 < len)
+		out[i++] = *p++;
+	out[i] = '\0';
+	return *p == '"';
+}
+
+/* The unsigned integer value of "key" in req; 0 if absent. */
+static int json_uint(const char *req, const char *key, unsigned long long *out)
+{
+	const char *p = strstr(req, key);
+	char *end;
+
+	if (!p)
+		return 0;
+	p += strlen(key);
+	while (*p == ' ' || *p == ':' || *p == '\t')
+		p++;
+	*out = strtoull(p, &end, 10);
+	return end != p;
+}
+
+static void sysrq(const char *keys, char *reply, size_t len)
+{
+	char done[16] = "";
+	size_t n = 0;
+
+	for (; *keys && n + 1 < sizeof(done); keys++) {
+		int fd;
+
+		if (*keys != 'w' && *keys != 't')
+			continue;	/* only the hang evidence keys, never reboot & co */
+		fd = open("/proc/sysrq-trigger", O_WRONLY);
+		if (fd < 0)
+			continue;
+		if (write_all(fd, keys, 1) == 0)
+			done[n++] = *keys;
+		close(fd);
+	}
+	done[n] = '\0';
+	snprintf(reply, len, "{\"return\": {\"done\": \"%s\"}}\n", done);
+}
+
+static void answer(int fd, const char *req)
+{
+	char cmd[64], keys[16], reply[256];
+	unsigned long long id = 0;
+
+	if (!json_string(req, "\"execute\"", cmd, sizeof(cmd)))
+		snprintf(reply, sizeof(reply), "{\"error\": {\"class\": \"GenericError\", "
+			 "\"desc\": \"no execute\"}}\n");
+	else if (!strcmp(cmd, "guest-sync") || !strcmp(cmd, "guest-sync-delimited")) {
+		json_uint(req, "\"id\"", &id);
+		snprintf(reply, sizeof(reply), "%s{\"return\": %llu}\n",
+			 strcmp(cmd, "guest-sync") ? "\xff" : "", id);
+	} else if (!strcmp(cmd, "guest-ping"))
+		snprintf(reply, sizeof(reply), "{\"return\": {}}\n");
+	else if (!strcmp(cmd, "lab-sysrq")) {
+		if (!json_string(req, "\"keys\"", keys, sizeof(keys)))
+			strcpy(keys, "w");
+		sysrq(keys, reply, sizeof(reply));
+	} else
+		snprintf(reply, sizeof(reply), "{\"error\": {\"class\": \"CommandNotFound\", "
+			 "\"desc\": \"lab-agent: unknown command %s\"}}\n", cmd);
+	if (write_all(fd, reply, strlen(reply)) < 0)
+		say("reply failed:", strerror(errno));
+}
+
+/*
+ * Splits the byte stream into top-level JSON objects (braces outside strings),
+ * so requests with or without a trailing newline both work.
+ */
+struct splitter {
+	char buf[MAX_REQUEST];
+	size_t len;
+	int depth, in_string, escaped;
+};
+
+static void feed(struct splitter *s, int fd, char c)
+{
+	if (s->depth == 0 && c != '{')
+		return;			/* between objects: whitespace, 0xFF, junk */
+	if (s->len + 1 >= sizeof(s->buf)) {
+		s->len = 0;		/* oversized request: drop it and resync */
+		s->depth = s->in_string = s->escaped = 0;
+		return;
+	}
+	s->buf[s->len++] = c;
+	if (s->in_string) {
+		if (s->escaped)
+			s->escaped = 0;
+		else if (c == '\\')
+			s->escaped = 1;
+		else if (c == '"')
+			s->in_string = 0;
+		return;
+	}
+	if (c == '"')
+		s->in_string = 1;
+	else if (c == '{')
+		s->depth++;
+	else if (c == '}' && --s->depth == 0) {
+		s->buf[s->len] = '\0';
+		answer(fd, s->buf);
+		s->len = 0;
+	}
+}
+
+static void serve(const char *dev)
+{
+	struct splitter s = { .len = 0 };
+	int fd = open(dev, O_RDWR | O_CLOEXEC);
+
+	if (fd < 0) {
+		say("cannot open", dev);
+		return;
+	}
+	say("serving", dev);
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		char chunk[512];
+		ssize_t n, i;
+
+		if (poll(&p, 1, 1000) < 0 && errno != EINTR)
+			break;
+		if (!(p.revents & POLLIN)) {
+			if (p.revents & (POLLHUP | POLLERR))
+				usleep(200000);	/* host side not connected (yet) */
+			continue;
+		}
+		n = read(fd, chunk, sizeof(chunk));
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n < 0)
+			break;
+		if (n == 0) {
+			usleep(200000);		/* host side closed; it reconnects */
+			continue;
+		}
+		for (i = 0; i < n; i++)
+			feed(&s, fd, chunk[i]);
+	}
+	say("port failed:", strerror(errno));
+	close(fd);
+}
+
+/* An argument names the port device instead (tests serve a pty). */
+int main(int argc, char **argv)
+{
+	char dev[300];
+
+	for (;;) {
+		if (argc > 1)
+			snprintf(dev, sizeof(dev), "%s", argv[1]);
+		if (argc > 1 || find_port(dev, sizeof(dev)))
+			serve(dev);
+		sleep(1);
+	}
+}

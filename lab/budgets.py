@@ -1,0 +1,67 @@
+"""One timing budget per action, used by every scenario (and documented in the README).
+
+A budget is how long the lab waits for one thing. Each says whose behaviour the
+wait depends on: running out of a ``driver`` budget is a driver verdict (the driver
+did not let go, did not answer, did not finish); running out of a ``lab`` budget is
+a lab failure. The budgets are generous on purpose: a healthy driver that is slow
+(seconds, not minutes) must pass -- the negative controls of the self-test prove it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from lab.errors import DeadlineExceeded, DriverFailure, DriverHang
+from lab.wait import wait_for
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long the lab waits for one action, and whom running out of it blames."""
+
+    seconds: float
+    blames: Literal["driver", "lab"]
+    what: str
+    #: running out of it means the driver hung (rather than misbehaved)
+    hang: bool = False
+
+    def wait(self, what: str, probe: Callable[[], T | None]) -> T:
+        """``wait_for`` with this budget; a driver budget running out is a driver verdict."""
+        try:
+            return wait_for(what, probe, self.seconds)
+        except DeadlineExceeded as exc:
+            if self.blames == "lab":
+                raise
+            kind = DriverHang if self.hang else DriverFailure
+            raise kind(f"{exc.summary} (budget: {self.what})") from None
+
+
+#: TCP connect and first echo from the echo driver (every scenario that connects)
+FIRST_ECHO = Budget(10.0, "driver", "a TCP connection to the echo driver is accepted and "
+                    "its first bytes come back")
+#: no echo progress on a connection with bytes outstanding (load, churn, capacity)
+STALL = Budget(10.0, "driver", "an echo connection with bytes outstanding makes progress")
+#: libvirt's device-removed event after a live detach (the guest's driver let go)
+UNPLUG = Budget(60.0, "driver", "the guest completes a NIC hot-unplug (the adapter is "
+                "released)", hang=True)
+#: the guest stops listing the MAC after libvirt removed the device
+ADAPTER_GONE = Budget(30.0, "driver", "the guest no longer lists the removed adapter",
+                      hang=True)
+#: libvirt attaches a NIC and the guest configures its address
+REPLUG = Budget(60.0, "lab", "a replugged NIC is attached and configured by the guest")
+#: the transport binds a replugged or rebound adapter (journals BIND)
+BIND = Budget(30.0, "driver", "the transport binds the adapter again")
+#: the host's L2 echo answers on a (re)bound adapter
+L2_ECHO = Budget(30.0, "driver", "the transport answers the L2 echo on a bound adapter")
+#: an unbound adapter must stop answering the L2 echo within this long
+L2_SILENT = Budget(1.0, "driver", "an unbound adapter stops answering the L2 echo")
+
+ALL: tuple[tuple[str, Budget], ...] = (
+    ("FIRST_ECHO", FIRST_ECHO), ("STALL", STALL), ("UNPLUG", UNPLUG),
+    ("ADAPTER_GONE", ADAPTER_GONE), ("REPLUG", REPLUG), ("BIND", BIND),
+    ("L2_ECHO", L2_ECHO), ("L2_SILENT", L2_SILENT),
+)

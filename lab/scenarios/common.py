@@ -1,0 +1,89 @@
+"""What every scenario needs: measurements, the L2 and TCP echo probes, journal marks."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from lab import budgets
+from lab.errors import DriverFailure
+from lab.guests.base import Deployment
+from lab.journal import Adapter
+from lab.l2probe import probe
+from lab.load import LoadResult
+from lab.naming import ECHO_PORT
+from lab.plan import Nic
+from lab.vm import Vm
+
+
+@dataclass
+class Measurements:
+    """What a scenario measured (goes to the evidence folder and the summary)."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    loads: list[LoadResult] = field(default_factory=list)
+
+    def merge(self, other: Measurements) -> Measurements:
+        self.values.update(other.values)
+        self.loads.extend(other.loads)
+        return self
+
+
+def record(vm: Vm, m: Measurements, result: LoadResult) -> None:
+    """Keep a load result: in the measurements and, failing or not, in the VM's evidence."""
+    m.loads.append(result)
+    vm.loads.append(result)
+
+
+def adapter_of(vm: Vm, nic: Nic) -> Adapter:
+    """The adapter of ``nic`` as driver journals name it (by MAC, with its index)."""
+    return vm.handle.adapter(nic.mac).journal_adapter
+
+
+def require_probe(nic: Nic, what: str) -> float:
+    reply = probe(nic.bridge, nic.mac)
+    if reply is None:
+        raise DriverFailure(f"labtdi: no L2 echo from {nic.alias} ({nic.mac}) {what}")
+    return reply.rtt_s
+
+
+def await_probe(nic: Nic, state: str) -> float:
+    """Wait until the L2 echo answers on ``nic`` again (a driver verdict when it never does)."""
+    return budgets.L2_ECHO.wait(
+        f"L2 echo from the {state} {nic.alias} ({nic.mac})",
+        lambda: r.rtt_s if (r := probe(nic.bridge, nic.mac)) else None)
+
+
+def echo_once(nic: Nic, payload: bytes = b"driver-lab echo probe\n") -> None:
+    """One TCP echo round trip to the echo driver on ``nic`` within the FIRST_ECHO budget."""
+    try:
+        with socket.create_connection((nic.address, ECHO_PORT),
+                                      timeout=budgets.FIRST_ECHO.seconds) as sock:
+            sock.sendall(payload)
+            got = b""
+            while len(got) < len(payload):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+    except OSError as exc:
+        raise DriverFailure(f"echo driver: no echo on {nic.alias} {nic.address}: {exc}") from exc
+    if got != payload:
+        raise DriverFailure(f"echo driver: echo on {nic.alias} returned {got!r}, sent {payload!r}")
+
+
+def journal_mark(dep: Deployment | None) -> int:
+    """The newest timestamp in ``dep``'s journal (events after it belong to what follows)."""
+    if dep is None:
+        return 0
+    return max((e.t_ns for e in dep.journal()), default=0)
+
+
+def wait_bound(tdi: Deployment, nic: Nic, after_ns: int, how: str) -> None:
+    """The transport journals BIND for ``nic`` after ``after_ns`` within the BIND budget."""
+    def bound() -> bool | None:
+        return True if any(e.name == "BIND" and e.adapter is not None
+                           and e.adapter.mac == nic.mac and e.t_ns > after_ns
+                           for e in tdi.journal()) else None
+    budgets.BIND.wait(f"{tdi.module} to bind the {how} {nic.alias} ({nic.mac})", bound)
