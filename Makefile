@@ -13,6 +13,8 @@ PYTEST_ARGS ?=
 WORKERS ?= 4
 SCENARIO_ARGS ?=
 JUNIT ?= artifacts/junit.xml
+# The HTML report beside the JUnit XML (artifacts/report.html for artifacts/junit.xml).
+REPORT_HTML ?= $(subst junit,report,$(JUNIT:.xml=.html))
 E1000E_CONFIG := images/linux-micro/lab-e1000e.toml
 # The inventory of the lab named by CONFIG (exists while that lab is up).
 INVENTORY = $(shell $(PY) -c "from lab.config import load_config; print(load_config('$(CONFIG)').state_dir / 'inventory.json')" 2>/dev/null)
@@ -51,7 +53,8 @@ lab: lab-up drivers-linux
 	@rm -f $(dir $(INVENTORY))leases/leases.jsonl
 	$(PY) -m pytest -p no:cacheprovider -n $(WORKERS) tests/scenarios \
 		--lab-config $(CONFIG) --junitxml=$(JUNIT) $(SCENARIO_ARGS); \
-		rc=$$?; $(LAB) --config $(CONFIG) report --junit $(JUNIT); exit $$rc
+		rc=$$?; $(LAB) --config $(CONFIG) report --junit $(JUNIT) --html $(REPORT_HTML); \
+		$(LAB) --config $(CONFIG) history --record $(JUNIT); exit $$rc
 
 # Everything: unit, drivers and lab tiers, then the scenario suite on the default
 # lab (virtio + vmxnet3, cloud kernel) and on the e1000e lab (virtio + e1000e,

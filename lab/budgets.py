@@ -59,9 +59,17 @@ BIND = Budget(30.0, "driver", "the transport binds the adapter again")
 L2_ECHO = Budget(30.0, "driver", "the transport answers the L2 echo on a bound adapter")
 #: an unbound adapter must stop answering the L2 echo within this long
 L2_SILENT = Budget(1.0, "driver", "an unbound adapter stops answering the L2 echo")
+#: the transport journals a test NIC's link state change (LINK_DOWN / LINK_UP) after
+#: libvirt set the link down or up (the guest's link watch may delay it about a second)
+LINK_STATE = Budget(20.0, "driver", "the transport journals the adapter's link state change")
+#: the guest resets a NIC (Windows Restart-NetAdapter; Linux MTU change and down/up):
+#: the command returns once the adapter's driver reinitialised it and the transport let go
+NIC_RESET = Budget(120.0, "driver", "the guest's NIC reset command returns (the adapter "
+                   "was reinitialised)", hang=True)
 
 ALL: tuple[tuple[str, Budget], ...] = (
     ("FIRST_ECHO", FIRST_ECHO), ("STALL", STALL), ("UNPLUG", UNPLUG),
     ("ADAPTER_GONE", ADAPTER_GONE), ("REPLUG", REPLUG), ("BIND", BIND),
-    ("L2_ECHO", L2_ECHO), ("L2_SILENT", L2_SILENT),
+    ("L2_ECHO", L2_ECHO), ("L2_SILENT", L2_SILENT), ("LINK_STATE", LINK_STATE),
+    ("NIC_RESET", NIC_RESET),
 )

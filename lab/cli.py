@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 from importlib import import_module
+from pathlib import Path
 
-from lab.errors import LabError
+from lab.crash import run_guarded
 
 #: Modules that contribute sub-commands. Each exposes ``register(subparsers)``,
 #: which adds its parsers and sets ``func`` (``Callable[[argparse.Namespace], int]``).
 COMMAND_MODULES: tuple[str, ...] = (
     "lab.commands",
+    "lab.history_cli",
     "lab.load.cli",
     "lab.image.cli",
     "lab.selftest.run",
@@ -37,17 +38,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
-    if func is None:
-        parser.print_help()
-        return 2
-    try:
+    """Parse, dispatch, and turn any failure into one line (lab.crash.run_guarded)."""
+    parsed: list[argparse.Namespace] = []
+
+    def run() -> int:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        parsed.append(args)
+        func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+        if func is None:
+            parser.print_help()
+            return 2
         return func(args)
-    except LabError as exc:
-        print(f"lab: {exc.kind}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("lab: interrupted", file=sys.stderr)
-        return 130
+
+    return run_guarded(run, lambda: crash_log_dirs(parsed[0].config if parsed else None))
+
+
+def crash_log_dirs(config: str | None) -> list[Path]:
+    """Where an internal error's traceback goes: the lab's state directory, if it exists."""
+    from lab.config import load_config
+
+    state_dir = load_config(config).state_dir
+    return [state_dir] if state_dir.is_dir() else []

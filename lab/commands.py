@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_console)
     p = sub.add_parser("report", help="summary table of a scenario run (JUnit XML)")
     p.add_argument("--junit", default="artifacts/junit.xml")
+    p.add_argument("--html", metavar="FILE", type=Path, default=None,
+                   help="also write a self-contained HTML report to FILE")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("config", help="print every lab.toml key with its default and meaning")
     p.set_defaults(func=cmd_config)
@@ -134,8 +136,9 @@ def cmd_ssh(args: argparse.Namespace) -> int:
         if ssh is None:
             raise LabFailure("an interactive shell needs the OpenSSH client",
                              hint="apt-get install openssh-client, or pass a command")
-        os.execv(ssh, [ssh, "-i", str(addr.key_file), "-o", "IdentitiesOnly=yes",
-                       "-o", f"UserKnownHostsFile={inv.known_hosts}",
+        # -F /dev/null: no ~/.ssh/config or /etc/ssh/ssh_config (ProxyCommand, HostName...).
+        os.execv(ssh, [ssh, "-F", os.devnull, "-i", str(addr.key_file),
+                       "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={inv.known_hosts}",
                        "-o", "StrictHostKeyChecking=yes", f"{addr.user}@{addr.host}"])
     with Guest(addr) as guest:
         res = guest.run(" ".join(args.cmd), check=False, timeout=600)
@@ -170,4 +173,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise LabFailure(f"{junit} does not exist", hint="run the scenario suite first "
                          "(make lab)")
     print(summary(junit, StatePaths(cfg.state_dir).lease_log))
+    if args.html is not None:
+        from lab.report_html import write_html
+
+        print(f"HTML report: {write_html(junit, args.html)}")
     return 0

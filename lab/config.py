@@ -18,7 +18,9 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
+from lab import config_checks as checks
 from lab.errors import ConfigError
+from lab.naming import POOL_OWNER_SUFFIX
 
 DEFAULT_CONFIG_NAME = "lab.toml"
 
@@ -74,7 +76,7 @@ NIC_MODELS: dict[str, str] = {
     "rtl8139": "8139cp",
 }
 
-_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,14}$")
+_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,13}[a-z0-9])?$")
 _WIN_USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,19}$")
 _WIN_DRIVER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")
 #: What each NIC model needs in a Windows guest (windows-notes B3, AutoHCK driver tables).
@@ -326,20 +328,58 @@ SECTIONS: dict[str, type[Any]] = {
 T = TypeVar("T")
 
 
+#: Largest lab.toml read (a real one is a few hundred bytes).
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def load_config(path: Path | str | None = None) -> LabConfig:
     """Read and validate ``lab.toml``; a missing file means all defaults."""
-    cfg_path = Path(path or DEFAULT_CONFIG_NAME).resolve()
-    raw: dict[str, Any] = {}
-    if cfg_path.exists():
-        try:
-            raw = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(str(cfg_path), "-", f"is not valid TOML: {exc}",
-                              "fix the syntax at the position shown") from None
-    elif path is not None:
-        raise ConfigError(str(cfg_path), "-", "does not exist",
-                          "pass an existing file with --config, or omit it for the defaults")
-    return parse_config(raw, cfg_path)
+    try:
+        cfg_path = Path(path or DEFAULT_CONFIG_NAME).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise ConfigError(repr(str(path)), "-", f"is not a usable path ({exc})",
+                          "pass the path of a lab.toml with --config") from None
+    where = str(cfg_path)
+    if not cfg_path.exists():
+        if path is not None:
+            raise ConfigError(where, "-", "does not exist",
+                              "pass an existing file with --config, or omit it for the defaults")
+        return parse_config({}, cfg_path)
+    return parse_config(_read_toml(cfg_path), cfg_path)
+
+
+def _read_toml(cfg_path: Path) -> dict[str, Any]:
+    """The parsed document; every way a file can be unreadable is a ConfigError."""
+    where = str(cfg_path)
+    if cfg_path.is_dir():
+        raise ConfigError(where, "-", "is a directory, not a file",
+                          f"pass the file itself, e.g. --config {cfg_path / DEFAULT_CONFIG_NAME}")
+    if not cfg_path.is_file():
+        raise ConfigError(where, "-", "is not a regular file (device, FIFO or socket)",
+                          "pass a lab.toml file with --config")
+    try:
+        with cfg_path.open("rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(where, "-", f"cannot be read ({exc.strerror})",
+                          "make it readable by the user running lab") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(where, "-", f"is larger than {MAX_CONFIG_BYTES} bytes",
+                          "a lab.toml is a few hundred bytes; pass the right file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError(where, "-", f"is not UTF-8 text (byte {data[exc.start]:#04x} "
+                          f"on line {line})", "save it as UTF-8 (TOML requires it)") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(where, "-", f"is not valid TOML: {exc}",
+                          "fix the syntax at the position shown") from None
+    except RecursionError:
+        raise ConfigError(where, "-", "nests arrays or tables too deeply to read",
+                          "lab.toml needs no nesting beyond [section] key = [list]") from None
 
 
 def parse_config(raw: dict[str, Any], path: Path) -> LabConfig:
@@ -393,9 +433,31 @@ def _coerce(hint: Any, value: Any, where: str, key: str) -> Any:
         raise TypeError(f"unsupported config type {hint}")
     if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ConfigError(where, key, f"must be an integer, got {value!r}", "write a whole number")
-    if hint is str and not isinstance(value, str):
-        raise ConfigError(where, key, f"must be a string, got {value!r}", "quote the value")
+    if hint is bool and not isinstance(value, bool):
+        name = key.split(".")[-1]
+        raise ConfigError(where, key, f"must be true or false, got {value!r}",
+                          f"write {name} = true or {name} = false (no quotes)")
+    if hint is str:
+        _check_text(value, where, key)
     return value
+
+
+#: Longest string value (paths, names, URIs); anything longer is a mistake.
+MAX_TEXT = 1024
+
+
+def _check_text(value: Any, where: str, key: str) -> None:
+    """A single line of printable text: control characters (newline, NUL, escape) would
+    end up in file names, command lines, XML and Makefile expansions."""
+    if not isinstance(value, str):
+        raise ConfigError(where, key, f"must be a string, got {value!r}", "quote the value")
+    if len(value) > MAX_TEXT:
+        raise ConfigError(where, key, f"is {len(value)} characters long",
+                          f"keep it under {MAX_TEXT} characters")
+    bad = [c for c in value if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0]
+    if bad:
+        raise ConfigError(where, key, f"contains the control character {bad[0]!r}",
+                          "write it on one line without control characters")
 
 
 def _validate(config: LabConfig) -> None:
@@ -406,12 +468,36 @@ def _validate(config: LabConfig) -> None:
                           "use 1-10 lowercase letters or digits, starting with a letter")
     _validate_vms(where, vms)
     _validate_subnets(where, net, len(vms.test_nics), len(vms.names))
+    _validate_host_paths(where, config)
+    checks.check_deb_package(where, "image.kernel_package", config.image.kernel_package)
+    if config.image.windows_disk and (config.base_dir / config.image.windows_disk).exists():
+        checks.check_qcow2(where, "image.windows_disk",
+                           config.base_dir / config.image.windows_disk)
     if config.image.kind is ImageKind.WINDOWS:
         _validate_windows(where, config)
     _validate_windows_image(where, config.windows_image)
-    if config.image.disk_size_mib < 128:
-        raise ConfigError(where, "image.disk_size_mib", "is below 128",
-                          "the micro guest's module tree needs at least 128 MiB")
+    checks.check_range(where, "image.disk_size_mib", config.image.disk_size_mib,
+                       *DISK_SIZE_MIB, " (the module tree needs 128 MiB; the disk is a "
+                       "small sparse file)")
+
+
+def _validate_host_paths(where: str, config: LabConfig) -> None:
+    """The URI, the state directory and the pool: what reaches commands and the disk."""
+    lab = config.lab
+    checks.check_uri(where, "lab.uri", lab.uri)
+    try:
+        state_dir = config.state_dir
+    except (OSError, RuntimeError) as exc:
+        raise ConfigError(where, "lab.state_dir", f"cannot be resolved ({exc})",
+                          'use a plain directory, e.g. state_dir = "var"') from None
+    checks.check_state_dir(where, "lab.state_dir", lab.state_dir, state_dir, config.base_dir)
+    root = checks.project_root()
+    keep_out = [config.base_dir, state_dir] + ([root] if root is not None else [])
+    if lab.pool_path:
+        checks.check_pool_path(where, "lab.pool_path", lab.pool_path, keep_out)
+    if checks.uri_is_local(lab.uri):
+        checks.check_pool_dir_is_ours(where, "lab.pool_path", Path(config.pool_path),
+                                      f"{lab.name}{POOL_OWNER_SUFFIX}")
 
 
 def _validate_windows(where: str, config: LabConfig) -> None:
@@ -497,14 +583,29 @@ def _validate_windows_image(where: str, section: WindowsImageSection) -> None:
                               f"set it between {low} and {high}")
 
 
+#: Allowed ranges of the sizes and deadlines (refused at load, not when a VM fails to start).
+VM_LIMITS: dict[str, tuple[int, int]] = {
+    "memory_mib": (128, 65536), "vcpus": (1, 64), "hotplug_slots": (0, 16),
+    "boot_timeout_s": (10, 7200),
+}
+DISK_SIZE_MIB = (128, 65536)
+#: VM and test NIC counts: MACs encode each in one byte (naming.mac_address) and test
+#: bridges are named <lab>-t<slot> in 15 bytes; the caps below are what a host can run.
+MAX_VMS = 64
+MAX_TEST_NICS = 16
+
+
 def _validate_vms(where: str, vms: VmsSection) -> None:
     if not vms.names:
         raise ConfigError(where, "vms.names", "is empty", "name at least one VM, e.g. [\"vm1\"]")
+    checks.check_count(where, "vms.names", len(vms.names), 1, MAX_VMS,
+                       "one MAC byte and one address per VM")
     seen: set[str] = set()
     for name in vms.names:
         if not _NAME_RE.match(name):
             raise ConfigError(where, "vms.names", f"{name!r} is not a valid VM name",
-                              "use lowercase letters, digits or '-', starting with a letter")
+                              "use 1-15 lowercase letters, digits or '-', starting with a "
+                              "letter and not ending with '-'")
         if name in seen:
             raise ConfigError(where, "vms.names", f"names {name!r} twice",
                               "give every VM a unique name")
@@ -512,16 +613,14 @@ def _validate_vms(where: str, vms: VmsSection) -> None:
     if not vms.test_nics:
         raise ConfigError(where, "vms.test_nics", "has no test NIC (NIC count 0)",
                           "list at least one NIC model, e.g. [\"virtio\"]")
+    checks.check_count(where, "vms.test_nics", len(vms.test_nics), 1, MAX_TEST_NICS,
+                       "one network, bridge and PCI slot per test NIC")
     for model in vms.test_nics:
         if model not in NIC_MODELS:
             raise ConfigError(where, "vms.test_nics", f"model {model!r} is unknown",
                               f"use one of: {', '.join(NIC_MODELS)}")
-    for key, value, low in (("memory_mib", vms.memory_mib, 128), ("vcpus", vms.vcpus, 1),
-                            ("hotplug_slots", vms.hotplug_slots, 0),
-                            ("boot_timeout_s", vms.boot_timeout_s, 10)):
-        if value < low:
-            raise ConfigError(where, f"vms.{key}", f"is {value}, below {low}",
-                              f"set it to {low} or more")
+    for key, (low, high) in VM_LIMITS.items():
+        checks.check_range(where, f"vms.{key}", getattr(vms, key), low, high)
 
 
 def _validate_subnets(where: str, net: NetworkSection, n_test: int, n_vms: int) -> None:
@@ -531,9 +630,10 @@ def _validate_subnets(where: str, net: NetworkSection, n_test: int, n_vms: int) 
     ]:
         try:
             subnet = ipaddress.IPv4Network(text)
-        except ValueError:
-            raise ConfigError(where, key, f"{text!r} is not an IPv4 subnet",
+        except ValueError as exc:
+            raise ConfigError(where, key, f"{text!r} is not an IPv4 subnet ({exc})",
                               "write it like \"192.168.213.0/24\"") from None
+        checks.check_subnet(where, key, subnet)
         if subnet.num_addresses < n_vms + 16:
             raise ConfigError(where, key, f"{text} is too small for {n_vms} VMs",
                               "use a /24 or larger")

@@ -33,6 +33,7 @@ KNOWN_KNOBS: Mapping[str, str] = MappingProxyType({
     "corrupt_echo": "corrupt one echoed byte every N KiB",
     "block_unload": "block forever in unload",
     "crash_on_unbind": "NULL dereference on unbind",
+    "teardown_on_link_down": "unbind the adapter on a link down (media disconnect)",
 })
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

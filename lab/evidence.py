@@ -99,8 +99,19 @@ def _crash(vm: Vm, ev: Evidence) -> None:
 
 
 def _hang(vm: Vm, ev: Evidence) -> None:
+    """Blocked-task stacks (or the kind's NMI path), then a live memory dump of the hung
+    guest before the next test reverts it (compressed kdump: crash(8) opens it)."""
     try:
         ev.notes.extend(vm.handle.hang_evidence(
             ev.path, lambda: vm.hv.inject_nmi(vm.domain())))
     except LabError as exc:
         ev.notes.append(f"hang evidence unavailable: {exc.summary}")
+    if not vm.handle.host_dump_on_crash:
+        return
+    target = ev.path / "memory-hang.kdump"
+    try:
+        ev.path.mkdir(parents=True, exist_ok=True)
+        vm.hv.dump_memory(vm.domain(), str(target), compressed=True, live=True)
+        ev.notes.append(f"live memory dump of the hung guest in {target.name}")
+    except LabError as exc:
+        ev.notes.append(f"memory dump of the hung guest failed: {exc.summary}")

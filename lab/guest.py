@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 
 import paramiko
-from fabric import Connection
+from fabric import Config, Connection
 
 from lab import netns
 from lab.errors import CommandFailed, CommandTimeout, GuestUnreachable, LabFailure
@@ -117,6 +117,14 @@ class SshCommand:
         self.chan.close()
 
 
+def isolated_config() -> Config:
+    """A fabric configuration that reads no file: no ``~/.ssh/config``, no
+    ``/etc/ssh/ssh_config``, no ``~/.fabric.yaml``. A user's ProxyCommand, ProxyJump,
+    gateway, HostName or Port must never apply to a guest connection (it would run
+    a command, as root for a sandboxed lab, and carry the session elsewhere)."""
+    return Config(lazy=True, ssh_config=paramiko.SSHConfig())
+
+
 class Guest:
     """One guest over SSH (context manager; ``close`` may be called any number of times)."""
 
@@ -145,7 +153,8 @@ class Guest:
     def _open(self) -> Connection:
         check_route(self.addr)
         conn = Connection(
-            self.addr.host, user=self.addr.user, connect_timeout=self.connect_timeout,
+            self.addr.host, user=self.addr.user, port=22, config=isolated_config(),
+            gateway=False, connect_timeout=self.connect_timeout,
             connect_kwargs={"key_filename": str(self.addr.key_file),
                             "look_for_keys": False, "allow_agent": False,
                             "banner_timeout": self.connect_timeout,

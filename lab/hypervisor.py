@@ -22,7 +22,7 @@ import libvirt_qemu
 from lab import naming
 from lab.errors import LabFailure
 
-OWNER_MARKER_SUFFIX = ".driver-lab-owner"
+OWNER_MARKER_SUFFIX = naming.POOL_OWNER_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -421,11 +421,16 @@ class Hypervisor:
             dom.updateDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
 
     @staticmethod
-    def dump_memory(dom: libvirt.virDomain, path: str) -> None:
-        """Memory-only dump (ELF), as `virsh dump --memory-only` writes it."""
+    def dump_memory(dom: libvirt.virDomain, path: str, *, compressed: bool = False,
+                    live: bool = False) -> None:
+        """Memory-only dump, as `virsh dump --memory-only [--format kdump-zlib] [--live]`
+        writes it: ELF, or the zlib-compressed kdump format crash(8) reads; ``live``
+        lets the guest run on while it is written."""
+        fmt = (libvirt.VIR_DOMAIN_CORE_DUMP_FORMAT_KDUMP_ZLIB if compressed
+               else libvirt.VIR_DOMAIN_CORE_DUMP_FORMAT_RAW)
+        flags = libvirt.VIR_DUMP_MEMORY_ONLY | (libvirt.VIR_DUMP_LIVE if live else 0)
         with classified(f"dumping the memory of {dom.name()}"):
-            dom.coreDumpWithFormat(path, libvirt.VIR_DOMAIN_CORE_DUMP_FORMAT_RAW,
-                                   libvirt.VIR_DUMP_MEMORY_ONLY)
+            dom.coreDumpWithFormat(path, fmt, flags)
 
     @staticmethod
     def inject_nmi(dom: libvirt.virDomain) -> None:

@@ -86,7 +86,7 @@ def read(path: Path) -> Inventory:
         vms = tuple(VmEntry(**{**v, "nics": tuple(Nic(**n) for n in v["nics"])})
                     for v in data.pop("vms"))
         return Inventory(**data, vms=vms)
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, OSError) as exc:
         raise LabFailure(f"{path} is not a valid inventory ({exc})",
                          hint="run `make lab-up` to rewrite it") from None
 

@@ -16,6 +16,10 @@ METADATA_PREFIX = "dlab"
 #: First host number used for VMs in every lab subnet (.1 is the host bridge).
 FIRST_VM_HOST = 11
 
+#: Name suffix of the empty volume that marks a storage pool as made by lab ``<lab>``
+#: (``<lab>.driver-lab-owner``); `lab down` removes only pools carrying it.
+POOL_OWNER_SUFFIX = ".driver-lab-owner"
+
 #: Alias libvirt keeps for the management NIC ("ua-" marks a user alias).
 MGMT_ALIAS = "ua-mgmt"
 

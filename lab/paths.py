@@ -52,6 +52,11 @@ class StatePaths:
         return self.leases / "leases.jsonl"
 
     @property
+    def history(self) -> Path:
+        """The run history database (`lab history`, SQLite)."""
+        return self.root / "history.sqlite"
+
+    @property
     def accel_cache(self) -> Path:
         return self.root / "accel.json"
 

@@ -279,6 +279,13 @@ class GuestHandle(abc.ABC):
     @abc.abstractmethod
     def deployment(self, manifest: DriverManifest, vocabulary: Vocabulary) -> Deployment: ...
 
+    @abc.abstractmethod
+    def reset_adapter(self, adapter: AdapterInfo, deadline: float) -> None:
+        """Reset one NIC: its driver reinitialises the device (Windows Restart-NetAdapter;
+        Linux an MTU change and an admin down/up) and the command returns once the
+        adapter is back up. Past ``deadline``: DriverHang (the adapter was never let go);
+        a command the guest refuses: LabFailure."""
+
     def crash_evidence(self, folder: Path) -> list[str]:
         """After a crash the lab detected: fetch what the guest wrote (dumps); returns notes."""
         del folder

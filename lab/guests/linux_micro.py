@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from lab.domxml import AGENT_CHANNEL
 from lab.drivers import DriverManifest, LinuxTwin
-from lab.errors import DriverFailure, LabFailure
+from lab.errors import CommandTimeout, DriverFailure, DriverHang, LabFailure
 from lab.guests.base import (
     AdapterInfo,
     BootChoices,
@@ -74,6 +74,22 @@ def control_line(verb: str, ifname: str) -> str:
     if verb not in ("bind", "unbind") or not _IFNAME.match(ifname):
         raise ValueError(f"bad control request {verb!r} {ifname!r}")
     return f"{verb} {ifname}"
+
+
+#: The MTU a NIC reset switches to before it restores the adapter's own (any value
+#: every NIC model accepts; an MTU change makes vmxnet3 and e1000e re-create their rings).
+RESET_MTU = 1400
+
+
+def reset_command(ifname: str, mtu: int) -> str:
+    """A NIC reset: MTU to :data:`RESET_MTU` and back to ``mtu``, then admin down and up
+    (every driver's stop and open); stops at the first step that fails."""
+    if not _IFNAME.match(ifname) or mtu <= 0:
+        raise ValueError(f"bad NIC reset request {ifname!r} mtu {mtu}")
+    other = RESET_MTU if mtu != RESET_MTU else RESET_MTU - 100
+    steps = (("mtu", str(other)), ("mtu", str(mtu)), ("down",), ("up",))
+    return " && ".join(shlex.join(["ip", "link", "set", "dev", ifname, *step])
+                       for step in steps)
 
 
 def micro_cmdline(vm: VmSpec) -> str:
@@ -156,6 +172,22 @@ class LinuxMicroHandle(GuestHandle):
     def deployment(self, manifest: DriverManifest, vocabulary: Vocabulary) -> LinuxTwinDeployment:
         skip = (self.management_mac,) if self.management_mac else ()
         return LinuxTwinDeployment(self.shell, manifest, vocabulary, skip_macs=skip)
+
+    def reset_adapter(self, adapter: AdapterInfo, deadline: float) -> None:
+        """MTU change and admin down/up of the adapter (:func:`reset_command`)."""
+        mtu_file = f"/sys/class/net/{adapter.name}/mtu"
+        mtu = self.shell.run(shlex.join(["cat", mtu_file]), timeout=30).stdout.strip()
+        if not mtu.isdigit():
+            raise LabFailure(f"{self.name}: cannot read the MTU of {adapter.name}: {mtu!r}")
+        command = reset_command(adapter.name, int(mtu))
+        try:
+            res = self.shell.run(command, timeout=deadline, check=False)
+        except CommandTimeout as exc:
+            raise DriverHang(f"driver hung: the reset of {adapter.name} ({adapter.mac}) did "
+                             f"not return within {deadline:.0f}s") from exc
+        if not res.ok:
+            raise LabFailure(f"{self.name}: NIC reset of {adapter.name} failed "
+                             f"({res.exit_code}): {res.stderr.strip()[-300:]}")
 
     def hang_evidence(self, folder: Path, nmi: Callable[[], None]) -> list[str]:
         """Blocked-task stacks (sysrq w) into ``hang-stacks.txt``; no NMI needed."""

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from lab.config import LabConfig
 from lab.drivers import REPO_ROOT, DriverManifest, load_manifests
-from lab.errors import ConfigError, LabFailure
+from lab.errors import CommandTimeout, ConfigError, DriverHang, LabFailure
 from lab.guests.base import (
     AdapterInfo,
     BootChoices,
@@ -251,6 +251,20 @@ class WindowsGuest(GuestHandle):
         mac = self.management_mac
         return deployment_for(self.shell, windows_spec(manifest), vocabulary,
                               None if mac is None else lambda: self.adapter(mac))
+
+    def reset_adapter(self, adapter: AdapterInfo, deadline: float) -> None:
+        """``Restart-NetAdapter``: the device is disabled and enabled again (a PnP
+        stop and start, so the protocol sees the query-remove, unbinds and binds)."""
+        command = f"Restart-NetAdapter -Name {ps_quote(adapter.name)}"
+        try:
+            res = self.shell.run(command, timeout=deadline, check=False)
+        except CommandTimeout as exc:
+            raise DriverHang(f"driver hung: Restart-NetAdapter of {adapter.name} "
+                             f"({adapter.mac}) did not return within {deadline:.0f}s") from exc
+        if not res.ok:  # the error record's first line says why
+            why = (res.stderr.strip() or res.stdout.strip() or "no output").splitlines()[0]
+            raise LabFailure(f"{self.name}: Restart-NetAdapter {adapter.name} failed "
+                             f"({res.exit_code}): {why[:300]}")
 
     def boot_id(self) -> str | None:
         """The guest's last boot time (None while it does not answer)."""

@@ -15,6 +15,7 @@ functions.
 
 from lab.scenarios.adapters import hot_unplug, unbind_rebind, unbind_rebind_unplug
 from lab.scenarios.common import Measurements, adapter_of, await_probe, echo_once, require_probe
+from lab.scenarios.link import link_flap, nic_reset
 from lab.scenarios.traffic import capacity, check_load, load, load_churn
 from lab.scenarios.unload import churn_then_unload, unload
 
@@ -27,8 +28,10 @@ __all__ = [
     "churn_then_unload",
     "echo_once",
     "hot_unplug",
+    "link_flap",
     "load",
     "load_churn",
+    "nic_reset",
     "require_probe",
     "unbind_rebind",
     "unbind_rebind_unplug",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from lab import budgets
 from lab.errors import DriverFailure, LabFailure
@@ -110,6 +111,8 @@ def load_churn(vm: Vm, nics: tuple[Nic, ...], churn: Nic, action: str,
             box["result"] = exc
 
     thread = threading.Thread(target=runner, name="churn-load")
+    vm.timeline.add(f"load: {spec.connections} connections x {len(nics)} NICs for {seconds}s "
+                    f"with {churn.alias} churned")
     started = time.monotonic()
     thread.start()
     time.sleep(seconds * 0.25)
@@ -161,3 +164,41 @@ def check_churn(result: LoadResult, churn: Nic, churn_at: float) -> None:
     for summary in result.targets:
         if summary.bytes == 0:
             raise DriverFailure(f"no traffic at all on {summary.target} during churn")
+
+
+def load_during(vm: Vm, nics: tuple[Nic, ...], action: Callable[[], None], what: str,
+                seconds: float = 8.0) -> tuple[LoadResult, float]:
+    """Load on every NIC (connections reconnect) with ``action`` run a quarter into it.
+
+    Returns the load's result (kept in the VM's evidence) and when the action began, in
+    seconds after the load started (for :func:`check_churn`). The load is waited for
+    even when the action fails, and the action's error wins.
+    """
+    box: dict[str, LoadResult | BaseException] = {}
+    spec = _spec(nics, connections=2, duration=seconds, reconnect=True)
+
+    def runner() -> None:
+        try:
+            box["result"] = run_load(spec)
+        except BaseException as exc:  # handed to the main thread below
+            box["result"] = exc
+
+    thread = threading.Thread(target=runner, name="load-during")
+    vm.timeline.add(f"load: {spec.connections} connections x {len(nics)} NICs for "
+                    f"{seconds}s during {what}")
+    started = time.monotonic()
+    thread.start()
+    try:
+        time.sleep(seconds * 0.25)
+        action_at = time.monotonic() - started
+        action()
+    finally:
+        thread.join(seconds + 60)
+    if thread.is_alive():
+        raise LabFailure(f"the load during {what} did not stop within {seconds + 60:.0f}s")
+    result = box.get("result")
+    if isinstance(result, BaseException):
+        raise result
+    assert isinstance(result, LoadResult)
+    vm.loads.append(result)
+    return result, action_at

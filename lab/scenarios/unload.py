@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 import time
 
 from lab import budgets
@@ -59,10 +60,19 @@ def _unload_with_clients(vm: Vm, driver: Deployment, count: int,
             raise DriverFailure(f"{driver.module} unloaded while {count} connections were "
                                 "live (the WskDeregister contract waits for them)")
     finally:
-        for sock in clients:
-            sock.close()
-        vm.timeline.add(f"lab closed its {len(clients)} clients")
+        _close_clients(clients)
+        vm.timeline.add(f"lab closed its {len(clients)} clients (every second one with a "
+                        "reset)")
     return pending.wait(driver.unload_deadline_s)
+
+
+def _close_clients(clients: list[socket.socket]) -> None:
+    """Close the clients: even ones orderly (FIN), odd ones abortively (RST, linger 0),
+    so the driver must release and journal connections ended both ways."""
+    for i, sock in enumerate(clients):
+        if i % 2:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
 
 
 def churn_then_unload(vm: Vm, nics: tuple[Nic, ...], churn: Nic, action: str,

@@ -1307,6 +1307,30 @@ class WindowsGuestDouble:
                 return _Pending(lambda: False, _Outcome)  # UnbindAdapterEx never completes
         return [self._binding_object(a) for a in targets] if "passthru" in p.named else []
 
+    def _c_restart_adapter(self, inp: list[object] | None, p: _Params,
+                           errors: list[str]) -> list[object] | _Pending:
+        """Restart-NetAdapter -Name: the device is disabled and enabled (a PnP removal
+        without hardware removal): a bound labtdi sees the query-remove and unbinds, then
+        binds again; an unbind that never completes keeps the cmdlet waiting. No output
+        without -PassThru (NetAdapter module)."""
+        wanted = p.text("Name") or ""
+        targets = [a for a in self._listed_adapters() if a.name.lower() == wanted.lower()]
+        if not targets:
+            raise _PsError(out.ps_error(
+                "Restart-NetAdapter", "No MSFT_NetAdapter objects found with property 'Name' "
+                f"equal to '{wanted}'.  Verify the value of the property and retry.",
+                f"ObjectNotFound: ({wanted}:String) [Restart-NetAdapter], CimJobException",
+                "CmdletizationQuery_NotFound_Name,Restart-NetAdapter"))
+        driver = self._driver("labtdi")
+        for adapter in targets:
+            if not isinstance(driver, _LabTdi) or adapter.mac not in driver.bound:
+                continue
+            if not driver.unbind(adapter, removal=True):
+                return _Pending(lambda: False, _Outcome)  # the disable never completes
+            if adapter.binding:
+                driver.bind(adapter)
+        return [self._adapter_object(a) for a in targets] if "passthru" in p.named else []
+
     def _c_get_ipaddress(self, inp: list[object] | None, p: _Params,
                          errors: list[str]) -> list[object]:
         if (p.text("AddressFamily") or "").lower() != "ipv4":
@@ -1796,6 +1820,7 @@ _CMDLETS: dict[str, tuple[str, set[str], set[str]]] = {
     "get-content": ("_c_get_content", {"path"}, {"raw"}),
     "new-item": ("_c_new_item", {"itemtype", "path"}, {"force"}),
     "restart-computer": ("_c_restart", set(), {"force"}),
+    "restart-netadapter": ("_c_restart_adapter", {"name"}, {"passthru"}),
     "get-ciminstance": ("_c_get_ciminstance", {"classname"}, set()),
     "get-netfirewallportfilter": ("_c_get_portfilter", {"protocol"}, set()),
     "get-netfirewallrule": ("_c_get_fwrule", set(), set()),

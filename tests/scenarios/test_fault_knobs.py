@@ -95,3 +95,23 @@ def test_crash_on_unbind_is_a_driver_crash(lab_vm: LeasedVm) -> None:
     else:  # the guest writes its own dump and reboots (Windows): the lab decodes it
         notes = lab_vm.vm.handle.crash_evidence(lab_vm.evidence.path)
         assert any(n.startswith("bugcheck 0x000000E2") for n in notes), notes
+
+
+@pytest.mark.parametrize(("scenario", "caught"), [("link_flap", "tore down its binding"),
+                                                   ("nic_reset", "out of order")])
+def test_teardown_on_link_down_is_caught(lab_vm: LeasedVm, scenario: str, caught: str) -> None:
+    """A transport that unbinds an adapter when its link goes down (a media disconnect
+    treated as a removal) fails the link flap (it tore the binding down) and the NIC
+    reset (a teardown without the query-remove, never bound again): driver failed."""
+    if lab_vm.vm.kind.name == "windows":  # drivers/labtdi/driver.toml says why
+        pytest.skip("labtdi.sys has no teardown_on_link_down knob (no link-state handling)")
+    lab_vm.deploy("wskecho")
+    tdi = lab_vm.deploy("labtdi", knobs=("teardown_on_link_down",))
+    nic = lab_vm.test_nics[0]
+    run = scenarios.link_flap if scenario == "link_flap" else scenarios.nic_reset
+    with pytest.raises(DriverFailure) as info:
+        run(lab_vm.vm, tdi, lab_vm.test_nics, nic)
+    assert verdict_of(lab_vm, info.value) == "driver failed"
+    assert caught in str(info.value) and nic.alias in str(info.value)
+    names = tdi.journal().names()
+    assert "LINK_DOWN" in names and "UNBIND" in names

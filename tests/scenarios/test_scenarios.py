@@ -101,3 +101,25 @@ def test_unload(lab_vm: LeasedVm, driver: str, live: int) -> None:
     dep = lab_vm.deploy(driver)
     m = scenarios.unload(lab_vm.vm, dep, live_connections=live, nics=lab_vm.test_nics)
     assert m.values["reload"] == "ok"
+
+
+def test_link_flap(lab_vm: LeasedVm, nic_model: str, request: pytest.FixtureRequest) -> None:
+    """Link down and up under load on every NIC: the transport journals LINK_DOWN then
+    LINK_UP, tears nothing down, still answers the L2 echo; traffic on that NIC stops
+    and resumes, the other NICs see no error."""
+    lab_vm.deploy("wskecho")
+    tdi = lab_vm.deploy("labtdi")
+    m = scenarios.link_flap(lab_vm.vm, tdi, lab_vm.test_nics, lab_vm.nic(nic_model))
+    record_load(lab_vm, m.loads, request.node)
+    assert m.values["link_down_seen_s"] < 60
+
+
+def test_nic_reset(lab_vm: LeasedVm, nic_model: str, request: pytest.FixtureRequest) -> None:
+    """The guest resets one NIC under load (Linux: MTU change and down/up; Windows:
+    Restart-NetAdapter): the binding is intact or torn down in order and bound again,
+    echo resumes, the other NICs see no error."""
+    lab_vm.deploy("wskecho")
+    tdi = lab_vm.deploy("labtdi")
+    m = scenarios.nic_reset(lab_vm.vm, tdi, lab_vm.test_nics, lab_vm.nic(nic_model))
+    record_load(lab_vm, m.loads, request.node)
+    assert m.values["reset_s"] < 120

@@ -174,3 +174,17 @@ def test_console_journal_keeps_lines_a_panic_cut_apart() -> None:
     assert parsed.cut_events("labtdi") == ["UNBIND"]
     with pytest.raises(DriverFailure):  # the strict parser still refuses the cut line
         parse_journal(console, VOCAB)
+
+
+def test_a_connection_the_peer_reset_is_paired_and_not_a_failure() -> None:
+    """CLOSE err:-104 (the client reset it) counts as a close; a driver-side error does not."""
+    rows = ("LOAD", "WSK_REGISTER", "WSK_CAPTURE_NPI", "LISTEN", "ACCEPT", "ACCEPT",
+            "CLOSE - err:-104", "CLOSE", "LISTENER_CLOSED", "WSK_RELEASE_NPI",
+            "WSK_DEREGISTER", "UNLOAD")
+    check_unload(journal(*rows, driver="kecho"), "kecho", VOCAB)
+    failing = tuple(r.replace("err:-104", "err:-12") for r in rows)
+    with pytest.raises(DriverFailure, match="failed during this load"):
+        check_unload(journal(*failing, driver="kecho"), "kecho", VOCAB)
+    unpaired = tuple(r for r in rows if r != "CLOSE - err:-104")
+    with pytest.raises(DriverFailure, match="ACCEPT x2 but CLOSE x1"):
+        check_unload(journal(*unpaired, driver="kecho"), "kecho", VOCAB)

@@ -15,7 +15,7 @@ GOOD_VMS = "[vms]\nmemory_mib = 4096\ntest_nics = ['e1000e', 'e1000e']\n"
 
 
 def _load(tmp_path: Path, text: str) -> Path:
-    (tmp_path / "win.qcow2").write_bytes(b"")
+    (tmp_path / "win.qcow2").write_bytes(b"QFI\xfb")  # qcow2 magic: checked at load
     path = tmp_path / "lab.toml"
     path.write_text(text)
     return path

@@ -85,7 +85,7 @@ def test_efi_needs_both_firmware_files() -> None:
 
 
 def test_windows_kind_boot_choices_and_management_nic(tmp_path: Path) -> None:
-    (tmp_path / "win.qcow2").write_bytes(b"")
+    (tmp_path / "win.qcow2").write_bytes(b"QFI\xfb")  # qcow2 magic: checked at load
     raw = {"image": {"kind": "windows", "windows_disk": "win.qcow2",
                      "windows_ssh_key": "id", "windows_host_key": "host.pub"},
            "vms": {"memory_mib": 4096, "test_nics": ["e1000e", "e1000e"]}}

@@ -11,7 +11,7 @@ from test_windows_deploy import ScriptedShell, ok
 from test_windows_dump import header64
 
 from lab.config import parse_config
-from lab.errors import LabFailure
+from lab.errors import ConfigError, LabFailure
 from lab.guests.base import CommandResult
 from lab.guests.windows import Windows, WindowsGuest
 from lab.guests.windows_evidence import collect_crash
@@ -46,10 +46,15 @@ def test_check_accepts_a_complete_setup(tmp_path: Path) -> None:
 
 
 def test_check_refuses_raw_images_and_secure_boot_firmware(tmp_path: Path) -> None:
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
+    for sub in "abc":
+        (tmp_path / sub).mkdir()
+    with pytest.raises(ConfigError, match="not a qcow2"):  # refused at load already
+        _setup(tmp_path / "a", fmt="raw")
+    kind = _setup(tmp_path / "c")  # a qcow2 at load, replaced by a raw image later
+    subprocess.run(["qemu-img", "create", "-f", "raw", str(tmp_path / "c" / "win.qcow2"), "64M"],
+                   check=True, capture_output=True, timeout=60)
     with pytest.raises(ImageUnusable, match="not qcow2"):
-        check_image(_setup(tmp_path / "a", fmt="raw").config)
+        check_image(kind.config)
     with pytest.raises(ImageUnusable, match="Secure Boot"):
         check_image(_setup(tmp_path / "b", code="OVMF_CODE_4M.secboot.fd").config)
 

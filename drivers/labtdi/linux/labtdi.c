@@ -19,6 +19,11 @@
  *   PNP_FORWARDED            the query was passed to the transport's clients
  *                            (a blocking notifier chain other modules join
  *                            with labtdi_register_client)
+ *   LINK_DOWN / LINK_UP      the adapter's media state changed (NDIS status
+ *                            indication NDIS_STATUS_LINK_STATE): carrier lost or
+ *                            the device stopped / carrier back on a running
+ *                            device (NETDEV_CHANGE, NETDEV_DOWN, NETDEV_UP);
+ *                            the binding stays as it is
  *
  * Per adapter, removal (NETDEV_UNREGISTER) and "unbind <ifname>" written to
  * /proc/labtdi/control journal, in order: QUERY_REMOVE, PNP_FORWARDED, UNBIND,
@@ -35,6 +40,9 @@
  *                             (the next netdev event calls freed module text)
  *   block_unload=1            module_exit blocks forever
  *   crash_on_unbind=1         NULL pointer dereference in the unbind path
+ *   teardown_on_link_down=1   unbind the adapter when its link goes down (a
+ *                             media disconnect is not a removal): the binding
+ *                             is gone and never comes back on link up
  *
  * skip_macs=<mac>[,<mac>...] (not a fault): adapters never bound, e.g. the
  * lab's management NIC, so a broken binding cannot cut the lab off the guest.
@@ -97,6 +105,7 @@ struct labtdi_binding {
 	int ifindex;
 	atomic64_t requests;
 	atomic64_t replies;
+	bool link_down;			/* last media state journaled (RTNL) */
 };
 
 static struct labjournal journal;
@@ -308,6 +317,41 @@ static void labtdi_unbind(struct labtdi_binding *b, bool query, bool unregisteri
 	kfree(b);
 }
 
+static bool teardown_on_link_down;
+module_param(teardown_on_link_down, bool, 0644);
+MODULE_PARM_DESC(teardown_on_link_down, "FAULT: unbind the adapter when its link goes down");
+
+/*
+ * The media state of a bound adapter changed (carrier, or the device stopped or
+ * started): journal LINK_DOWN / LINK_UP once per change.  A media disconnect tears
+ * nothing down -- unless the fault knob says so.
+ */
+static void labtdi_link_event(struct labtdi_binding *b)
+{
+	bool down = !(netif_running(b->dev) && netif_carrier_ok(b->dev));
+
+	ASSERT_RTNL();
+	if (down == b->link_down)
+		return;
+	b->link_down = down;
+	labtdi_log(down ? "LINK_DOWN" : "LINK_UP", b, 0);
+	if (down && READ_ONCE(teardown_on_link_down))
+		labtdi_unbind(b, false, false);	/* FAULT: binding gone for good */
+}
+
+static int labtdi_link_notify(struct notifier_block *nb, unsigned long event, void *ptr)
+{
+	struct net_device *dev = netdev_notifier_info_to_dev(ptr);
+	struct labtdi_binding *b;
+
+	if (event != NETDEV_CHANGE && event != NETDEV_UP && event != NETDEV_DOWN)
+		return NOTIFY_DONE;
+	b = labtdi_find(dev);
+	if (b)
+		labtdi_link_event(b);
+	return NOTIFY_DONE;
+}
+
 static int labtdi_netdev_event(struct notifier_block *nb, unsigned long event, void *ptr)
 {
 	struct net_device *dev = netdev_notifier_info_to_dev(ptr);
@@ -323,6 +367,8 @@ static int labtdi_netdev_event(struct notifier_block *nb, unsigned long event, v
 		if (b)
 			labtdi_unbind(b, true, true);
 		break;
+	default:
+		return labtdi_link_notify(nb, event, ptr);
 	}
 	return NOTIFY_DONE;
 }
@@ -396,6 +442,8 @@ static void labtdi_log_knobs(void)
 		pr_warn("labtdi: fault knob block_unload is on\n");
 	if (crash_on_unbind)
 		pr_warn("labtdi: fault knob crash_on_unbind is on\n");
+	if (teardown_on_link_down)
+		pr_warn("labtdi: fault knob teardown_on_link_down is on\n");
 }
 
 static int __init labtdi_init(void)
