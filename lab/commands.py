@@ -126,6 +126,15 @@ def guest_address(inv: inventory.Inventory, vm_name: str) -> GuestAddress:
     return GuestAddress.of(inv, inv.vm(vm_name))
 
 
+def interactive_ssh_argv(ssh: str, addr: GuestAddress, known_hosts: Path) -> list[str]:
+    """OpenSSH to a guest reading no ssh_config (-F: no user ProxyCommand, HostName, Port)
+    and trusting only the lab's pinned host key."""
+    return [ssh, "-F", os.devnull, "-i", str(addr.key_file), "-o", "IdentitiesOnly=yes",
+            "-o", f"UserKnownHostsFile={known_hosts}", "-o", f"GlobalKnownHostsFile={os.devnull}",
+            "-o", "StrictHostKeyChecking=yes", "-o", "ProxyCommand=none", "-o", "ProxyJump=none",
+            f"{addr.user}@{addr.host}"]
+
+
 def cmd_ssh(args: argparse.Namespace) -> int:
     cfg = _config(args)
     inv = inventory.read(StatePaths(cfg.state_dir).inventory)
@@ -136,10 +145,7 @@ def cmd_ssh(args: argparse.Namespace) -> int:
         if ssh is None:
             raise LabFailure("an interactive shell needs the OpenSSH client",
                              hint="apt-get install openssh-client, or pass a command")
-        # -F /dev/null: no ~/.ssh/config or /etc/ssh/ssh_config (ProxyCommand, HostName...).
-        os.execv(ssh, [ssh, "-F", os.devnull, "-i", str(addr.key_file),
-                       "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={inv.known_hosts}",
-                       "-o", "StrictHostKeyChecking=yes", f"{addr.user}@{addr.host}"])
+        os.execv(ssh, interactive_ssh_argv(ssh, addr, Path(inv.known_hosts)))
     with Guest(addr) as guest:
         res = guest.run(" ".join(args.cmd), check=False, timeout=600)
     sys.stdout.write(res.stdout)

@@ -125,12 +125,16 @@ class LabSection:
         SandboxMode.AUTO,
     )
     state_dir: str = _doc(
-        "Where the lab keeps images, keys, inventory, logs and locks (relative to this file).",
+        "Where the lab keeps images, keys, inventory, logs and locks (relative to this file). "
+        "It must lie below this file's directory or the Driver Lab checkout, and use only "
+        "letters, digits and . _ + - / (the Makefile hands it to the shell).",
         "var",
     )
     pool_path: str = _doc(
         "Directory of the lab's libvirt storage pool on the hypervisor host "
-        "(empty: /var/lib/libvirt/images/<name>).",
+        "(empty: /var/lib/libvirt/images/<name>). Absolute, not a system directory; if it "
+        "exists it must be empty or already the lab's (holding <name>.driver-lab-owner), "
+        "because `lab down` deletes every file in it.",
         "",
     )
 
@@ -148,7 +152,8 @@ class ImageSection:
         "linux-image-cloud-amd64 is small and has virtio/vmxnet3; linux-image-amd64 adds e1000e.",
         "linux-image-cloud-amd64",
     )
-    disk_size_mib: int = _doc("Size of the micro guest's golden disk (MiB, sparse).", 512)
+    disk_size_mib: int = _doc("Size of the micro guest's golden disk (MiB, sparse; 128-65536).",
+                              512)
     windows_disk: str = _doc(
         "Path of the Windows golden qcow2 (only with kind = windows).", ""
     )
@@ -199,7 +204,8 @@ class NetworkSection:
     """[network]: the lab's isolated libvirt networks (no forwarding)."""
 
     management: str = _doc(
-        "IPv4 subnet of the management network (SSH rides on it; scenarios never touch it).",
+        "IPv4 subnet of the management network (SSH rides on it; scenarios never touch it). "
+        "Every lab subnet must be private (RFC 1918), no larger than a /16, and overlap no other.",
         "192.168.213.0/24",
     )
     test: list[str] = _doc(
@@ -213,22 +219,23 @@ class NetworkSection:
 class VmsSection:
     """[vms]: the lab's VMs. All share these settings."""
 
-    names: list[str] = _doc("VM names, unique.", ["vm1", "vm2", "vm3", "vm4"])
-    memory_mib: int = _doc("Guest memory in MiB.", 256)
-    vcpus: int = _doc("Virtual CPUs per guest.", 1)
+    names: list[str] = _doc("VM names, unique: 1-15 lowercase letters, digits or '-' (1-64 VMs).",
+                            ["vm1", "vm2", "vm3", "vm4"])
+    memory_mib: int = _doc("Guest memory in MiB (128-65536).", 256)
+    vcpus: int = _doc("Virtual CPUs per guest (1-64).", 1)
     machine: Machine = _doc(
         "q35 (PCIe root ports, native hotplug) or pc (i440fx, ACPI hotplug).", Machine.Q35
     )
     test_nics: list[str] = _doc(
         "One entry per test NIC: its QEMU model (virtio, vmxnet3, e1000e, e1000, rtl8139). "
-        "At least one.",
+        "1 to 16 of them.",
         ["virtio", "vmxnet3"],
     )
     hotplug_slots: int = _doc(
-        "Spare hot-plug slots (q35: empty pcie-root-ports) for replugging NICs.", 4
+        "Spare hot-plug slots (q35: empty pcie-root-ports) for replugging NICs (0-16).", 4
     )
     boot_timeout_s: int = _doc(
-        "Deadline for a VM to answer on SSH after start (seconds).", 240
+        "Deadline for a VM to answer on SSH after start (seconds, 10-7200).", 240
     )
 
 
@@ -334,13 +341,16 @@ MAX_CONFIG_BYTES = 1 << 20
 
 def load_config(path: Path | str | None = None) -> LabConfig:
     """Read and validate ``lab.toml``; a missing file means all defaults."""
+    if path is not None and not str(path):
+        raise ConfigError("''", "-", "is an empty path (--config \"\")",
+                          "pass the path of a lab.toml, or omit --config for ./lab.toml")
     try:
         cfg_path = Path(path or DEFAULT_CONFIG_NAME).resolve()
     except (OSError, RuntimeError, ValueError) as exc:
         raise ConfigError(repr(str(path)), "-", f"is not a usable path ({exc})",
                           "pass the path of a lab.toml with --config") from None
     where = str(cfg_path)
-    if not cfg_path.exists():
+    if not checks.path_exists(where, "-", cfg_path):
         if path is not None:
             raise ConfigError(where, "-", "does not exist",
                               "pass an existing file with --config, or omit it for the defaults")
@@ -470,9 +480,9 @@ def _validate(config: LabConfig) -> None:
     _validate_subnets(where, net, len(vms.test_nics), len(vms.names))
     _validate_host_paths(where, config)
     checks.check_deb_package(where, "image.kernel_package", config.image.kernel_package)
-    if config.image.windows_disk and (config.base_dir / config.image.windows_disk).exists():
-        checks.check_qcow2(where, "image.windows_disk",
-                           config.base_dir / config.image.windows_disk)
+    disk = config.base_dir / config.image.windows_disk
+    if config.image.windows_disk and checks.path_exists(where, "image.windows_disk", disk):
+        checks.check_qcow2(where, "image.windows_disk", disk)
     if config.image.kind is ImageKind.WINDOWS:
         _validate_windows(where, config)
     _validate_windows_image(where, config.windows_image)

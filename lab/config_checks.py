@@ -54,6 +54,8 @@ _URI_FIX = 'write it like "qemu:///system" or "qemu+ssh://user@host/system"'
 #: Debian package names (Policy 5.6.1); also keeps option-like values off apt's argv.
 _DEB_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]{1,99}$")
 QCOW2_MAGIC = b"QFI\xfb"
+#: Longest file name Linux file systems take (NAME_MAX).
+NAME_MAX = 255
 
 
 def project_root() -> Path | None:
@@ -79,6 +81,25 @@ def check_safe_path(where: str, key: str, text: str, what: str = "") -> None:
         raise ConfigError(where, key, f"{what or repr(text)} contains {''.join(bad)!r}, "
                           "which the Makefile and shell commands would interpret",
                           _SAFE_PATH_FIX)
+    if any(len(part.encode()) > NAME_MAX for part in text.split("/")):
+        raise ConfigError(where, key, f"{what or repr(text)[:60]} has a name longer than "
+                          f"{NAME_MAX} bytes", "use shorter directory names")
+
+
+def path_exists(where: str, key: str, path: Path) -> bool:
+    """Whether ``path`` exists; a path that cannot even be looked at (too long, no
+    permission on a parent) is a ConfigError rather than an OSError later."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise ConfigError(where, key, f"{str(path)[:80]} cannot be looked at ({exc.strerror})",
+                          "use a shorter path the user running lab may read") from None
+    except ValueError as exc:
+        raise ConfigError(where, key, f"{str(path)[:80]} is not a usable path ({exc})",
+                          "write a plain path") from None
+    return True
 
 
 def check_state_dir(where: str, key: str, raw: str, resolved: Path, config_dir: Path) -> None:
@@ -108,11 +129,17 @@ def check_pool_path(where: str, key: str, text: str, keep_out: Iterable[Path]) -
         raise ConfigError(where, key, f"{text!r} is not a normal path (., .. or //)",
                           f"write it as {os.path.normpath(text)!r}")
     path = Path(text)
-    if _system_dir(path):
-        raise ConfigError(where, key, f"{text} is, or lies in, a system directory",
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError) as exc:
+        raise ConfigError(where, key, f"{text} cannot be resolved ({exc})",
+                          "use a plain directory without symlink loops") from None
+    if _system_dir(path) or _system_dir(real):
+        shown = text if real == path else f"{text} (really {real})"
+        raise ConfigError(where, key, f"{shown} is, or lies in, a system directory",
                           'use a directory of the lab\'s own, e.g. "/var/lib/libvirt/images/dlab"')
     for mine in keep_out:
-        if _inside(mine, path):
+        if _inside(mine, path) or _inside(mine, real):
             raise ConfigError(where, key, f"{text} contains {mine} (its files would become "
                               "pool volumes that `lab down` deletes)",
                               "use a separate directory, e.g. /var/lib/libvirt/images/<name>")
@@ -120,7 +147,7 @@ def check_pool_path(where: str, key: str, text: str, keep_out: Iterable[Path]) -
 
 def check_pool_dir_is_ours(where: str, key: str, path: Path, marker: str) -> None:
     """An existing pool directory must be empty or carry the lab's owner marker volume."""
-    if not path.exists():
+    if not path_exists(where, key, path):
         return
     if not path.is_dir():
         raise ConfigError(where, key, f"{path} exists and is not a directory",

@@ -303,7 +303,10 @@ class Hypervisor:
             if not pool.isActive():
                 pool.create()
             pool.refresh(0)
-            for vol in pool.listAllVolumes():
+            # The owner marker goes last: a `lab down` killed midway leaves a directory
+            # that still proves it is the lab's (load_config refuses unmarked ones).
+            for vol in sorted(pool.listAllVolumes(),
+                              key=lambda v: v.name().endswith(OWNER_MARKER_SUFFIX)):
                 removed.append(vol.name())
                 vol.delete(0)
             pool.destroy()

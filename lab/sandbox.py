@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -110,14 +111,14 @@ class Sandbox:
         if qemu_conf.exists():
             private = self.dir / "qemu.conf"
             private.write_text(qemu_conf.read_text() + SANDBOX_QEMU_CONF)
-            script.append(f"mount --bind {private} {qemu_conf}")
+            script.append(f"mount --bind {_q(private)} {_q(qemu_conf)}")
         autostart = Path("/etc/libvirt/qemu/networks/autostart")
         if autostart.is_dir():
             # The host's autostart networks (Debian's NAT "default") stay out of the sandbox.
             empty = self.dir / "empty-autostart"
             empty.mkdir(exist_ok=True)
-            script.append(f"mount --bind {empty} {autostart}")
-        script += [f"virtlogd -d -p {pid_v}", f"libvirtd -d -p {pid_l}"]
+            script.append(f"mount --bind {_q(empty)} {_q(autostart)}")
+        script += [f"virtlogd -d -p {_q(pid_v)}", f"libvirtd -d -p {_q(pid_l)}"]
         try:
             subprocess.run(["ip", "netns", "exec", self.netns, "sh", "-c", "\n".join(script)],
                            check=True, capture_output=True, text=True, timeout=60)
@@ -165,6 +166,11 @@ class Sandbox:
 #: Processes the sandbox daemons start; only these are stopped when left behind.
 DAEMON_CHILDREN = frozenset({"libvirtd", "virtlogd", "dnsmasq", "qemu-system-x86",
                              "libvirt_leasesh", "rpc-worker"})
+
+
+def _q(path: Path) -> str:
+    """``path`` as one word of the start script (paths come from the state dir)."""
+    return shlex.quote(str(path))
 
 
 def _self_and_ancestors() -> set[int]:

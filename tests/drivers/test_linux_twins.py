@@ -186,8 +186,8 @@ def test_unbind_and_rebind_through_the_control_file(main_run: GuestRun,
     assert l2(main_run, "veth1-after-rebind")["verdict"] == "ok"
     assert main_run.result("control", "unbind-nosuchnic") != ["0"]
     veth0 = nics(main_run)["veth0"]
-    names = journal_of(main_run, "journal-main", vocab).of_driver("labtdi").of_adapter(
-        veth0).sessions()[0].names()
+    names = [n for n in journal_of(main_run, "journal-main", vocab).of_driver("labtdi")
+             .of_adapter(veth0).sessions()[0].names() if n not in ("LINK_DOWN", "LINK_UP")]
     bind = ["BIND", "NETADDR_REGISTERED", "DEVICE_REGISTERED"]
     assert names[:11] == bind + list(REMOVAL_ORDER) + bind
 
@@ -325,3 +325,14 @@ def test_fault_crash_on_unbind(crash_run: GuestRun, vocab: Vocabulary) -> None:
         assert journal.of_adapter(dummy0).names()[-3:] == ["QUERY_REMOVE", "PNP_FORWARDED",
                                                            "UNBIND"]
         assert journal.names()[-1] == "UNBIND"
+
+
+def test_link_state_changes_are_journaled(main_run: GuestRun, vocab: Vocabulary) -> None:
+    """veth0 is bound while down and gets its carrier once its peer is up: labtdi
+    journals LINK_UP for it (NETDEV_CHANGE), and a link change tears nothing down."""
+    veth0 = nics(main_run)["veth0"]
+    names = journal_of(main_run, "journal-main", vocab).of_driver("labtdi").of_adapter(
+        veth0).sessions()[0].names()
+    assert "LINK_UP" in names
+    first_unbind = names.index("UNBIND")
+    assert names[:first_unbind].count("BIND") == 1  # no teardown before the admin unbind

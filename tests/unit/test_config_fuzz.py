@@ -11,6 +11,7 @@ marker, an empty directory, a real qcow2 header, a raw disk, a symlink to /etc.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -69,6 +70,7 @@ FILES = [
     refused("missing", "", "-", "pass an existing file", path="nope.toml"),
     refused("char-device", "", "-", "pass a lab.toml file", path="/dev/zero"),
     refused("fifo", "", "-", "pass a lab.toml file", path="fifo"),
+    refused("config-name-too-long", "", "-", "shorter path", path="c" * 300 + ".toml"),
     refused("huge", "#" * (2 << 20), "-", "few hundred bytes"),
     refused("deep-nesting", "a = " + "[" * 50000 + "]" * 50000, "-", "no nesting"),
     refused("syntax", "[lab\n", "-", "fix the syntax"),
@@ -114,6 +116,8 @@ STATE_DIR = [
     refused("state-dotdot", lab(state_dir='"../../../.."'), "lab.state_dir",
             "below the config file"),
     refused("state-tilde", lab(state_dir='"~/lab"'), "lab.state_dir", "only letters"),
+    refused("state-long-name", lab(state_dir='"' + "s" * 300 + '"'), "lab.state_dir",
+            "shorter directory names"),
     refused("state-symlink-out", lab(state_dir='"etclink"'), "lab.state_dir",
             "below the config file"),
     ok("state-relative", lab(state_dir='"state"'), "a directory below the config file"),
@@ -139,6 +143,9 @@ POOL = [
             "write it as"),
     refused("pool-space", lab(pool_path='"{tmp}/my pool"'), "lab.pool_path", "no spaces"),
     refused("pool-subshell", lab(pool_path='"{tmp}/p$(id)"'), "lab.pool_path", "no spaces"),
+    refused("pool-long-name", lab(pool_path='"{tmp}/' + "p" * 300 + '"'), "lab.pool_path",
+            "shorter directory names"),
+    refused("pool-symlink-etc", lab(pool_path='"{tmp}/etclink"'), "lab.pool_path", "lab's own"),
     refused("pool-holds-config", lab(pool_path='"{tmp}"'), "lab.pool_path", "separate directory"),
     refused("pool-holds-repo", lab(pool_path=f'"{REPO}"'), "lab.pool_path", "separate directory"),
     ok("pool-new", lab(), "a directory that does not exist yet: the lab creates and marks it"),
@@ -236,6 +243,10 @@ WINDOWS_DISK = [
             "image.windows_disk", "qemu-img convert"),
     refused("win-disk-dir", lab() + WIN.replace("{disk}", "{tmp}/adir"), "image.windows_disk",
             "golden qcow2"),
+    refused("win-disk-device", lab() + '[image]\nwindows_disk = "/dev/zero"\n',
+            "image.windows_disk", "golden qcow2"),
+    refused("win-disk-long-name", lab() + '[image]\nwindows_disk = "' + "w" * 300 + '"\n',
+            "image.windows_disk", "shorter path"),
     refused("win-disk-missing", lab() + WIN.replace("{disk}", "{tmp}/none.qcow2"),
             "image.windows_disk", "golden qcow2"),
     ok("win-disk-qcow2", lab() + WIN.replace("{disk}", "{tmp}/disk.qcow2"),
@@ -365,3 +376,31 @@ def test_every_command_refuses_bad_configs_in_one_line(
         check_one_line(res)
         check_refusal(case, res.stderr.split(": ", 2)[-1].rstrip("\n"), config)
         assert not (config.parent / "pwned").exists()
+
+
+def test_empty_config_argument_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="empty path") as info:
+        load_config("")
+    assert info.value.key == "-" and info.value.hint
+    res = subprocess.run([sys.executable, "-m", "lab", "--config", "", "status"],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False)
+    check_one_line(res)
+    assert "empty path" in res.stderr
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_makefile_never_runs_shell_syntax_from_the_config(tmp_path: Path) -> None:
+    # The attack for real: the Makefile puts load_config(...).state_dir and
+    # image.kernel_package into $(shell ...) results that recipes hand to sh. A
+    # refused config yields nothing, so nothing from it reaches a shell.
+    marker = tmp_path / "pwned"
+    config = tmp_path / "lab.toml"
+    config.write_text(f'[lab]\nname = "fz"\nstate_dir = "var$(touch {marker})"\n'
+                      f'[image]\nkernel_package = "k$(touch {marker})"\n')
+    probe = 'fuzz-probe: ; @echo "inventory=$(INVENTORY) meta=$(LINUX_TWINS_META)"'
+    res = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(REPO),
+                          "--eval", probe, "fuzz-probe", f"CONFIG={config}"],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr
+    assert "inventory= " in res.stdout and "meta=linux-image-cloud-amd64" in res.stdout
+    assert not marker.exists()

@@ -9,11 +9,15 @@ its own, and neither proxy command may have run.
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from lab.commands import interactive_ssh_argv
 from lab.errors import GuestUnreachable
 from lab.guest import Guest, GuestAddress
 
@@ -53,3 +57,37 @@ def test_user_ssh_and_fabric_config_are_ignored(tmp_path: Path,
     assert not ssh_marker.exists(), "~/.ssh/config ProxyCommand was run"
     assert not fabric_marker.exists(), "~/.fabric.yaml gateway was run"
     assert "127.0.0.1:22" in str(info.value)
+
+
+def ssh_options(ssh: str, argv: list[str]) -> dict[str, str]:
+    """The options OpenSSH would really use for ``argv`` (``ssh -G`` connects nowhere)."""
+    res = subprocess.run([ssh, "-G", *argv[1:]], capture_output=True, text=True, timeout=30,
+                         stdin=subprocess.DEVNULL, check=True)
+    return dict(line.split(" ", 1) for line in res.stdout.splitlines() if " " in line)
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="needs the OpenSSH client")
+def test_interactive_ssh_reads_no_ssh_config(tmp_path: Path) -> None:
+    # `lab ssh VM` execs OpenSSH with -F /dev/null: the only configuration file read
+    # is the empty one (OpenSSH skips ~/.ssh/config and /etc/ssh/ssh_config with -F;
+    # OpenSSH finds ~ through the password database, so a fake HOME cannot show it).
+    hostile = tmp_path / "hostile_config"
+    hostile.write_text("Host *\n    ProxyCommand touch /nonexistent/marker\n"
+                       "    HostName 10.66.66.66\n    Port 2222\n")
+    addr = GuestAddress(name="probe", host="192.168.213.11", subnet="192.168.213.0/24",
+                        bridge="dlab-m", key_file=tmp_path / "id",
+                        host_key="ssh-ed25519 " + HOST_KEY)
+    ssh = shutil.which("ssh")
+    assert ssh is not None
+    argv = interactive_ssh_argv(ssh, addr, tmp_path / "known_hosts")
+    assert argv[1:3] == ["-F", os.devnull]
+    options = ssh_options(ssh, argv)
+    assert "proxycommand" not in options and options.get("proxyjump", "none") == "none"
+    assert (options["hostname"], options["port"], options["user"]) == (
+        "192.168.213.11", "22", "root")
+    assert options["userknownhostsfile"] == str(tmp_path / "known_hosts")
+    assert options["globalknownhostsfile"] == os.devnull
+    assert options["stricthostkeychecking"] in ("true", "yes")
+    # Control: the file -F names is what OpenSSH reads (hostile settings do show up).
+    control = ssh_options(ssh, [ssh, "-F", str(hostile), *argv[3:]])
+    assert control["hostname"] == "10.66.66.66" and control["port"] == "2222"

@@ -105,7 +105,7 @@ struct labtdi_binding {
 	int ifindex;
 	atomic64_t requests;
 	atomic64_t replies;
-	bool link_down;			/* last media state journaled (RTNL) */
+	bool link_down;			/* media state at bind or last journaled (RTNL) */
 };
 
 static struct labjournal journal;
@@ -261,6 +261,7 @@ static int labtdi_bind(struct net_device *dev)
 	netdev_hold(dev, &b->tracker, GFP_KERNEL);
 	b->dev = dev;
 	b->ifindex = dev->ifindex;
+	b->link_down = !(netif_running(dev) && netif_carrier_ok(dev));	/* media state at bind */
 	strscpy(b->ifname, dev->name, sizeof(b->ifname));
 	labj_adapter(b->adapter, sizeof(b->adapter), dev);
 	list_add_tail(&b->node, &bindings);
