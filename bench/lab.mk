@@ -4,3 +4,6 @@ bench-lab: setup
 	$(PY) bench/lab/lab_up.py
 
 bench:: bench-lab
+
+help::
+	@echo "  bench-lab         lab up wall time for 1/2/4 VMs vs bare QEMU boot"

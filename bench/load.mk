@@ -5,7 +5,8 @@ LOAD_BENCH_DIR := bench/load
 LOAD_BENCH_BIN := $(LOAD_BENCH_DIR)/build
 LOAD_CC        ?= gcc
 LOAD_CFLAGS    ?= -O2 -Wall -Wextra
-LOAD_BENCH_CMD  = $(PY) $(LOAD_BENCH_DIR)/run_bench.py --bin $(LOAD_BENCH_BIN) --out bench/results/load.md
+LOAD_BENCH_OUT ?= artifacts/bench/load.md
+LOAD_BENCH_CMD  = $(PY) $(LOAD_BENCH_DIR)/run_bench.py --bin $(LOAD_BENCH_BIN) --out $(LOAD_BENCH_OUT)
 LOAD_BENCH_EXE := $(LOAD_BENCH_BIN)/echo_server $(LOAD_BENCH_BIN)/echo_client
 
 .PHONY: bench-load
@@ -22,3 +23,6 @@ bench:: setup $(LOAD_BENCH_EXE)
 
 clean::
 	rm -rf $(LOAD_BENCH_BIN)
+
+help::
+	@echo "  bench-load        load engine vs C reference on loopback: table in $(LOAD_BENCH_OUT), PASS/FAIL per goal"

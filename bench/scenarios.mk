@@ -4,3 +4,6 @@ bench-scenarios: lab-up drivers-linux
 	$(PY) bench/scenarios/run.py
 
 bench:: bench-scenarios
+
+help::
+	@echo "  bench-scenarios   scenario suite wall time with 1/2/4 workers (needs the lab up)"

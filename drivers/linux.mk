@@ -56,3 +56,8 @@ drivers-linux-clean:
 	rm -rf $(LINUX_TWINS_OUT)
 
 clean:: drivers-linux-clean
+
+help::
+	@echo "  drivers           build every driver: drivers-linux and drivers-windows"
+	@echo "  drivers-linux     build the Linux twins for the lab's kernel (var/drivers/linux/)"
+	@echo "  drivers-linux-clean  remove the Linux twin builds"

@@ -79,3 +79,9 @@ clean-drivers-windows:
 	rm -rf $(WIN_OUT)
 
 clean:: clean-drivers-windows
+
+help::
+	@echo "  drivers-windows   build and sign the Windows drivers (mingw-w64; var/drivers/windows/)"
+	@echo "  drivers-windows-build  compile the Windows drivers without signing them"
+	@echo "  test-drivers-windows   the drivers tier (tests/drivers)"
+	@echo "  clean-drivers-windows  remove the Windows driver builds"

@@ -8,20 +8,54 @@ work and the lab uses TCG. The answer is cached per host kernel and QEMU binary.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from lab.config import Acceleration
 from lab.errors import LabFailure
+from lab.inventory import write_text_atomic
 
 PROBE_TIMEOUT = 20.0
 PROBE_MARKER = "probe boot reached userspace"
 QEMU = "qemu-system-x86_64"
+PR_SET_PDEATHSIG = 1
+#: loaded before any fork: the child between fork and exec must not dlopen
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+@dataclass(frozen=True)
+class CachedChoice:
+    """The acceleration cache file: the probe's answer for one host kernel + QEMU."""
+
+    key: str
+    choice: Acceleration
+    reason: str
+
+
+def parse_cache(text: str) -> CachedChoice | None:
+    """The cache's content; None when it is half-written or not a cache at all."""
+    try:
+        data = json.loads(text)
+        return CachedChoice(key=str(data["key"]), choice=Acceleration(data["choice"]),
+                            reason=str(data["reason"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _die_with_parent() -> None:
+    """In the probe QEMU before exec: SIGKILL it when the lab process dies (even by
+    SIGKILL), so an interrupted `lab up` never leaves a spinning probe guest."""
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def domain_type(accel: Acceleration) -> str:
@@ -39,7 +73,8 @@ def probe_kvm(kernel: Path, initrd: Path, timeout: float = PROBE_TIMEOUT) -> tup
     cmd = [qemu, "-accel", "kvm", "-M", "q35", "-m", "128", "-nodefaults", "-display", "none",
            "-no-reboot", "-serial", "stdio", "-kernel", str(kernel), "-initrd", str(initrd),
            "-append", "console=ttyS0 lab.probe=1 quiet panic=-1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=_die_with_parent)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -60,15 +95,18 @@ def resolve(requested: Acceleration, cache_file: Path, kernel: Path, initrd: Pat
         return requested
     key = _cache_key()
     if cache_file.exists():
-        cached = json.loads(cache_file.read_text())
-        if cached.get("key") == key:
-            choice = Acceleration(cached["choice"])
-            say(f"acceleration: {choice.value} (auto, cached: {cached['reason']})")
-            return choice
+        cached = parse_cache(cache_file.read_text(errors="replace"))
+        if cached is None:
+            say(f"acceleration: ignoring {cache_file} (unreadable: half-written or not a "
+                "cache); probing again")
+        elif cached.key == key:
+            say(f"acceleration: {cached.choice.value} (auto, cached: {cached.reason})")
+            return cached.choice
+    say(f"acceleration: probing KVM with a probe boot (deadline {PROBE_TIMEOUT:.0f}s)")
     ok, reason = probe_kvm(kernel, initrd)
     choice = Acceleration.KVM if ok else Acceleration.TCG
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    cache_file.write_text(json.dumps({"key": key, "choice": choice.value, "reason": reason}))
+    write_text_atomic(cache_file, json.dumps({"key": key, "choice": choice.value,
+                                              "reason": reason}))
     say(f"acceleration: {choice.value} (auto: {reason})")
     return choice
 

@@ -66,10 +66,26 @@ LINK_STATE = Budget(20.0, "driver", "the transport journals the adapter's link s
 #: the command returns once the adapter's driver reinitialised it and the transport let go
 NIC_RESET = Budget(120.0, "driver", "the guest's NIC reset command returns (the adapter "
                    "was reinitialised)", hang=True)
+#: the guest disables a NIC (Windows Disable-NetAdapter; Linux removal of its PCI
+#: function): the command returns once every protocol let go of the adapter
+DISABLE = Budget(60.0, "driver", "the guest's NIC disable returns (every protocol let go "
+                 "of the adapter)", hang=True)
+#: the guest enables the NIC again (Enable-NetAdapter; a PCI rescan) and configures it
+ENABLE = Budget(60.0, "lab", "an enabled NIC is back in the guest and configured")
+#: the guest reaches the sleep state (libvirt reports it suspended) once asked to sleep:
+#: a driver that blocks or vetoes the system suspend runs this out
+SUSPEND = Budget(60.0, "driver", "the guest reaches the sleep state (no driver blocks the "
+                 "system suspend)", hang=True)
+#: libvirt wakes the guest and it answers SSH again (the lab's wake-up path)
+RESUME = Budget(120.0, "lab", "a woken guest runs and answers SSH again")
+#: the transport journals an adapter's power state change (SET_POWER_LOW / SET_POWER_ON)
+POWER_STATE = Budget(30.0, "driver", "the transport journals the adapter's power state "
+                     "change")
 
 ALL: tuple[tuple[str, Budget], ...] = (
     ("FIRST_ECHO", FIRST_ECHO), ("STALL", STALL), ("UNPLUG", UNPLUG),
     ("ADAPTER_GONE", ADAPTER_GONE), ("REPLUG", REPLUG), ("BIND", BIND),
     ("L2_ECHO", L2_ECHO), ("L2_SILENT", L2_SILENT), ("LINK_STATE", LINK_STATE),
-    ("NIC_RESET", NIC_RESET),
+    ("NIC_RESET", NIC_RESET), ("DISABLE", DISABLE), ("ENABLE", ENABLE),
+    ("SUSPEND", SUSPEND), ("RESUME", RESUME), ("POWER_STATE", POWER_STATE),
 )

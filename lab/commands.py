@@ -9,14 +9,21 @@ import sys
 from pathlib import Path
 
 from lab import config as config_mod
-from lab import inventory
+from lab import inventory, route_guard
 from lab.config import LabConfig, load_config
 from lab.errors import LabFailure
 from lab.guest import Guest, GuestAddress
 from lab.host import enter_existing, open_host
 from lab.hypervisor import DomainState
+from lab.lab_ref import down_text, lab_ref, read_inventory
+from lab.lablock import exclusive
 from lab.paths import StatePaths
 from lab.progress import Progress
+
+#: Where the pytest plugin puts run folders (lab.run_session.ARTIFACTS, relative to cwd).
+ARTIFACTS = Path("artifacts")
+#: ``--html`` without FILE: report.html in the run folder.
+REPORT_IN_RUN = Path("<run folder>/report.html")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,13 +37,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("vm")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="command (default: interactive shell)")
     p.set_defaults(func=cmd_ssh)
-    p = sub.add_parser("console", help="attach to a VM's serial console (virsh console)")
+    p = sub.add_parser("console", help="attach to a VM's serial console (virsh console), or "
+                                       "follow its log without a terminal (--follow)")
     p.add_argument("vm")
+    p.add_argument("-f", "--follow", action="store_true",
+                   help="print the console log's last lines, then what the VM writes, until "
+                        "Ctrl-C or --for; needs no terminal (CI logs, a second shell)")
+    p.add_argument("--for", dest="follow_for", metavar="SECONDS", type=float, default=None,
+                   help="with --follow: stop after SECONDS (default: until Ctrl-C)")
+    p.add_argument("-n", "--lines", type=int, default=20,
+                   help="with --follow: lines of history to print first (default 20)")
     p.set_defaults(func=cmd_console)
     p = sub.add_parser("report", help="summary table of a scenario run (JUnit XML)")
-    p.add_argument("--junit", default="artifacts/junit.xml")
-    p.add_argument("--html", metavar="FILE", type=Path, default=None,
-                   help="also write a self-contained HTML report to FILE")
+    p.add_argument("--junit", default=None, type=Path,
+                   help="report this JUnit XML (default: the latest run of the lab named by "
+                        "--config, artifacts/<lab>/latest)")
+    p.add_argument("--run", metavar="DIR", type=Path, default=None,
+                   help="report this run folder (artifacts/<lab>/runs/<run id>)")
+    p.add_argument("--html", metavar="FILE", type=Path, nargs="?", const=REPORT_IN_RUN,
+                   default=None, help="also write a self-contained HTML report to FILE "
+                                      "(no FILE: report.html in the run folder)")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("config", help="print every lab.toml key with its default and meaning")
     p.set_defaults(func=cmd_config)
@@ -55,13 +75,14 @@ def cmd_images(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     kind = guest_kind(cfg)
-    if args.force and kind.name == "linux-micro":
-        from lab.guests.micro_image import build_image
+    with exclusive(cfg, "images", _progress(cfg)):
+        if args.force and kind.name == "linux-micro":
+            from lab.guests.micro_image import build_image
 
-        build_image(cfg.image.kernel_package, cfg.state_dir, cfg.image.disk_size_mib,
-                    _progress(cfg), force=True)
-    kind.check()
-    img = kind.prepare_image(_progress(cfg))
+            build_image(cfg.image.kernel_package, cfg.state_dir, cfg.image.disk_size_mib,
+                        _progress(cfg), force=True)
+        kind.check()
+        img = kind.prepare_image(_progress(cfg))
     boot = f"  kernel: {img.kernel}\n  initrd: {img.initrd}\n" if img.kernel else ""
     print(f"{kind.name} image {img.digest}\n{boot}  golden disk: {img.disk}\n"
           f"  host key: {img.host_key_line}")
@@ -72,7 +93,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     from lab.provision import up
 
     cfg = _config(args)
-    inv = up(cfg, _progress(cfg))
+    progress = _progress(cfg)
+    with exclusive(cfg, "up", progress):
+        inv = up(cfg, progress)
     print(status_table(inv, None))
     print(f"\ninventory: {StatePaths(cfg.state_dir).inventory}")
     return 0
@@ -82,7 +105,9 @@ def cmd_down(args: argparse.Namespace) -> int:
     from lab.teardown import down
 
     cfg = _config(args)
-    down(cfg, _progress(cfg))
+    progress = _progress(cfg)
+    with exclusive(cfg, "down", progress):
+        down(cfg, progress)
     return 0
 
 
@@ -90,9 +115,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     cfg = _config(args)
     inv_path = StatePaths(cfg.state_dir).inventory
     if not inv_path.exists():
-        print(f"lab {cfg.lab.name} is down (no {inv_path})")
+        print(down_text(cfg, "is down"))
         return 0
     inv = inventory.read(inv_path)
+    print(lab_ref(cfg))
     hv = open_host(cfg, Progress(quiet=True), start=False)
     if hv is None:
         print(status_table(inv, {vm.name: "sandbox stopped" for vm in inv.vms}))
@@ -137,9 +163,13 @@ def interactive_ssh_argv(ssh: str, addr: GuestAddress, known_hosts: Path) -> lis
 
 def cmd_ssh(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    inv = inventory.read(StatePaths(cfg.state_dir).inventory)
+    inv = read_inventory(cfg)
     addr = guest_address(inv, args.vm)
     enter_existing(cfg)
+    # Interactive or not, the session starts inside the lab: in its namespace (gone after a
+    # host reboot: refused, never sent out through the host's default route) and via the
+    # management bridge.
+    route_guard.require_lab_target(inv, addr.host, f"lab ssh {args.vm}")
     if not args.cmd:
         ssh = shutil.which("ssh")
         if ssh is None:
@@ -155,8 +185,17 @@ def cmd_ssh(args: argparse.Namespace) -> int:
 
 def cmd_console(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    inv = inventory.read(StatePaths(cfg.state_dir).inventory)
+    inv = read_inventory(cfg)
     vm = inv.vm(args.vm)
+    if args.follow or args.follow_for is not None:
+        from lab.console_follow import follow
+
+        print(f"console log of {vm.name} ({lab_ref(cfg)}): {vm.console_log}", file=sys.stderr)
+        follow(Path(vm.console_log), sys.stdout.buffer, args.lines, args.follow_for)
+        return 0
+    if not sys.stdin.isatty():
+        raise LabFailure("`lab console` attaches to the console and needs a terminal",
+                         hint=f"use `lab console {vm.name} --follow` to follow its log")
     virsh = shutil.which("virsh")
     if virsh is None:
         raise LabFailure("virsh is not installed", hint="run `make setup`")
@@ -171,16 +210,40 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from lab.report import summary
+    from lab import report, runs
 
     cfg = _config(args)
-    junit = Path(args.junit)
+    run: runs.RunRecord | None = None
+    if args.junit is not None:
+        junit: Path = args.junit
+        print(f"JUnit {junit} (given with --junit; lab {cfg.lab.name}, "
+              f"state dir {cfg.state_dir})")
+    else:
+        run = (runs.read_run(args.run) if args.run is not None
+               else runs.latest_run(ARTIFACTS, cfg.lab.name))
+        print(report.run_header(run))
+        if run.start.config != str(cfg.path):
+            print(f"note: that run used config {run.start.config}, not {cfg.path} (same lab "
+                  f"name {cfg.lab.name}); its state dir is the one above")
+        junit = Path(run.start.junit)
+    if not junit.exists() and run is not None:
+        print(f"no JUnit XML ({junit} does not exist)\n{report.run_state(run)}")
+        return 1
     if not junit.exists():
         raise LabFailure(f"{junit} does not exist", hint="run the scenario suite first "
                          "(make lab)")
-    print(summary(junit, StatePaths(cfg.state_dir).lease_log))
+    state_dir = Path(run.start.state_dir) if run is not None else cfg.state_dir
+    print(report.summary(junit, StatePaths(state_dir).lease_log, run))
+    if run is not None:
+        print(report.run_state(run))
     if args.html is not None:
         from lab.report_html import write_html
 
-        print(f"HTML report: {write_html(junit, args.html)}")
-    return 0
+        out = args.html
+        if out == REPORT_IN_RUN:
+            out = (run.folder if run is not None else junit.parent) / "report.html"
+        lines = (*report.run_header(run).splitlines(), *report.run_state(run).splitlines()) \
+            if run is not None else ()
+        warn = run is not None and run.state != "complete"
+        print(f"HTML report: {write_html(junit, out, lines, warn)}")
+    return 0 if run is None or run.state == "complete" else 1

@@ -22,6 +22,9 @@ class Ownership:
     lab: str
     run: str
     vm: str | None = None
+    #: the install id of the lab's state dir (lab.identity) and that state dir
+    install: str | None = None
+    state_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,10 @@ def metadata(parent: ET.Element, owner: Ownership) -> None:
     _sub(lab, f"{naming.METADATA_PREFIX}:run", owner.run)
     if owner.vm is not None:
         _sub(lab, f"{naming.METADATA_PREFIX}:vm", owner.vm)
+    if owner.install is not None:
+        _sub(lab, f"{naming.METADATA_PREFIX}:install", owner.install)
+    if owner.state_dir is not None:
+        _sub(lab, f"{naming.METADATA_PREFIX}:state", owner.state_dir)
 
 
 def network_xml(spec: NetworkSpec, owner: Ownership) -> str:
@@ -122,6 +129,11 @@ def domain_xml(vm: VmSpec, boot: BootSpec, owner: Ownership, domain_type: str) -
     _sub(root, "on_poweroff", "destroy")
     _sub(root, "on_reboot", "restart")
     _sub(root, "on_crash", "preserve")  # keep a crashed guest for the memory dump
+    # Suspend to RAM (S3) for the sleep/resume scenario, never to disk: libvirt
+    # formatdomain "Power Management" (QEMU: ICH9-LPC / PIIX4_PM disable_s3=0, disable_s4=1).
+    pm = _sub(root, "pm")
+    _sub(pm, "suspend-to-mem", enabled="yes")
+    _sub(pm, "suspend-to-disk", enabled="no")
     _devices(root, vm, boot)
     return _tostring(root)
 
@@ -194,7 +206,27 @@ def _devices(root: ET.Element, vm: VmSpec, boot: BootSpec) -> None:
     _sub(channel, "target", type="virtio", name=AGENT_CHANNEL)
     panic = _sub(dev, "panic", model="isa")
     _sub(panic, "address", type="isa", iobase="0x505")
+    if boot.choices.watchdog:
+        _watchdog(dev)
     _sub(dev, "memballoon", model="none")
+
+
+#: What QEMU does when the guest stops petting the watchdog: an NMI, which a guest
+#: booted with unknown_nmi_panic turns into a panic, so pvpanic reports "crashed" and
+#: the lab dumps the guest's memory (formatdomain "Watchdog devices"). "dump" would
+#: only write a core and resume the livelocked guest; "reset" would lose it.
+WATCHDOG_ACTION = "inject-nmi"
+#: The watchdog's fixed PCI slot on bus 0 (pcie-root / pci-root): auto-placed, libvirt
+#: would hang this conventional PCI device behind a pcie-to-pci-bridge on q35, which
+#: can take a root port kept free for NIC hot-plug. libvirt's own placements start at
+#: the low slots and 0x1f is the ICH9 LPC/SATA/SMBus.
+WATCHDOG_SLOT = "0x1b"
+
+
+def _watchdog(dev: ET.Element) -> None:
+    wdt = _sub(dev, "watchdog", model="i6300esb", action=WATCHDOG_ACTION)
+    _sub(wdt, "address", type="pci", domain="0x0000", bus="0x00", slot=WATCHDOG_SLOT,
+         function="0x0")
 
 
 def pool_xml(name: str, path: str) -> str:

@@ -34,6 +34,7 @@ KNOWN_KNOBS: Mapping[str, str] = MappingProxyType({
     "block_unload": "block forever in unload",
     "crash_on_unbind": "NULL dereference on unbind",
     "teardown_on_link_down": "unbind the adapter on a link down (media disconnect)",
+    "no_rebind_after_resume": "release the bindings at suspend, never bind again after resume",
 })
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

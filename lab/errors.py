@@ -37,6 +37,20 @@ class LabFailure(LabError):
     kind = "lab failed"
 
 
+class LabBusy(LabFailure):
+    """Another command holds the lab's lock (lab up/down/images/selftest run one at a time)."""
+
+
+class NotOurs(LabFailure):
+    """A libvirt object, directory or state dir that this lab (config + state dir) did not
+    make: the lab neither adopts nor removes it."""
+
+
+class OutsideLab(LabFailure):
+    """A host-side probe, load or SSH session would leave the lab's networks (the target is
+    not a lab address, or this process is not in the lab's network namespace): refused."""
+
+
 class DriverFailure(LabError):
     """The driver under test failed (crash, hang, broken contract, corrupt data)."""
 

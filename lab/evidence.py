@@ -12,12 +12,16 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lab.errors import LabError
 from lab.guests.base import Deployment
 from lab.load import LoadResult
 from lab.verdict import DRIVER_HUNG
 from lab.vm import Vm
+
+if TYPE_CHECKING:
+    from lab.expect import Expectation
 
 
 @dataclass
@@ -28,6 +32,8 @@ class Evidence:
     deployments: list[Deployment] = field(default_factory=list)
     loads: list[LoadResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    expectation: Expectation | None = None
+    """A self-test's expected and observed verdict (:func:`lab.expect.expect_verdict`)."""
 
     def write(self, name: str, text: str) -> Path:
         self.path.mkdir(parents=True, exist_ok=True)

@@ -10,24 +10,34 @@ use. Connections are lazy and closing is idempotent; every read has a deadline.
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 import paramiko
 from fabric import Config, Connection
 
-from lab import netns
-from lab.errors import CommandFailed, CommandTimeout, GuestUnreachable, LabFailure
+from lab import netns, route_guard
+from lab.errors import CommandFailed, CommandTimeout, GuestUnreachable, LabError, LabFailure
 from lab.guests.base import CommandResult
 from lab.inventory import Inventory, VmEntry
-from lab.wait import wait_for
+from lab.wait import CRASH_POLL, crash_error, crash_event, wait_for
 
 CONNECT_TIMEOUT = 10.0
+#: Default deadline of one SFTP copy (put/get), connection included.
+TRANSFER_TIMEOUT = 120.0
+#: The watchdog fires this long after a command's own deadline, so that a command
+#: that merely ran long still ends as the loop's CommandTimeout.
+WATCHDOG_GRACE = 1.0
+SSH_ERRORS = (OSError, EOFError, paramiko.SSHException)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -41,12 +51,14 @@ class GuestAddress:
     key_file: Path
     host_key: str  # "ssh-ed25519 AAAA..."
     user: str = "root"
+    port: int = 22  #: the guests' SSH port (only tests use another)
 
     @classmethod
     def of(cls, inv: Inventory, vm: VmEntry) -> GuestAddress:
         """The management address of an inventory VM."""
         return cls(name=vm.name, host=vm.mgmt.address, subnet=inv.management_subnet,
-                   bridge=vm.mgmt.bridge, key_file=Path(inv.key_file), host_key=inv.host_key,
+                   bridge=vm.mgmt.bridge, key_file=Path(inv.key_file),
+                   host_key=vm.host_key or inv.host_key,
                    user=inv.login_user)
 
 
@@ -64,9 +76,53 @@ def check_route(addr: GuestAddress) -> None:
             f"{addr.name}: the lab bridge {addr.bridge} is not in this network namespace; "
             f"refusing to connect to {addr.host}",
             hint="run through `lab ...` or the pytest plugin, which enter the lab's namespace")
+    route_guard.require_route(addr.host, addr.bridge, f"ssh to {addr.name}")
 
 
-def _drain(chan: paramiko.Channel, deadline: float) -> tuple[str, str] | None:
+class Watchdog:
+    """Severs a guest's SSH transport at a deadline, or at once when the guest crashed.
+
+    paramiko blocks without a deadline in places (waiting for the answer to an
+    exec or subsystem request, SFTP reads, a send into a full window to a peer
+    that stopped reading); closing the transport from this thread wakes every one
+    of them with an error. ``fired`` then says why: "deadline" or "crash" (the
+    enclosing :func:`lab.wait.crash_watch` event, e.g. libvirt's crashed event).
+    """
+
+    def __init__(self, guest: Guest, seconds: float, abort: threading.Event | None) -> None:
+        self.guest = guest
+        self.seconds = seconds
+        self.abort = abort
+        self.fired: str | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True,
+                                        name=f"ssh-watchdog-{guest.name}")
+
+    def __enter__(self) -> Watchdog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._done.set()
+        self._thread.join(5.0)
+
+    def _watch(self) -> None:
+        end = time.monotonic() + self.seconds
+        while not self._done.is_set():
+            if self.abort is not None and self.abort.is_set():
+                self.fired = "crash"
+                break
+            left = end - time.monotonic()
+            if left <= 0:
+                self.fired = "deadline"
+                break
+            self._done.wait(min(left, CRASH_POLL) if self.abort is not None else left)
+        if self.fired is not None:
+            self.guest.sever()
+
+
+def _drain(chan: paramiko.Channel, deadline: float,
+           abort: threading.Event | None = None) -> tuple[str, str] | None:
     """Read a channel until its command exits; None when ``deadline`` passes first."""
     out: list[bytes] = []
     err: list[bytes] = []
@@ -74,6 +130,8 @@ def _drain(chan: paramiko.Channel, deadline: float) -> tuple[str, str] | None:
                and not chan.recv_stderr_ready()):
         if time.monotonic() > deadline:
             return None
+        if abort is not None and abort.is_set():
+            raise crash_error("a guest command to finish")
         got = False
         if chan.recv_ready():
             out.append(chan.recv(65536))
@@ -102,11 +160,14 @@ class SshCommand:
 
     def wait(self, timeout: float) -> CommandResult:
         try:
-            got = _drain(self.chan, time.monotonic() + timeout)
+            got = _drain(self.chan, time.monotonic() + timeout, crash_event())
             if got is None:
                 raise CommandTimeout(self.guest.name, self.command, timeout)
             code = self.chan.recv_exit_status()
-        except (OSError, EOFError, paramiko.SSHException) as exc:
+        except LabError:
+            self.guest.close()
+            raise
+        except SSH_ERRORS as exc:
             self.guest.close()
             raise GuestUnreachable(f"{self.guest.name}: ssh {self.command!r} failed: "
                                    f"{exc or type(exc).__name__}") from exc
@@ -132,6 +193,8 @@ class Guest:
         self.addr = addr
         self.connect_timeout = connect_timeout
         self._conn: Connection | None = None
+        self._sock: socket.socket | None = None  # the TCP socket under _conn (for sever)
+        self._deadline: float | None = None  # monotonic; set by guarded()
 
     @property
     def name(self) -> str:
@@ -150,41 +213,105 @@ class Guest:
             self._conn = self._open()
         return self._conn
 
+    def _connect_budget(self) -> float:
+        """Each connection stage's timeout: the connect timeout, cut to what is left of the
+        current operation's deadline (a connect must not outlive the command it is for).
+        It ends a little before that deadline, so a guest that does not answer the
+        connection at all is reported as such (GuestUnreachable), not as a command timeout."""
+        if self._deadline is None:
+            return self.connect_timeout
+        left = self._deadline - time.monotonic() - WATCHDOG_GRACE / 2
+        return min(self.connect_timeout, max(left, 0.1))
+
+    def _tcp(self, timeout: float) -> socket.socket:
+        """The TCP connection, made here (this thread's namespace) so sever() can cut it
+        while the SSH handshake is still running."""
+        try:
+            sock = socket.create_connection((self.addr.host, self.addr.port), timeout=timeout)
+        except OSError as exc:
+            raise GuestUnreachable(f"{self.name}: cannot connect to "
+                                   f"{self.addr.host}:{self.addr.port}: {exc}") from exc
+        self._sock = sock
+        return sock
+
     def _open(self) -> Connection:
         check_route(self.addr)
+        budget = self._connect_budget()
         conn = Connection(
-            self.addr.host, user=self.addr.user, port=22, config=isolated_config(),
-            gateway=False, connect_timeout=self.connect_timeout,
+            self.addr.host, user=self.addr.user, port=self.addr.port, config=isolated_config(),
+            gateway=False, connect_timeout=budget,
             connect_kwargs={"key_filename": str(self.addr.key_file),
                             "look_for_keys": False, "allow_agent": False,
-                            "banner_timeout": self.connect_timeout,
-                            "auth_timeout": self.connect_timeout})
+                            "banner_timeout": budget, "auth_timeout": budget,
+                            "sock": self._tcp(budget)})
         client = conn.client
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         kind, blob = self.addr.host_key.split()[:2]
-        client.get_host_keys().add(self.addr.host, kind,
+        pinned = (self.addr.host if self.addr.port == 22
+                  else f"[{self.addr.host}]:{self.addr.port}")  # how paramiko looks it up
+        client.get_host_keys().add(pinned, kind,
                                    paramiko.PKey.from_type_string(kind, base64.b64decode(blob)))
         try:
             conn.open()
         except (OSError, paramiko.SSHException) as exc:
-            raise GuestUnreachable(f"{self.name}: cannot connect to {self.addr.host}:22: "
-                                   f"{exc}") from exc
+            self.close()
+            raise GuestUnreachable(f"{self.name}: cannot connect to "
+                                   f"{self.addr.host}:{self.addr.port}: {exc}") from exc
         # A guest that crashed or hangs must not block a channel open forever
         # (paramiko waits an hour by default); keepalives notice a dead peer.
         conn.transport.channel_timeout = self.connect_timeout
         conn.transport.set_keepalive(5)
         return conn
 
-    def start(self, command: str) -> SshCommand:
-        """Start ``command`` on its own channel and return at once."""
-        try:
-            chan = self.connection.transport.open_session(timeout=self.connect_timeout)
-            chan.settimeout(1.0)
-            chan.exec_command(command)
-        except (OSError, EOFError, paramiko.SSHException) as exc:
+    def guarded(self, seconds: float, action: Callable[[], T],
+                on_deadline: Callable[[], LabError], what: str) -> T:
+        """``action()`` under a :class:`Watchdog`: past ``seconds`` (or once the guest
+        crashed) the transport is severed and ``on_deadline()`` (or DriverCrash) raised."""
+        outer = self._deadline
+        mine = time.monotonic() + seconds
+        self._deadline = mine if outer is None else min(outer, mine)
+        with Watchdog(self, seconds, crash_event()) as dog:
+            try:
+                result = action()
+            except (*SSH_ERRORS, LabError) as exc:
+                if dog.fired is None:
+                    raise
+                self.close()
+                raise self._fired(dog, what, on_deadline) from exc
+            finally:
+                self._deadline = outer
+        if dog.fired is not None:  # severed: a channel closed under it looks like "exit -1"
             self.close()
-            raise GuestUnreachable(f"{self.name}: ssh {command!r} failed: "
-                                   f"{exc or type(exc).__name__}") from exc
+            raise self._fired(dog, what, on_deadline)
+        return result
+
+    @staticmethod
+    def _fired(dog: Watchdog, what: str, on_deadline: Callable[[], LabError]) -> LabError:
+        return crash_error(what) if dog.fired == "crash" else on_deadline()
+
+    def start(self, command: str) -> SshCommand:
+        """Start ``command`` on its own channel and return at once (within the connect
+        timeout, even when the guest stops answering in the middle of the exec request)."""
+        def begin() -> paramiko.Channel:
+            try:
+                chan: paramiko.Channel = self.connection.transport.open_session(
+                    timeout=self.connect_timeout)
+                chan.settimeout(1.0)
+                chan.exec_command(command)
+            except SSH_ERRORS as exc:
+                raise GuestUnreachable(f"{self.name}: ssh {command!r} failed: "
+                                       f"{exc or type(exc).__name__}") from exc
+            return chan
+
+        try:
+            chan = self.guarded(
+                3 * self.connect_timeout, begin, what=f"ssh {command!r} to start",
+                on_deadline=lambda: GuestUnreachable(
+                    f"{self.name}: ssh {command!r} did not start within "
+                    f"{3 * self.connect_timeout:.0f}s (the guest stopped answering)"))
+        except LabError:
+            self.close()
+            raise
         return SshCommand(self, command, chan)
 
     def run(self, command: str, timeout: float = 60.0, check: bool = True) -> CommandResult:
@@ -194,35 +321,64 @@ class Guest:
         that crashed or hangs mid-command cannot block the caller. Past it the
         connection is dropped and CommandTimeout says which command it was.
         """
-        running = self.start(command)
-        try:
-            result = running.wait(timeout)
-        except CommandTimeout:
-            running.close()
-            self.close()
-            raise
+        def attempt() -> CommandResult:
+            running = self.start(command)
+            try:
+                return running.wait(timeout)
+            except CommandTimeout:
+                running.close()
+                self.close()
+                raise
+
+        result = self.guarded(timeout + WATCHDOG_GRACE, attempt, what=f"ssh {command!r}",
+                              on_deadline=lambda: CommandTimeout(self.name, command, timeout))
         if check and not result.ok:
             raise CommandFailed(self.name, command, result.exit_code, result.stderr)
         return result
 
-    def put(self, local: Path, remote: str) -> None:
-        """Copy a file into the guest (SFTP)."""
-        try:
-            self.connection.put(str(local), remote)
-        except (OSError, paramiko.SSHException) as exc:
-            raise GuestUnreachable(f"{self.name}: copying {local} to {remote} failed: "
-                                   f"{exc}") from exc
+    def put(self, local: Path, remote: str, timeout: float = TRANSFER_TIMEOUT) -> None:
+        """Copy a file into the guest (SFTP), within ``timeout`` seconds."""
+        self._copy(f"copying {local} to {remote}", timeout,
+                   lambda: self.connection.put(str(local), remote))
 
-    def get(self, remote: str, local: Path) -> None:
-        """Copy a file out of the guest (SFTP)."""
+    def get(self, remote: str, local: Path, timeout: float = TRANSFER_TIMEOUT) -> None:
+        """Copy a file out of the guest (SFTP), within ``timeout`` seconds."""
+        local.parent.mkdir(parents=True, exist_ok=True)
+        self._copy(f"copying {remote} to {local}", timeout,
+                   lambda: self.connection.get(remote, str(local)))
+
+    def _copy(self, what: str, timeout: float, action: Callable[[], object]) -> None:
+        def attempt() -> None:
+            try:
+                action()
+            except SSH_ERRORS as exc:
+                raise GuestUnreachable(f"{self.name}: {what} failed: "
+                                       f"{exc or type(exc).__name__}") from exc
+
         try:
-            local.parent.mkdir(parents=True, exist_ok=True)
-            self.connection.get(remote, str(local))
-        except (OSError, paramiko.SSHException) as exc:
-            raise GuestUnreachable(f"{self.name}: copying {remote} to {local} failed: "
-                                   f"{exc}") from exc
+            self.guarded(timeout, attempt, what=what, on_deadline=lambda: GuestUnreachable(
+                f"{self.name}: {what} did not finish within {timeout:.0f}s "
+                "(the guest stopped answering)"))
+        except GuestUnreachable:
+            self.close()  # an SFTP session cut midway is not reused
+            raise
+
+    def sever(self) -> None:
+        """Cut the SSH transport now, from any thread: every blocked read, write and
+        request on it fails at once. The owner thread then :meth:`close`s."""
+        conn, sock = self._conn, self._sock
+        if sock is not None:  # wakes paramiko's reader with a clean EOF (handshake too)
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        transport = conn.client.get_transport() if conn is not None else None
+        if transport is not None:
+            transport.close()
 
     def close(self) -> None:
+        self.sever()  # a clean EOF for paramiko's reader first: no "Bad file descriptor"
+        sock, self._sock = self._sock, None
+        if self._conn is None and sock is not None:  # the handshake failed: fabric never owned it
+            sock.close()
         if self._conn is not None:
             try:
                 self._conn.close()

@@ -14,14 +14,17 @@ from lab.config import LabConfig, load_config
 from lab.paths import StatePaths
 
 GIT_TIMEOUT_S = 10.0
+#: ``--record`` without a file: the latest run folder of the lab (lab.runs).
+LATEST_RUN = Path("<latest run>")
 #: The checkout the lab and the drivers under test come from (lab/ and drivers/ live there).
 SOURCE_TREE = Path(__file__).resolve().parent.parent
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("history", help="run history: pass rate, throughput trend, flaky tests")
-    p.add_argument("--record", metavar="JUNIT", type=Path,
-                   help="append this run's JUnit XML to the history (one transaction)")
+    p.add_argument("--record", metavar="JUNIT", type=Path, nargs="?", const=LATEST_RUN,
+                   help="append this run's JUnit XML to the history (one transaction); "
+                        "no JUNIT: the latest run of the lab (artifacts/<lab>/latest)")
     p.add_argument("--last", metavar="N", type=int, default=10,
                    help="runs to show (default: 10)")
     p.add_argument("--db", type=Path, default=None,
@@ -55,7 +58,14 @@ def cmd_history(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     db: Path = args.db or StatePaths(cfg.state_dir).history
     if args.record is not None:
-        run_id, new = history.record(db, args.record, git_revision(SOURCE_TREE),
+        junit: Path = args.record
+        if junit == LATEST_RUN:
+            from lab.runs import latest_run
+
+            run = latest_run(Path("artifacts"), cfg.lab.name)
+            junit = Path(run.start.junit)
+            print(f"history: recording run {run.run_id} of lab {cfg.lab.name} ({junit})")
+        run_id, new = history.record(db, junit, git_revision(SOURCE_TREE),
                                      config_hash(cfg))
         print(f"history: run {run_id} {'recorded' if new else 'was already recorded'} in {db}")
         return 0

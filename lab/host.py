@@ -16,6 +16,7 @@ from lab import netns
 from lab.config import LabConfig, SandboxMode
 from lab.errors import LabFailure
 from lab.hypervisor import Hypervisor
+from lab.lablock import sandbox_changes, use_sandbox
 from lab.progress import Progress
 from lab.sandbox import Sandbox, libvirtd_answers
 
@@ -55,20 +56,27 @@ def open_host(config: LabConfig, progress: Progress, start: bool = True) -> Hype
     plan = decide(config)
     if plan.use_sandbox:
         sandbox = Sandbox()
+        use_sandbox(sandbox.dir, progress)  # a `lab down` elsewhere now keeps it running
         if not sandbox.running():
             if not start:
                 return None
-            if sandbox.state() is not None:
-                progress("sandbox daemons are gone; cleaning up their namespace")
-                sandbox.stop()
-            progress(f"no libvirtd answers: starting the lab's own libvirtd in network "
-                     f"namespace {sandbox.netns}")
-            st = sandbox.start()
-            progress(f"libvirtd pid {st.libvirtd_pid}, virtlogd pid {st.virtlogd_pid}")
+            with sandbox_changes(sandbox.dir, progress):  # one starter at a time, host-wide
+                if not sandbox.running():
+                    _start_sandbox(sandbox, progress)
         netns.enter(sandbox.netns)
     hv = Hypervisor(config.lab.uri, str(config.path))
     hv.check()
     return hv
+
+
+def _start_sandbox(sandbox: Sandbox, progress: Progress) -> None:
+    if sandbox.state() is not None:
+        progress("sandbox daemons are gone; cleaning up their namespace")
+        sandbox.stop()
+    progress(f"no libvirtd answers: starting the lab's own libvirtd in network "
+             f"namespace {sandbox.netns}")
+    st = sandbox.start()
+    progress(f"libvirtd pid {st.libvirtd_pid}, virtlogd pid {st.virtlogd_pid}")
 
 
 @contextmanager

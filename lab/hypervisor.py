@@ -32,15 +32,19 @@ class Owner:
     lab: str
     run: str
     vm: str | None
+    install: str | None = None  #: lab.identity install id (None: made before install ids)
+    state_dir: str | None = None
 
 
 class DomainState:
     """libvirt domain states the lab cares about (VIR_DOMAIN_*)."""
 
     RUNNING = libvirt.VIR_DOMAIN_RUNNING
+    BLOCKED = libvirt.VIR_DOMAIN_BLOCKED
     PAUSED = libvirt.VIR_DOMAIN_PAUSED
     SHUTOFF = libvirt.VIR_DOMAIN_SHUTOFF
     CRASHED = libvirt.VIR_DOMAIN_CRASHED
+    PMSUSPENDED = libvirt.VIR_DOMAIN_PMSUSPENDED
 
     NAMES: ClassVar[dict[int, str]] = {
         libvirt.VIR_DOMAIN_NOSTATE: "no state", libvirt.VIR_DOMAIN_RUNNING: "running",
@@ -157,7 +161,9 @@ class Hypervisor:
         name = el.findtext("d:name", default="", namespaces=ns)
         run = el.findtext("d:run", default="", namespaces=ns)
         vm = el.findtext("d:vm", default=None, namespaces=ns)
-        return Owner(lab=name, run=run, vm=vm)
+        install = el.findtext("d:install", default=None, namespaces=ns)
+        state = el.findtext("d:state", default=None, namespaces=ns)
+        return Owner(lab=name, run=run, vm=vm, install=install, state_dir=state)
 
     def _with_owner(self, objects: list[Any], lab: str | None) -> list[tuple[Any, Owner]]:
         """Objects carrying lab metadata (of lab ``lab``; of any lab when None)."""
@@ -228,34 +234,58 @@ class Hypervisor:
                 return None
             raise
 
-    def ensure_pool(self, name: str, xml: str, lab: str) -> libvirt.virStoragePool:
-        """Define, build and start the lab's dir pool; mark it with an owner volume."""
+    def ensure_pool(self, name: str, xml: str, markers: list[str]) -> libvirt.virStoragePool:
+        """Define, build and start the lab's dir pool; mark it with empty owner volumes.
+
+        A defined pool whose directory is gone is built again (never blocks `lab up`)."""
         pool = self.pool(name)
         with classified(f"preparing storage pool {name}"):
             if pool is None:
                 pool = self.conn.storagePoolDefineXML(xml)
-                pool.build(0)
             if not pool.isActive():
+                pool.build(0)  # mkdir -p for a dir pool; harmless when it exists
                 pool.create()
             pool.refresh(0)
-            marker = f"{lab}{OWNER_MARKER_SUFFIX}"
-            if marker not in pool.listVolumes():
-                pool.createXML(f"<volume><name>{marker}</name><capacity>0</capacity>"
-                               f"<target><format type='raw'/></target></volume>", 0)
+            have = set(pool.listVolumes())
+            for marker in markers:
+                if marker not in have:
+                    self.mark(pool, marker)
         return pool
 
-    def owned_pool(self, name: str, lab: str) -> libvirt.virStoragePool | None:
-        """The pool ``name`` if it carries this lab's owner marker volume."""
-        pool = self.pool(name)
-        if pool is None:
-            return None
-        with classified(f"reading pool {name}"):
+    @staticmethod
+    def mark(pool: libvirt.virStoragePool, name: str) -> None:
+        """Create the empty marker volume ``name`` (owner stamps, upload-complete marks)."""
+        with classified(f"creating marker volume {name}"):
+            pool.createXML(f"<volume><name>{name}</name><capacity>0</capacity>"
+                           f"<target><format type='raw'/></target></volume>", 0)
+
+    @staticmethod
+    def pool_volumes(pool: libvirt.virStoragePool) -> list[str] | None:
+        """Volume names of ``pool`` (started if needed); None when it cannot start
+        (its directory is gone)."""
+        try:
             if not pool.isActive():
                 pool.create()
             pool.refresh(0)
-            if f"{lab}{OWNER_MARKER_SUFFIX}" in pool.listVolumes():
-                return pool
-        return None
+            return [str(v) for v in pool.listVolumes()]
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() in (libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_RPC):
+                raise LabFailure(f"libvirt: reading pool {pool.name()} failed: "
+                                 f"{exc.get_error_message()}") from exc
+            return None
+
+    @staticmethod
+    def pool_target(pool: libvirt.virStoragePool) -> str:
+        with classified(f"reading pool {pool.name()}"):
+            return str(ET.fromstring(pool.XMLDesc(0)).findtext("target/path", default=""))
+
+    @staticmethod
+    def undefine_pool(pool: libvirt.virStoragePool) -> None:
+        """Forget a pool definition (its directory is not touched)."""
+        with classified(f"undefining pool {pool.name()}"):
+            if pool.isActive():
+                pool.destroy()
+            pool.undefine()
 
     @staticmethod
     def volume(pool: libvirt.virStoragePool, name: str) -> libvirt.virStorageVol | None:
@@ -267,11 +297,15 @@ class Hypervisor:
             raise
 
     def upload(self, pool: libvirt.virStoragePool, name: str, local: Path, fmt: str,
-               xml_for: Callable[[str, int, str], str]) -> str:
-        """Create volume ``name`` from a local file (streamed, so remote hosts work)."""
+               xml_for: Callable[[str, int, str], str], done_marker: str) -> str:
+        """Create volume ``name`` from a local file (streamed, so remote hosts work), then
+        the empty volume ``done_marker`` that says the upload finished. A volume without
+        its marker is a partial upload (the upload was killed): it is deleted, not reused."""
         existing = self.volume(pool, name)
         if existing is not None:
-            return str(existing.path())
+            if self.volume(pool, done_marker) is not None:
+                return str(existing.path())
+            self.delete_volume(existing)
         size = local.stat().st_size
         with classified(f"uploading {local.name} to volume {name}"):
             vol = pool.createXML(xml_for(name, size, fmt), 0)
@@ -281,6 +315,7 @@ class Hypervisor:
                 while chunk := fh.read(1 << 20):
                     stream.send(chunk)
             stream.finish()
+        self.mark(pool, done_marker)
         return str(vol.path())
 
     @staticmethod
@@ -296,24 +331,32 @@ class Hypervisor:
         with classified(f"deleting volume {vol.name()}"):
             vol.delete(0)
 
-    def remove_pool(self, pool: libvirt.virStoragePool) -> list[str]:
-        """Delete every volume in the pool, then the pool and its directory."""
-        removed = []
+    def remove_pool(self, pool: libvirt.virStoragePool,
+                    is_ours: Callable[[str], bool]) -> tuple[list[str], list[str]]:
+        """Delete the pool's volumes that ``is_ours``; then, if nothing else is left, the
+        pool and its directory. Returns (removed, kept): with files kept (not the lab's)
+        the directory and the owner marker stay, and only the definition goes."""
+        removed: list[str] = []
         with classified(f"removing pool {pool.name()}"):
             if not pool.isActive():
                 pool.create()
             pool.refresh(0)
+            vols = pool.listAllVolumes()
+            kept = [str(v.name()) for v in vols if not is_ours(v.name())]
             # The owner marker goes last: a `lab down` killed midway leaves a directory
             # that still proves it is the lab's (load_config refuses unmarked ones).
-            for vol in sorted(pool.listAllVolumes(),
-                              key=lambda v: v.name().endswith(OWNER_MARKER_SUFFIX)):
+            for vol in sorted(vols, key=lambda v: v.name().endswith(OWNER_MARKER_SUFFIX)):
+                if not is_ours(vol.name()) or (kept and vol.name().endswith(
+                        OWNER_MARKER_SUFFIX)):
+                    continue
                 removed.append(vol.name())
                 vol.delete(0)
             pool.destroy()
-            with suppress(libvirt.libvirtError):  # directory not empty or gone: go on
-                pool.delete(0)
+            if not kept:
+                with suppress(libvirt.libvirtError):  # directory not empty or gone: go on
+                    pool.delete(0)
             pool.undefine()
-        return removed
+        return removed, kept
 
     # ---- domains -----------------------------------------------------------------
 
@@ -417,6 +460,26 @@ class Hypervisor:
             snap = dom.snapshotLookupByName(name, 0)
             dom.revertToSnapshot(snap, libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING
                                  | libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_FORCE)
+
+    @staticmethod
+    def pm_suspend(dom: libvirt.virDomain) -> None:
+        """Suspend the guest to RAM through its QEMU guest agent (`virsh dompmsuspend
+        <dom> mem`): the agent runs the guest's own suspend (guest-suspend-ram)."""
+        with classified(f"suspending {dom.name()} to RAM (guest agent)"):
+            dom.pMSuspendForDuration(libvirt.VIR_NODE_SUSPEND_TARGET_MEM, 0, 0)
+
+    @staticmethod
+    def pm_wakeup(dom: libvirt.virDomain) -> None:
+        """Wake a guest suspended to RAM (`virsh dompmwakeup`: QEMU's system_wakeup)."""
+        with classified(f"waking {dom.name()} up"):
+            dom.pMWakeup(0)
+
+    @staticmethod
+    def reboot(dom: libvirt.virDomain) -> None:
+        """Ask the guest to reboot (`virsh reboot`: ACPI or the guest agent); returns at
+        once, the guest's own shutdown and boot follow."""
+        with classified(f"rebooting {dom.name()}"):
+            dom.reboot(0)
 
     @staticmethod
     def update_device(dom: libvirt.virDomain, xml: str) -> None:

@@ -24,6 +24,8 @@ class VmEntry:
     snapshot: str
     console_log: str
     nics: tuple[Nic, ...]
+    #: this VM's own pinned SSH host key (lab.vmkeys); "" = the lab-wide ``host_key``
+    host_key: str = ""
 
     @property
     def mgmt(self) -> Nic:
@@ -92,5 +94,6 @@ def read(path: Path) -> Inventory:
 
 
 def known_hosts_text(inventory_vms: tuple[VmEntry, ...], host_key: str) -> str:
-    """known_hosts lines pinning the guests' host key to each management address."""
-    return "".join(f"{vm.mgmt.address} {host_key}\n" for vm in inventory_vms)
+    """known_hosts lines pinning each guest's host key (its own, else the lab-wide one)
+    to its management address."""
+    return "".join(f"{vm.mgmt.address} {vm.host_key or host_key}\n" for vm in inventory_vms)

@@ -58,6 +58,11 @@ def _write_client_key(path: Path) -> None:
     path.with_suffix(".pub").write_text(public.decode() + " driver-lab\n")
 
 
+def host_public_line(host_key: Path) -> str:
+    """The "ssh-ed25519 AAAA..." line of a dropbear private key file."""
+    return _host_public(host_key)
+
+
 def _host_public(host_key: Path) -> str:
     out = run_tool(["dropbearkey", "-y", "-f", str(host_key)],
                    "reading the guest host key", timeout=60)

@@ -7,15 +7,18 @@ changes nothing, and a run after a lost VM recreates just that VM.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from lab import accel, domxml, inventory, naming
+from lab import accel, domxml, identity, inventory, naming, vmkeys
 from lab.config import Acceleration, LabConfig
-from lab.errors import LabError, LabFailure
+from lab.errors import LabError, LabFailure, NotOurs
 from lab.guest import Guest, GuestAddress, wait_for_ssh
 from lab.guests import guest_kind
 from lab.guests.base import GoldenImage, GuestKind
@@ -43,6 +46,7 @@ class VmContext:
     config: LabConfig
     plan: LabPlan
     owner_run: str
+    me: identity.Identity
     domain_type: str
     boot: BootFiles
     image: GoldenImage
@@ -65,17 +69,19 @@ def up(config: LabConfig, progress: Progress, first_boot: bool = True) -> invent
     kind = guest_kind(config)
     kind.check()  # before anything is created
     config.state_dir.mkdir(parents=True, exist_ok=True)
+    me = identity.claim(config.lab.name, config.path, config.state_dir)
     image = kind.prepare_image(progress)
     accel_choice = _acceleration(config, image, progress)
     hv = open_host(config, progress)
     assert hv is not None
     with hv:
         _check_libvirt(hv, kind)
+        _check_pool_dir(hv, config)  # before anything is created
         plan = make_plan(config)
-        run = _existing_run(hv, config.lab.name) or new_run_id()
-        _ensure_networks(hv, plan, run, progress)
-        boot = _upload_image(hv, config, image, progress)
-        ctx = VmContext(config=config, plan=plan, owner_run=run,
+        run = _existing_run(hv, me) or new_run_id()
+        _ensure_networks(hv, plan, run, me, progress)
+        boot = _upload_image(hv, config, image, me, progress)
+        ctx = VmContext(config=config, plan=plan, owner_run=run, me=me,
                         domain_type=accel.domain_type(accel_choice), boot=boot,
                         image=image, kind=kind, first_boot=first_boot)
         entries = _bring_up_all(hv, ctx, progress)
@@ -104,32 +110,77 @@ def _check_libvirt(hv: Hypervisor, kind: GuestKind) -> None:
                          hint=f"run {kind.name} labs on a host with libvirt {need} or newer")
 
 
-def _existing_run(hv: Hypervisor, lab: str) -> str | None:
-    for _net, owner in hv.owned_networks(lab):
-        return owner.run
-    for _dom, owner in hv.owned_domains(lab):
-        return owner.run
+def ownership(me: identity.Identity, run: str, vm: str | None = None) -> domxml.Ownership:
+    """The metadata stamped on the lab's objects: lab name, run, install id, state dir."""
+    return domxml.Ownership(me.lab, run, vm, install=me.install, state_dir=me.state_dir)
+
+
+def foreign_owner(what: str, owner_state: str | None) -> NotOurs:
+    where = f" (state dir {owner_state})" if owner_state else ""
+    return NotOurs(f"{what} belongs to another config with this lab name{where}",
+                   hint="give this lab its own [lab] name, or bring that lab down with "
+                        "its own config")
+
+
+def _existing_run(hv: Hypervisor, me: identity.Identity) -> str | None:
+    for _obj, owner in hv.owned_networks(me.lab) + hv.owned_domains(me.lab):
+        if identity.owns(me, me.lab, owner.lab, owner.install):
+            return owner.run
     return None
 
 
-def _ensure_networks(hv: Hypervisor, plan: LabPlan, run: str, progress: Progress) -> None:
-    owned = {net.name() for net, _ in hv.owned_networks(plan.lab)}
+def _ensure_networks(hv: Hypervisor, plan: LabPlan, run: str, me: identity.Identity,
+                     progress: Progress) -> None:
+    owners = {net.name(): owner for net, owner in hv.owned_networks(plan.lab)}
     for spec in plan.networks:
         existing = hv.network(spec.name)
-        if existing is not None and spec.name not in owned:
-            raise LabFailure(f"network {spec.name} exists but is not this lab's",
-                             hint="rename the lab ([lab] name) or remove that network")
-        created = hv.ensure_network(spec.name, domxml.network_xml(spec, domxml.Ownership(
-            plan.lab, run)))
+        owner = owners.get(spec.name)
+        if existing is not None and owner is None:
+            raise NotOurs(f"network {spec.name} exists but is not this lab's",
+                          hint="rename the lab ([lab] name) or remove that network")
+        if owner is not None and not identity.owns(me, plan.lab, owner.lab, owner.install):
+            raise foreign_owner(f"network {spec.name}", owner.state_dir)
+        created = hv.ensure_network(spec.name, domxml.network_xml(spec, ownership(me, run)))
         progress(f"network {spec.name} ({spec.role}, bridge {spec.bridge}, "
                  f"{spec.host_ip}/{spec.prefix}) {'created' if created else 'already there'}")
 
 
+def _check_pool_dir(hv: Hypervisor, config: LabConfig) -> None:
+    """Never adopt a directory the lab did not create: a new pool's directory must not
+    exist yet, unless it carries the lab's owner marker (a pool definition lost)."""
+    if hv.pool(naming.pool_name(config.lab.name)) is not None or config.lab.uri not in LOCAL_URIS:
+        return
+    path = Path(config.pool_path)
+    marker = f"{config.lab.name}{naming.POOL_OWNER_SUFFIX}"
+    if path.exists() and not (path / marker).exists():
+        raise NotOurs(f"{config.path}: [lab] pool_path: {path} already exists and the lab "
+                      "did not create it (no owner marker); the lab never adopts a directory",
+                      hint="point pool_path at a directory that does not exist yet")
+
+
+def _made_before_marks(hv: Hypervisor, pool: object, config: LabConfig) -> bool:
+    """A pool from before upload-complete marks whose VM disks exist (they are made only
+    after the image uploaded): its volumes are complete and in use."""
+    vols = hv.pool_volumes(pool) or []
+    return not any(identity.DONE_INFIX in v for v in vols) and any(
+        naming.overlay_volume(vm) in vols for vm in config.vms.names)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _upload_image(hv: Hypervisor, config: LabConfig, image: GoldenImage,
-                  progress: Progress) -> BootFiles:
+                  me: identity.Identity, progress: Progress) -> BootFiles:
     name = config.lab.name
     pool = hv.ensure_pool(naming.pool_name(name),
-                          domxml.pool_xml(naming.pool_name(name), config.pool_path), name)
+                          domxml.pool_xml(naming.pool_name(name), config.pool_path),
+                          [f"{name}{naming.POOL_OWNER_SUFFIX}",
+                           identity.install_marker(name, me.install)])
 
     def xml_for(vol: str, size: int, fmt: str) -> str:
         return domxml.volume_xml(vol, size, fmt)
@@ -141,8 +192,16 @@ def _upload_image(hv: Hypervisor, config: LabConfig, image: GoldenImage,
         if local is None:
             continue
         vol_name = f"{label}-{image.digest}" + (".qcow2" if fmt == "qcow2" else "")
-        fresh = hv.volume(pool, vol_name) is None
-        paths[label] = hv.upload(pool, vol_name, local, fmt, xml_for)
+        done = identity.done_marker(vol_name, _sha256(local))
+        fresh = hv.volume(pool, done) is None
+        if fresh and hv.volume(pool, vol_name) is not None:
+            if _made_before_marks(hv, pool, config):
+                hv.mark(pool, done)
+                fresh = False
+            else:
+                progress(f"volume {vol_name} is a partial upload (no {done}): "
+                         "uploading it again")
+        paths[label] = hv.upload(pool, vol_name, local, fmt, xml_for, done)
         if fresh:
             progress(f"uploaded {label} to volume {vol_name}")
     return BootFiles(golden=paths["golden"], golden_size=image.disk_size,
@@ -175,7 +234,7 @@ def _bring_up_all(hv: Hypervisor, ctx: VmContext,
 def _guest_address(ctx: VmContext, vm: VmSpec) -> GuestAddress:
     return GuestAddress(name=vm.name, host=vm.mgmt.address,
                         subnet=ctx.config.network.management, bridge=vm.mgmt.bridge,
-                        key_file=ctx.image.key_file, host_key=ctx.image.host_key_line,
+                        key_file=ctx.image.key_file, host_key=_pinned_host_key(ctx, vm.name),
                         user=ctx.kind.login_user)
 
 
@@ -187,8 +246,11 @@ def _bring_up_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec,
     if dom is not None:
         owner = hv.owner_from_xml(dom.XMLDesc(0))
         if owner is None or owner.lab != ctx.plan.lab:
-            raise LabFailure(f"domain {vm.domain} exists but is not this lab's",
-                             hint="rename the lab ([lab] name) or remove that domain")
+            raise NotOurs(f"domain {vm.domain} exists but is not this lab's",
+                          hint="rename the lab ([lab] name) or remove that domain")
+        if not identity.owns(ctx.me, ctx.plan.lab, owner.lab, owner.install):
+            raise foreign_owner(f"domain {vm.domain}", owner.state_dir)
+        _heal(hv, dom, say)
         if inventory.SNAPSHOT_NAME in hv.snapshot_names(dom) \
                 and hv.state(dom) == DomainState.RUNNING:
             _check_alive(ctx, vm)
@@ -205,7 +267,7 @@ def _bring_up_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec,
     took = wait_for_ssh(_guest_address(ctx, vm), ctx.config.vms.boot_timeout_s,
                         alive=lambda guest: ctx.kind.handle(guest).alive(),
                         last_seen=lambda: _last_console_line(log),
-                        fatal=lambda: _fatal_console_line(ctx.kind, log, log_start),
+                        fatal=lambda: _boot_fatal(hv, dom, ctx.kind, log, log_start),
                         progress=say)
     say(f"SSH answers after {took:.1f}s")
     if inventory.SNAPSHOT_NAME not in hv.snapshot_names(dom):
@@ -213,8 +275,8 @@ def _bring_up_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec,
             with Guest(_guest_address(ctx, vm)) as guest:
                 ctx.kind.provision(ctx.kind.handle(guest), say)
         t0 = time.monotonic()
-        hv.create_snapshot(dom, domxml.snapshot_xml(inventory.SNAPSHOT_NAME, domxml.Ownership(
-            ctx.plan.lab, ctx.owner_run, vm.name)))
+        hv.create_snapshot(dom, domxml.snapshot_xml(inventory.SNAPSHOT_NAME, ownership(
+            ctx.me, ctx.owner_run, vm.name)))
         say(f"clean snapshot taken ({time.monotonic() - t0:.1f}s)")
     return entry
 
@@ -223,18 +285,80 @@ def _define_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec, log: str,
                say: SubjectProgress) -> object:
     pool = hv.pool(naming.pool_name(ctx.plan.lab))
     assert pool is not None
+    stale = hv.volume(pool, naming.overlay_volume(vm.name))
+    if stale is not None:  # its domain is gone (or was never defined: killed `lab up`)
+        hv.delete_volume(stale)
+        say(f"disk {naming.overlay_volume(vm.name)} had no domain (an interrupted `lab up`): "
+            "made again")
     disk = hv.create_volume(pool, naming.overlay_volume(vm.name), domxml.volume_xml(
         naming.overlay_volume(vm.name), ctx.boot.golden_size, "qcow2",
         backing=ctx.boot.golden))
     choices = ctx.kind.boot_choices(vm)
     boot = domxml.BootSpec(disk_path=disk, console_log=log, kernel=ctx.boot.kernel,
-                           initrd=ctx.boot.initrd, cmdline=choices.cmdline, choices=choices)
-    xml = domxml.domain_xml(vm, boot, domxml.Ownership(ctx.plan.lab, ctx.owner_run, vm.name),
+                           initrd=_vm_initrd(hv, pool, ctx, vm, say),
+                           cmdline=choices.cmdline, choices=choices)
+    xml = domxml.domain_xml(vm, boot, ownership(ctx.me, ctx.owner_run, vm.name),
                             ctx.domain_type)
     dom = hv.define_domain(xml)
     say(f"defined {vm.domain} (linked clone {naming.overlay_volume(vm.name)}, "
         f"{len(vm.test_nics)} test NICs, {vm.machine.value})")
     return dom
+
+
+def _vm_initrd(hv: Hypervisor, pool: Any, ctx: VmContext, vm: VmSpec,
+               say: SubjectProgress) -> str | None:
+    """The VM's own initramfs carrying its own fresh SSH host key (:mod:`lab.vmkeys`),
+    uploaded to the pool; kinds that do not boot the lab's initramfs keep the image's."""
+    if ctx.boot.initrd is None or ctx.image.initrd is None:
+        return ctx.boot.initrd
+    key = vmkeys.new_host_key(ctx.config.state_dir, vm.name)
+    local = vmkeys.vm_initrd_path(ctx.config.state_dir, vm.name)
+    sha = vmkeys.write_vm_initrd(ctx.image.initrd, key, local)
+    name = f"initrd-{vm.name}-hostkey"
+    old = hv.volume(pool, name)
+    if old is not None:
+        hv.delete_volume(old)
+    path = hv.upload(pool, name, local, "raw", domxml.volume_xml, identity.done_marker(name, sha))
+    say(f"own SSH host key {key.public.split()[1][-12:]} (pinned; in its initramfs)")
+    return path
+
+
+def _pinned_host_key(ctx: VmContext, vm: str) -> str:
+    """The host key the lab accepts from ``vm``: its own, else the image's (see vmkeys)."""
+    return vmkeys.pinned_key(ctx.config.state_dir, vm) or ctx.image.host_key_line
+
+
+def _heal(hv: Hypervisor, dom: Any, say: SubjectProgress) -> None:
+    """Bring back a domain that crashed, was paused (an I/O error on a full pool) or is
+    otherwise stuck, instead of failing with "domain is already running": destroy it and
+    revert to its clean snapshot, or boot it again when it has none yet."""
+    state = hv.state(dom)
+    if state in _ALIVE:
+        return
+    name = DomainState.NAMES.get(state, str(state))
+    clean = inventory.SNAPSHOT_NAME in hv.snapshot_names(dom)
+    if state != DomainState.SHUTOFF:
+        hv.destroy(dom)
+    if clean:
+        hv.revert_snapshot(dom, inventory.SNAPSHOT_NAME)
+        say(f"was {name}: reverted to its clean snapshot")
+    elif state != DomainState.SHUTOFF:
+        say(f"was {name}: powered off; booting it again")
+
+
+#: Domain states in which a guest may still answer (blocked: waiting on a host resource).
+_ALIVE = (DomainState.RUNNING, DomainState.BLOCKED)
+
+
+def _boot_fatal(hv: Hypervisor, dom: Any, kind: GuestKind, log: str, start: int) -> str | None:
+    """Why the boot can no longer succeed: the domain stopped running (crashed, paused,
+    shut off: named with the console's last line) or the console printed a fatal line."""
+    state = hv.state(dom)
+    if state not in _ALIVE:
+        size = Path(log).stat().st_size if Path(log).exists() else 0
+        seen = _last_console_line(log) if size > start else "console: nothing printed yet"
+        return f"the domain is {DomainState.NAMES.get(state, str(state))} ({seen})"
+    return _fatal_console_line(kind, log, start)
 
 
 def _check_alive(ctx: VmContext, vm: VmSpec) -> None:
@@ -271,6 +395,7 @@ def _write_inventory(ctx: VmContext, entries: list[inventory.VmEntry]) -> invent
     paths = StatePaths(config.state_dir)
     order = {vm.name: i for i, vm in enumerate(plan.vms)}
     entries.sort(key=lambda e: order[e.name])
+    entries = [dataclasses.replace(e, host_key=_pinned_host_key(ctx, e.name)) for e in entries]
     inventory.write_text_atomic(paths.known_hosts,
                                 inventory.known_hosts_text(tuple(entries), image.host_key_line))
     inv = inventory.Inventory(

@@ -7,20 +7,28 @@
   reverts it to its clean snapshot, and writes its evidence folder
   (:mod:`lab.evidence`), linked from the JUnit XML as properties.
 * Each failure gets a verdict (:mod:`lab.verdict`) that keeps the driver apart
-  from the lab: driver crashed / driver hung / driver failed / lab failed.
+  from the lab: driver crashed / driver hung / driver failed / lab failed; a
+  self-test that expects one (:mod:`lab.expect`) records expected and observed.
+* Each session with lab tests gets a run id and folder per lab (:mod:`lab.run_session`,
+  :mod:`lab.runs`): JUnit, evidence, the collected tests and each result, so `lab
+  report` reads that run and tells an interrupted run from a complete one.
+* Progress (:mod:`lab.suite_progress`): per-worker status files and logs; the
+  controller prints "still running: <test> on <vm> ..." lines when not on a terminal.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable, Generator, Iterator
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from lab import host, inventory
+from lab import flake, host, inventory, run_session, runs, suite_progress
 from lab.config import LabConfig, load_config
 from lab.drivers import DriverManifest, load_manifests
 from lab.errors import LabError, NetworkBroken
@@ -28,6 +36,7 @@ from lab.evidence import Evidence, collect
 from lab.guests import guest_kind
 from lab.hypervisor import Hypervisor
 from lab.journal import Vocabulary
+from lab.lab_ref import down_text, up_command
 from lab.leases import Lease, LeasedVm
 from lab.load import LoadResult
 from lab.paths import StatePaths
@@ -40,18 +49,37 @@ CRASHED = pytest.StashKey[bool]()
 VERDICT = pytest.StashKey[str]()
 VERDICT_TEXT = pytest.StashKey[str]()
 LEASE = pytest.StashKey[LeasedVm]()
+RUN = pytest.StashKey[run_session.RunSession]()
+EXIT_STATUS = pytest.StashKey[int]()
+WATCHER = pytest.StashKey[suite_progress.Watcher]()
+STATUS = pytest.StashKey[suite_progress.WorkerStatus]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("driver-lab")
     group.addoption("--lab-config", default=None, help="lab.toml of the lab to test against")
-    group.addoption("--lab-evidence", default="artifacts/evidence",
-                    help="folder for per-test evidence (default: artifacts/evidence)")
+    group.addoption("--lab-evidence", default=None,
+                    help="folder for per-test evidence (default: evidence/ in the run folder)")
+    group.addoption("--lab-progress", choices=("auto", "on", "off"), default="auto",
+                    help="every --lab-progress-interval seconds, one 'still running: <test> on "
+                         "<vm> for Ns, last step: ...' line per running test (auto: every test "
+                         "when stdout is not a terminal, e.g. CI; on a terminal only tests "
+                         "running for 4 intervals); per-worker logs always go to progress/ in "
+                         "the run folder")
+    group.addoption("--lab-progress-interval", type=float, default=30.0, metavar="SECONDS",
+                    help="seconds between progress lines (default: 30)")
+    group.addoption("--lab-run-dir", default=None, metavar="DIR",
+                    help="this run's folder (default: artifacts/<lab name>/runs/<run id>, "
+                         "which `lab report` reads; JUnit goes there unless --junitxml)")
     group.addoption("--lab-lease-timeout", type=float, default=900.0,
                     help="seconds a test waits for a free VM (default: 900)")
     group.addoption("--lab-skip-if-down", action="store_true", default=False,
                     help="skip the scenarios when the lab is not up (default: they fail, so a "
                          "run that tested nothing never looks green)")
+    group.addoption("--lab-rerun-failed", action="store_true", default=False,
+                    help="nightly mode: re-run a failed scenario once on a freshly reverted VM "
+                         "and mark it flaky (passed the second time) or consistent (JUnit "
+                         "property 'flake')")
     group.addoption("--lab-mutant", default=None, metavar="NAME",
                     help="deploy mutant NAME of a Linux twin instead of the twin (the mutation "
                          "self-test, `lab selftest`; mutants: drivers/*/linux/mutants)")
@@ -64,10 +92,102 @@ def _config_path(config: pytest.Config) -> str | None:
     return "lab.toml" if Path("lab.toml").exists() else None
 
 
+@pytest.hookimpl(tryfirst=True)  # before junitxml reads --junitxml
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "scenario: a Driver Lab scenario run on a leased VM")
+    cfg: LabConfig | None = None
     with suppress(LabError):  # reported by the fixtures, where a test needs the lab
-        host.enter_existing(load_config(_config_path(config)))
+        cfg = load_config(_config_path(config))
+        host.enter_existing(cfg)
+    worker = getattr(config, "workerinput", None)
+    run = run_session.make(cfg, config.getoption("--lab-run-dir"), worker)
+    config.stash[RUN] = run
+    if worker is None and not config.option.xmlpath and run_session.likely_lab_session(
+            config.args, bool(config.getoption("--lab-config"))):
+        config.option.xmlpath = str(run.junit)
+    if worker is None:  # the controller sees every test's reports, the workers' too
+        config.pluginmanager.register(run_session.Recorder(run), "driver-lab-run-recorder")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:  # xdist: the workers share the run
+    run = node.config.stash[RUN]
+    node.workerinput[run_session.RUN_ID_KEY] = run.run_id
+    node.workerinput[run_session.RUN_DIR_KEY] = str(run.folder)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    run = session.config.stash[RUN]
+    lab_tests = [i.nodeid for i in session.items if "lab_vm" in getattr(i, "fixturenames", ())]
+    if lab_tests and not session.config.option.collectonly:
+        if not hasattr(session.config, "workerinput"):
+            run_session.start(run, session.config.option.xmlpath or "")
+        runs.write_collected(run.folder, lab_tests)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    run = node.config.stash[RUN]
+    if not (run.folder / runs.RUN_FILE).exists():
+        run_session.start(run, node.config.option.xmlpath or "")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    config = session.config
+    choice = config.getoption("--lab-progress")
+    if hasattr(config, "workerinput") or choice == "off":
+        return
+    interval = float(config.getoption("--lab-progress-interval"))
+    # On a terminal (auto) only tests running for 4 intervals: the dots stay readable.
+    min_age = 4 * interval if choice == "auto" and sys.stdout.isatty() else 0.0
+    if config.pluginmanager.get_plugin("terminalreporter") is None:
+        return
+    writer = config.get_terminal_writer()
+
+    def write(line: str) -> None:
+        if writer.width_of_current_line:  # after a row of progress dots
+            writer.line()
+        writer.line(line)
+
+    watcher = suite_progress.Watcher(config.stash[RUN].folder / "progress", write, interval,
+                                     min_age)
+    config.stash[WATCHER] = watcher
+    watcher.start()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config.stash[EXIT_STATUS] = int(exitstatus)
+    watcher = session.config.stash.get(WATCHER, None)
+    if watcher is not None:
+        watcher.stop()
+
+
+@pytest.hookimpl(trylast=True)  # after junitxml wrote the file
+def pytest_unconfigure(config: pytest.Config) -> None:
+    run = config.stash.get(RUN, None)
+    if run is not None and not hasattr(config, "workerinput"):
+        run_session.finish(run, config.stash.get(EXIT_STATUS, runs.EXIT_INTERRUPTED))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    if not item.config.getoption("--lab-rerun-failed") or item.get_closest_marker(
+            "scenario") is None:
+        return None
+    flake.run_with_rerun(item, nextitem, _forget_run)
+    return True
+
+
+def _forget_run(item: pytest.Item) -> None:
+    """What one run of ``item`` left in its stash (before a re-run)."""
+    with suppress(KeyError):
+        del item.stash[CRASHED]
+    with suppress(KeyError):
+        del item.stash[VERDICT]
+    with suppress(KeyError):
+        del item.stash[VERDICT_TEXT]
+    with suppress(KeyError):
+        del item.stash[LEASE]
 
 
 @pytest.hookimpl(wrapper=True)
@@ -95,11 +215,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     item.stash[CRASHED] = crashed
     verdict = PASS if report.passed else (
         "skipped" if report.skipped else classify(exc, crashed))
+    text = verdict_text(verdict, exc, cause) if report.failed else None
+    expectation = lease.evidence.expectation if lease is not None else None
+    if expectation is not None:  # a self-test: the lab's verdict of the bug it caught
+        verdict = expectation.got
+        item.user_properties.append(("expected_verdict", expectation.expected_text))
+        text = expectation.text() + (f" (then the test failed: {text})" if text else "")
     item.stash[VERDICT] = verdict
     item.user_properties.append(("verdict", verdict))
-    if report.failed:
-        text = verdict_text(verdict, exc, cause)
+    if text is not None:
         item.stash[VERDICT_TEXT] = text
+    if report.failed and text is not None:
         report.sections.append(("Driver Lab verdict", text))
     return report
 
@@ -135,8 +261,7 @@ def lab_config(pytestconfig: pytest.Config) -> LabConfig:
 def lab_inventory(pytestconfig: pytest.Config, lab_config: LabConfig) -> inventory.Inventory:
     path = StatePaths(lab_config.state_dir).inventory
     if not path.exists():
-        message = (f"lab {lab_config.lab.name} is not up (no {path}): bring it up with "
-                   f"`make lab-up CONFIG={lab_config.path}`")
+        message = f"{down_text(lab_config)}: bring it up with `{up_command(lab_config)}`"
         if pytestconfig.getoption("--lab-skip-if-down"):
             pytest.skip(message)
         pytest.fail(message, pytrace=False)
@@ -196,13 +321,14 @@ def lab_vm(request: pytest.FixtureRequest, lab_config: LabConfig,
                   f"{worker}:{request.node.nodeid}", index)
     name = lease.acquire(float(request.config.getoption("--lab-lease-timeout")))
     entry = lab_inventory.vm(name)
-    timeline = Timeline()
+    status = _status(request.config, worker)
+    timeline = Timeline(listener=status.step)
     vm = Vm(lab_inventory, entry, lab_hypervisor, guest_kind(lab_config), timeline)
-    evidence = Evidence(Path(request.config.getoption("--lab-evidence")).resolve()
-                        / _safe(request.node.nodeid))
+    evidence = Evidence(_evidence_root(request.config) / _safe(request.node.nodeid))
     leased = LeasedVm(vm, evidence, lab_manifests, lab_vocabulary, _size(entry.console_log))
     cancel: Callable[[], None] | None = None
     try:
+        status.begin(request.node.nodeid, name)
         timeline.add(f"leased {name} by {worker}")
         timeline.add(f"revert took {vm.revert():.1f}s")
 
@@ -226,6 +352,19 @@ def lab_vm(request: pytest.FixtureRequest, lab_config: LabConfig,
         finally:
             vm.close()
             lease.release()
+            status.end(request.node.nodeid, request.node.stash.get(VERDICT, "not run"))
+
+
+def _status(config: pytest.Config, worker: str) -> suite_progress.WorkerStatus:
+    if STATUS not in config.stash:
+        config.stash[STATUS] = suite_progress.WorkerStatus(
+            config.stash[RUN].folder / "progress", worker)
+    return config.stash[STATUS]
+
+
+def _evidence_root(config: pytest.Config) -> Path:
+    chosen = config.getoption("--lab-evidence")
+    return Path(chosen).resolve() if chosen else config.stash[RUN].evidence
 
 
 def _collect(request: pytest.FixtureRequest, leased: LeasedVm) -> None:

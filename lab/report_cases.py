@@ -44,6 +44,8 @@ class Case:
     def verdict_class(self) -> str:
         """One of :data:`VERDICT_CLASSES`, or :data:`UNCLASSIFIED`."""
         verdict = self.props.get("verdict", "")
+        if self.props.get("expected_verdict") and self.outcome == "pass":
+            return PASS  # a self-test that got the verdict it expected
         if verdict in VERDICT_CLASSES:
             return verdict
         if self.outcome == "pass":
@@ -83,7 +85,8 @@ def _case(element: ET.Element) -> Case:
 
 
 def read_cases(junit: Path) -> list[Case]:
-    """Every testcase of ``junit``; a missing or broken file is a lab failure."""
+    """Every testcase of ``junit`` that has a name; a missing or broken file is a lab
+    failure."""
     try:
         root = ET.parse(junit).getroot()
     except FileNotFoundError:
@@ -92,7 +95,8 @@ def read_cases(junit: Path) -> list[Case]:
     except ET.ParseError as exc:
         raise LabFailure(f"{junit} is not valid JUnit XML: {exc}",
                          hint="was the run interrupted while writing it? run it again") from None
-    return [_case(element) for element in root.iter("testcase")]
+    # pytest-xdist writes a nameless testcase for a test cut off by Ctrl-C: not a result.
+    return [_case(element) for element in root.iter("testcase") if element.get("name")]
 
 
 def count_by_class(cases: list[Case]) -> dict[str, int]:

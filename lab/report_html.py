@@ -73,6 +73,10 @@ class Page:
     generated: str
     counts: dict[str, int]
     tests: tuple[CaseView, ...]
+    run: tuple[str, ...] = ()
+    """Which run this is, and whether it was cut short (lab.report run lines)."""
+    warning: bool = False
+    """True when the run is not complete: the run lines are shown as a warning."""
 
 
 def _read(path: Path) -> str:
@@ -139,13 +143,15 @@ def _suite(junit: Path) -> str:
                     if suite.get(k))
 
 
-def build_page(junit: Path, out: Path) -> Page:
+def build_page(junit: Path, out: Path, run: tuple[str, ...] = (),
+               warning: bool = False) -> Page:
     cases = read_cases(junit)
     base = out.resolve().parent
     return Page(junit=str(junit), suite=_suite(junit),
                 generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
                 counts=count_by_class(cases),
-                tests=tuple(case_view(c, i, base) for i, c in enumerate(cases)))
+                tests=tuple(case_view(c, i, base) for i, c in enumerate(cases)),
+                run=run, warning=warning)
 
 
 def _css_class(verdict: str) -> str:
@@ -164,9 +170,11 @@ def render(page: Page) -> str:
     return environment().get_template("report.html.j2").render(page=page)
 
 
-def write_html(junit: Path, out: Path) -> Path:
-    """Render the report of ``junit`` to ``out`` (atomically: a reader never sees half)."""
-    html = render(build_page(junit, out))
+def write_html(junit: Path, out: Path, run: tuple[str, ...] = (),
+               warning: bool = False) -> Path:
+    """Render the report of ``junit`` to ``out`` (atomically: a reader never sees half);
+    ``run``: lines on which run it is and, with ``warning``, what it did not run."""
+    html = render(build_page(junit, out, run, warning))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(html, encoding="utf-8")

@@ -77,15 +77,33 @@ class Sandbox:
         self.state_file = self.dir / "sandbox.json"
 
     def state(self) -> SandboxState | None:
-        if not self.state_file.exists():
-            return None
-        try:
-            data = json.loads(self.state_file.read_text())
-            return SandboxState(netns=data["netns"], libvirtd_pid=int(data["libvirtd_pid"]),
-                                virtlogd_pid=int(data["virtlogd_pid"]))
-        except (ValueError, KeyError, TypeError):
-            raise LabFailure(f"{self.state_file} is unreadable",
-                             hint="stop the daemons it names by hand, then delete it") from None
+        """The recorded daemons, else the lab's own daemons found by their pid files
+        (a `lab up` killed between starting them and recording them): adopted and recorded."""
+        recorded = parse_state(self.state_file.read_text(errors="replace")) \
+            if self.state_file.exists() else None
+        return recorded if recorded is not None else self._adopt()
+
+    def _adopt(self) -> SandboxState | None:
+        pids = [_pid_in_file(self.dir / f"{name}.pid") for name in ("libvirtd", "virtlogd")]
+        for name, pid in zip(("libvirtd", "virtlogd"), pids, strict=True):
+            if pid is None or not _alive_in(pid, self.netns) or _comm(pid) != name:
+                return None
+        assert pids[0] is not None and pids[1] is not None
+        state = SandboxState(netns=self.netns, libvirtd_pid=pids[0], virtlogd_pid=pids[1])
+        self._record(state)
+        return state
+
+    def _record(self, state: SandboxState) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_name(f".{self.state_file.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(asdict(state), indent=2))
+        os.replace(tmp, self.state_file)
+
+    def stray_daemons(self) -> list[int]:
+        """libvirtd/virtlogd in our namespace that nobody recorded (never the QEMUs: a new
+        libvirtd reattaches to running guests)."""
+        return [pid for pid in netns.pids(self.netns)
+                if _comm(pid) in ("libvirtd", "virtlogd") and not _gone(pid)]
 
     def running(self) -> bool:
         """True when our recorded daemons are alive inside our namespace."""
@@ -103,6 +121,8 @@ class Sandbox:
                              hint="set [lab] sandbox = \"never\" to use it")
         self.dir.mkdir(parents=True, exist_ok=True)
         netns.create(self.netns)
+        for pid in self.stray_daemons():  # half-started by a killed `lab up`, not answering
+            _terminate(pid)
         pid_l, pid_v = self.dir / "libvirtd.pid", self.dir / "virtlogd.pid"
         for p in (pid_l, pid_v):
             p.unlink(missing_ok=True)
@@ -130,9 +150,7 @@ class Sandbox:
                  DAEMON_START_TIMEOUT)
         state = SandboxState(netns=self.netns, libvirtd_pid=_read_pid(pid_l),
                              virtlogd_pid=_read_pid(pid_v))
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(state), indent=2))
-        os.replace(tmp, self.state_file)
+        self._record(state)
         return state
 
     def stop(self) -> list[str]:
@@ -166,6 +184,23 @@ class Sandbox:
 #: Processes the sandbox daemons start; only these are stopped when left behind.
 DAEMON_CHILDREN = frozenset({"libvirtd", "virtlogd", "dnsmasq", "qemu-system-x86",
                              "libvirt_leasesh", "rpc-worker"})
+
+
+def parse_state(text: str) -> SandboxState | None:
+    """``sandbox.json``'s content; None when half-written or garbage (the pid files decide)."""
+    try:
+        data = json.loads(text)
+        return SandboxState(netns=str(data["netns"]), libvirtd_pid=int(data["libvirtd_pid"]),
+                            virtlogd_pid=int(data["virtlogd_pid"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _pid_in_file(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def _q(path: Path) -> str:

@@ -6,10 +6,11 @@ idempotent: a second run finds nothing and says so.
 
 from __future__ import annotations
 
-from lab import naming, netns
+from lab import identity, naming, netns
 from lab.config import LabConfig
 from lab.host import decide, open_host
 from lab.hypervisor import Hypervisor
+from lab.lablock import sandbox_changes, sole_sandbox_user
 from lab.paths import StatePaths
 from lab.progress import Progress
 from lab.sandbox import Sandbox
@@ -18,6 +19,7 @@ from lab.sandbox import Sandbox
 def down(config: LabConfig, progress: Progress) -> int:
     """Remove the lab's domains, networks, pool (volumes) and sandbox. Returns #objects."""
     plan = decide(config)
+    me = identity.claim(config.lab.name, config.path, config.state_dir)
     sandbox = Sandbox()
     removed = 0
     others: list[str] = []
@@ -27,16 +29,12 @@ def down(config: LabConfig, progress: Progress) -> int:
         hv = open_host(config, progress, start=True)
         assert hv is not None
         with hv:
-            removed = _remove_objects(hv, config, progress)
+            removed = _remove_objects(hv, config, me, progress)
             others = hv.lab_object_names() if plan.use_sandbox else []
     if others:
         progress(f"sandbox libvirtd kept: it still holds {', '.join(others)}")
     elif plan.use_sandbox:
-        had_netns = netns.exists(sandbox.netns)
-        for line in sandbox.stop():
-            progress(f"stopped {line}")
-        if had_netns:
-            progress(f"network namespace {sandbox.netns} removed")
+        _stop_sandbox(sandbox, progress)
     paths = StatePaths(config.state_dir)
     for path in (paths.inventory, paths.known_hosts):
         path.unlink(missing_ok=True)
@@ -44,22 +42,70 @@ def down(config: LabConfig, progress: Progress) -> int:
     return removed
 
 
-def _remove_objects(hv: Hypervisor, config: LabConfig, progress: Progress) -> int:
+def _stop_sandbox(sandbox: Sandbox, progress: Progress) -> None:
+    """Stop the shared sandbox, unless another lab command is using it right now."""
+    with sandbox_changes(sandbox.dir, progress):
+        if not sole_sandbox_user(sandbox.dir):
+            progress("sandbox kept: another lab command is using it")
+            return
+        had_netns = netns.exists(sandbox.netns)
+        for line in sandbox.stop():
+            progress(f"stopped {line}")
+        if had_netns:
+            progress(f"network namespace {sandbox.netns} removed")
+
+
+def _remove_objects(hv: Hypervisor, config: LabConfig, me: identity.Identity,
+                    progress: Progress) -> int:
     lab = config.lab.name
     removed = 0
+    foreign: list[str] = []
+    states: set[str] = set()
     for dom, owner in hv.owned_domains(lab):
+        if not identity.owns(me, lab, owner.lab, owner.install):
+            foreign.append(f"domain {dom.name()}")
+            states.add(owner.state_dir or "?")
+            continue
         hv.remove_domain(dom)
         progress(f"domain {dom.name()} (run {owner.run}) removed with its snapshots")
         removed += 1
-    for net, _owner in hv.owned_networks(lab):
+    for net, owner in hv.owned_networks(lab):
+        if not identity.owns(me, lab, owner.lab, owner.install):
+            foreign.append(f"network {net.name()}")
+            states.add(owner.state_dir or "?")
+            continue
         hv.remove_network(net)
         progress(f"network {net.name()} removed")
         removed += 1
-    pool = hv.owned_pool(naming.pool_name(lab), lab)
-    if pool is not None:
-        vols = hv.remove_pool(pool)
-        progress(f"pool {naming.pool_name(lab)} removed with {len(vols)} volumes")
-        removed += 1 + len(vols)
-    elif hv.pool(naming.pool_name(lab)) is not None:
-        progress(f"pool {naming.pool_name(lab)} exists without this lab's owner mark: kept")
+    removed += _remove_pool(hv, config, me, progress)
+    if foreign:
+        progress(f"not touched: {len(foreign)} objects named for lab {lab} belong to another "
+                 f"config (state dir {', '.join(sorted(states))}): {', '.join(foreign)}")
     return removed
+
+
+def _remove_pool(hv: Hypervisor, config: LabConfig, me: identity.Identity,
+                 progress: Progress) -> int:
+    lab, name = config.lab.name, naming.pool_name(config.lab.name)
+    pool = hv.pool(name)
+    if pool is None:
+        return 0
+    vols = hv.pool_volumes(pool)
+    if vols is None:  # cannot start: its directory is gone, nothing in it to lose
+        target = hv.pool_target(pool)
+        if target != config.pool_path:
+            progress(f"pool {name} ({target}) cannot start and is not this config's: kept")
+            return 0
+        hv.undefine_pool(pool)
+        progress(f"pool {name} had no usable directory ({target}): definition removed")
+        return 1
+    if not identity.pool_is_ours(vols, lab, f"{lab}{naming.POOL_OWNER_SUFFIX}", me):
+        progress(f"pool {name} exists without this lab's owner marks "
+                 "(another config's, or not a lab pool): kept")
+        return 0
+    gone, kept = hv.remove_pool(pool, lambda v: identity.is_lab_volume(v, lab, config.vms.names))
+    progress(f"pool {name} removed with {len(gone)} volumes")
+    if kept:
+        progress(f"kept {len(kept)} files the lab did not make in {config.pool_path} "
+                 f"(and the directory): {', '.join(sorted(kept)[:5])}")
+    return 1 + len(gone)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,10 +38,14 @@ class Timeline:
     start: float = field(default_factory=time.monotonic)
     events: list[tuple[float, str]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Called with each event after it is added (the suite's progress status).
+    listener: Callable[[str], None] | None = None
 
     def add(self, what: str) -> None:
         with self._lock:
             self.events.append((time.monotonic() - self.start, what))
+        if self.listener is not None:
+            self.listener(what)
 
     def text(self) -> str:
         with self._lock:
@@ -148,6 +153,32 @@ class Vm:
         xml = domxml.interface_xml(nic, link="up" if up else "down")
         self.timeline.add(f"link {nic.alias} {'up' if up else 'down'}")
         self.hv.update_device(self.domain(), xml)
+
+    def sleep(self) -> float:
+        """Suspend the guest to RAM (its agent or itself, per guest kind); returns seconds
+        until libvirt reports it suspended. Past the SUSPEND budget: DriverHang."""
+        self.timeline.add("suspend to RAM requested")
+        t0 = time.monotonic()
+        if self.handle.sleeps_through_agent:
+            self.hv.pm_suspend(self.domain())
+        else:
+            self.handle.start_sleep()
+        budgets.SUSPEND.wait(f"{self.name} to reach the sleep state",
+                             lambda: True if self.state() == DomainState.PMSUSPENDED else None)
+        self.guest.close()  # its session sleeps too; the wake-up reconnects
+        self.timeline.add("libvirt reports the guest suspended")
+        return time.monotonic() - t0
+
+    def wake(self) -> float:
+        """Wake a suspended guest (libvirt pmWakeup); seconds until it answers SSH again."""
+        t0 = time.monotonic()
+        self.hv.pm_wakeup(self.domain())
+        self.timeline.add("wake-up sent")
+        budgets.RESUME.wait(f"{self.name} to run and answer SSH after the wake-up",
+                            lambda: True if self.state() == DomainState.RUNNING
+                            and self.handle.alive() else None)
+        self.timeline.add("guest answers SSH after the wake-up")
+        return time.monotonic() - t0
 
     def revert(self) -> float:
         """Back to the clean snapshot (running); returns seconds until SSH answers again."""

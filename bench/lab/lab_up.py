@@ -2,7 +2,7 @@
 
 Reference, run side by side in the same invocation: the same micro guest booted
 by bare QEMU (no libvirt, no networks, no SSH) until its console says it is
-ready. Results are printed and written to bench/results/lab-up.md as ratios to
+ready. Results are printed and written to artifacts/bench/lab-up.md as ratios to
 that reference. Uses its own lab (name "dlbench", subnets 192.168.233-235.x) so a
 running user lab is untouched.
 """
@@ -19,7 +19,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 STATE = REPO / "var" / "bench-lab"
-RESULTS = REPO / "bench" / "results" / "lab-up.md"
+#: Untracked output; bench/results/lab-up.md is the recorded run the README quotes.
+RESULTS = REPO / "artifacts" / "bench" / "lab-up.md"
 SSH_RE = re.compile(r"\] (\S+): SSH answers after ([0-9.]+)s")
 
 CONFIG = """\

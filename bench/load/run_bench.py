@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Load-engine bench: iperf3, the C epoll echo server, the C streaming echo client and
-`lab load`, side by side in one run on loopback. Writes bench/results/load.md and prints it.
+`lab load`, side by side in one run on loopback. Writes the table to --out (default
+artifacts/bench/load.md: bench/results/load.md is the tracked record the README quotes,
+copied there by hand), prints it, then PASS or FAIL per goal; exits 1 when a goal is missed.
 
 Usage: run_bench.py --bin DIR [--out FILE] [--seconds S] [--reps N]
 Each measurement runs N times, C reference and engine alternating, and the best run of
@@ -36,8 +38,20 @@ class Row:
     ref: float | None
     engine: float | None
     unit: str
-    goal: str = ""
+    goal: float | None = None
+    """The ratio the engine must reach (``>= goal``), or None when there is no goal."""
     higher_is_better: bool = True
+
+    @property
+    def goal_text(self) -> str:
+        return "" if self.goal is None else f">= {self.goal:g}x"
+
+    def verdict(self) -> str:
+        """PASS / FAIL against the goal ('' without a goal; FAIL when nothing was measured)."""
+        if self.goal is None:
+            return ""
+        ratio = self.ratio()
+        return "PASS" if ratio is not None and ratio >= self.goal else "FAIL"
 
     def ratio(self) -> float | None:
         if not self.ref or not self.engine:
@@ -124,14 +138,15 @@ class Bench:
 
     def best(
         self, mode: str, conns: int, key: Callable[[dict[str, Any]], float], lower: bool = False,
-        extra: tuple[str, ...] = (),
+        extra: tuple[str, ...] = (), unit: str = "MB/s",
     ) -> tuple[float, float]:
         refs, engs = [], []
         for _ in range(self.reps):
             refs.append(key(self.c_client(mode, conns)))
             engs.append(key(self.engine(mode, conns, *extra)))
         pick = min if lower else max
-        print(f"  {mode:8} x{conns:<3} {'C':>6} {refs}  engine {engs}", file=sys.stderr)
+        print(f"  {mode:8} x{conns:<3} C: {', '.join(fmt(v, unit) for v in refs)}   "
+              f"lab load: {', '.join(fmt(v, unit) for v in engs)}", file=sys.stderr)
         return pick(refs), pick(engs)
 
 
@@ -141,7 +156,7 @@ def c_tp(d: dict[str, Any]) -> float:
 
 def measure(bench: Bench) -> list[Row]:
     rows = [Row("loopback limit, 1 TCP stream", "iperf3", iperf3(bench.seconds), None, "MB/s")]
-    goals = {1: ">= 0.5x", 8: ">= 0.8x", 64: ""}
+    goals: dict[int, float | None] = {1: 0.5, 8: 0.8, 64: None}
     for conns in (1, 8, 64):
         ref, eng = bench.best("stream", conns, c_tp)
         rows.append(Row(f"echo stream, {conns} conn", "C client", ref, eng, "MB/s", goals[conns]))
@@ -150,15 +165,15 @@ def measure(bench: Bench) -> list[Row]:
     def lat(name: str) -> Callable[[dict[str, Any]], float]:
         return lambda d: float(d[name] if name in d else d["latency"][name.removesuffix("_us")])
 
-    ref, eng = bench.best("ping", 1, lat("p99_us"), lower=True)
+    ref, eng = bench.best("ping", 1, lat("p99_us"), lower=True, unit="us")
     rows.append(Row("ping 64 B, 1 conn: p99 latency", "C client", ref, eng, "us",
                     higher_is_better=False))
-    ref, eng = bench.best("ping", 1, lat("p50_us"), lower=True)
+    ref, eng = bench.best("ping", 1, lat("p50_us"), lower=True, unit="us")
     rows.append(Row("ping 64 B, 1 conn: p50 latency", "C client", ref, eng, "us",
                     higher_is_better=False))
-    ref, eng = bench.best("ping", 1, lambda d: float(d["ops_per_second"]))
+    ref, eng = bench.best("ping", 1, lambda d: float(d["ops_per_second"]), unit="/s")
     rows.append(Row("ping 64 B, 1 conn: round trips", "C client", ref, eng, "/s"))
-    ref, eng = bench.best("connect", 8, lambda d: float(d["ops_per_second"]))
+    ref, eng = bench.best("connect", 8, lambda d: float(d["ops_per_second"]), unit="conn/s")
     rows.append(Row("connect-echo-close, 8 conn", "C client", ref, eng, "conn/s"))
     return rows
 
@@ -182,14 +197,14 @@ def table(rows: list[Row], bench: Bench) -> str:
         f"{bench.seconds:g} s per run, best of {bench.reps}, window {WINDOW // 1024} KiB, "
         "server: bench/load/echo_server (C, epoll, 1 thread)",
         "",
-        "| measurement | reference | reference | lab load | ratio (engine/ref) | goal |",
-        "|---|---|---:|---:|---:|---|",
+        "| measurement | reference | reference | lab load | ratio (engine/ref) | goal | met |",
+        "|---|---|---:|---:|---:|---|---|",
     ]
     for r in rows:
         ratio = r.ratio()
         lines.append(
             f"| {r.what} | {r.ref_name} | {fmt(r.ref, r.unit)} | {fmt(r.engine, r.unit)} | "
-            f"{'-' if ratio is None else f'{ratio:.2f}x'} | {r.goal} |"
+            f"{'-' if ratio is None else f'{ratio:.2f}x'} | {r.goal_text} | {r.verdict()} |"
         )
     lines += [
         "",
@@ -202,7 +217,7 @@ def table(rows: list[Row], bench: Bench) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bin", type=Path, required=True, help="directory of echo_server, echo_client")
-    ap.add_argument("--out", type=Path, default=Path("bench/results/load.md"))
+    ap.add_argument("--out", type=Path, default=Path("artifacts/bench/load.md"))
     ap.add_argument("--seconds", type=float, default=float(os.environ.get("LOAD_BENCH_SECONDS", 3)))
     ap.add_argument("--reps", type=int, default=int(os.environ.get("LOAD_BENCH_REPS", 2)))
     args = ap.parse_args()
@@ -216,7 +231,26 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     print(text)
-    return 0
+    return report_goals(rows, args.out)
+
+
+def goal_lines(rows: list[Row]) -> list[str]:
+    """One line per goal: ``PASS echo stream, 1 conn: 0.94x (goal >= 0.5x)``."""
+    lines = []
+    for r in rows:
+        if r.goal is not None:
+            ratio = r.ratio()
+            got = "not measured" if ratio is None else f"{ratio:.2f}x"
+            lines.append(f"{r.verdict()} {r.what}: {got} (goal {r.goal_text})")
+    return lines
+
+
+def report_goals(rows: list[Row], out: Path) -> int:
+    lines = goal_lines(rows)
+    missed = sum(line.startswith("FAIL") for line in lines)
+    print("\n".join(lines))
+    print(f"bench-load: {len(lines) - missed} of {len(lines)} goals met; table in {out}")
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":

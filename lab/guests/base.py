@@ -142,6 +142,9 @@ class BootChoices:
     #: (KVM: host-passthrough; TCG: QEMU's "max" model), e.g. for Windows 11 24H2's
     #: x86-64-v2 requirement (POPCNT, SSE4.2)
     cpu: str = "default"
+    #: the i6300esb watchdog (lab.domxml.WATCHDOG_ACTION on expiry); the guest must arm
+    #: and pet it (the micro guest's /sbin/lab-watchdog). Windows has no driver for it.
+    watchdog: bool = True
 
 
 def wait_or_hang(running: RunningCommand, deadline: float, what: str,
@@ -231,6 +234,9 @@ class GuestHandle(abc.ABC):
     #: whether a crash should also be dumped from the host (libvirt memory-only dump);
     #: kinds whose guest writes its own dump and reboots say False
     host_dump_on_crash: ClassVar[bool] = True
+    #: whether the lab suspends this guest to RAM through its QEMU guest agent (libvirt
+    #: dompmsuspend); else the guest suspends itself (:meth:`start_sleep`)
+    sleeps_through_agent: ClassVar[bool] = False
 
     def __init__(self, shell: Shell) -> None:
         self.shell = shell
@@ -285,6 +291,27 @@ class GuestHandle(abc.ABC):
         Linux an MTU change and an admin down/up) and the command returns once the
         adapter is back up. Past ``deadline``: DriverHang (the adapter was never let go);
         a command the guest refuses: LabFailure."""
+
+    @abc.abstractmethod
+    def disable_adapter(self, adapter: AdapterInfo, deadline: float) -> None:
+        """Disable one NIC without removing the hardware (a PnP removal: Windows
+        Disable-NetAdapter; Linux: remove the NIC's PCI function); returns once the
+        adapter's driver and every protocol let go of it. Past ``deadline``: DriverHang;
+        a command the guest refuses: LabFailure."""
+
+    @abc.abstractmethod
+    def enable_adapter(self, adapter: AdapterInfo, deadline: float) -> None:
+        """Enable a NIC :meth:`disable_adapter` disabled (Windows Enable-NetAdapter; Linux
+        a PCI bus rescan); returns once the command did. The adapter may come back with
+        a new index. A command the guest refuses: LabFailure."""
+
+    def start_sleep(self) -> None:
+        """Start a suspend to RAM inside the guest and return at once (the lab waits for
+        libvirt to report the guest suspended). LabFailure when the guest cannot sleep."""
+        from lab.errors import LabFailure
+
+        raise LabFailure(f"{self.name}: this guest kind does not suspend itself",
+                         hint="it sleeps through its guest agent (sleeps_through_agent)")
 
     def crash_evidence(self, folder: Path) -> list[str]:
         """After a crash the lab detected: fetch what the guest wrote (dumps); returns notes."""

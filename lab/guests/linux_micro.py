@@ -92,6 +92,37 @@ def reset_command(ifname: str, mtu: int) -> str:
                        for step in steps)
 
 
+#: A PCI function address ("0000:02:00.0"), the name of its /sys/bus/pci/devices entry.
+_PCI_ADDRESS = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
+
+
+def pci_function(device_path: str) -> str:
+    """The PCI function a network interface sits on, from ``readlink -f
+    /sys/class/net/<if>/device`` (a virtio NIC's device is the virtio device below its
+    PCI function): the path's last component that is a PCI address."""
+    found = [part for part in device_path.strip().split("/") if _PCI_ADDRESS.match(part)]
+    if not found:
+        raise LabFailure(f"no PCI function in the adapter's device path {device_path!r}")
+    return found[-1]
+
+
+def pci_remove_command(function: str) -> str:
+    """Remove one PCI function: its driver's remove runs (the netdev is unregistered,
+    every protocol must let go) before the write returns (sysfs-bus-pci)."""
+    if not _PCI_ADDRESS.match(function):
+        raise ValueError(f"bad PCI function {function!r}")
+    return f"echo 1 > {shlex.quote(f'/sys/bus/pci/devices/{function}/remove')}"
+
+
+#: Rescan every PCI bus: removed functions are found and probed again (sysfs-bus-pci).
+PCI_RESCAN_COMMAND = "echo 1 > /sys/bus/pci/rescan"
+
+
+#: Suspend to RAM a second after the SSH command returned (Documentation/admin-guide/
+#: pm/sleep-states.rst: "mem" is the deep state, S3, when /sys/power/mem_sleep says so).
+SLEEP_COMMAND = "(sleep 1; echo mem > /sys/power/state) </dev/null >/dev/null 2>&1 &"
+
+
 def micro_cmdline(vm: VmSpec) -> str:
     """Kernel command line of a micro guest: hostname and each NIC's MAC -> address."""
     nets = ",".join(f"{nic.mac}={nic.ip}" for nic in vm.nics)
@@ -189,6 +220,41 @@ class LinuxMicroHandle(GuestHandle):
             raise LabFailure(f"{self.name}: NIC reset of {adapter.name} failed "
                              f"({res.exit_code}): {res.stderr.strip()[-300:]}")
 
+    def disable_adapter(self, adapter: AdapterInfo, deadline: float) -> None:
+        """Remove the adapter's PCI function (:func:`pci_remove_command`)."""
+        path = self.shell.run(shlex.join(["readlink", "-f",
+                                          f"/sys/class/net/{adapter.name}/device"]),
+                              timeout=30, check=False).stdout
+        command = pci_remove_command(pci_function(path))
+        res = wait_or_hang(self.shell.start(command), deadline,
+                           f"the removal of {adapter.name}'s PCI function ({adapter.mac})")
+        if not res.ok:
+            raise LabFailure(f"{self.name}: {command} failed ({res.exit_code}): "
+                             f"{res.stderr.strip()[-300:]}")
+
+    def enable_adapter(self, adapter: AdapterInfo, deadline: float) -> None:
+        """A PCI bus rescan: the removed function is probed again (a new ifindex)."""
+        del adapter
+        try:
+            res = self.shell.run(PCI_RESCAN_COMMAND, timeout=deadline, check=False)
+        except CommandTimeout as exc:
+            raise LabFailure(f"{self.name}: the PCI rescan did not return within "
+                             f"{deadline:.0f}s") from exc
+        if not res.ok:
+            raise LabFailure(f"{self.name}: PCI rescan failed ({res.exit_code}): "
+                             f"{res.stderr.strip()[-300:]}")
+
+    def start_sleep(self) -> None:
+        """``echo mem > /sys/power/state`` in the background (the SSH command returns
+        first; the kernel's suspend entry freezes the SSH server with everything else)."""
+        states = self.shell.run("cat /sys/power/state", timeout=30, check=False).stdout.split()
+        if "mem" not in states:
+            raise LabFailure(f"{self.name}: the kernel offers no suspend to RAM "
+                             f"(/sys/power/state: {' '.join(states) or 'empty'})",
+                             hint="the domain needs <pm><suspend-to-mem enabled='yes'/> "
+                                  "(lab.domxml) and the kernel CONFIG_SUSPEND")
+        self.shell.run(SLEEP_COMMAND, timeout=30)
+
     def hang_evidence(self, folder: Path, nmi: Callable[[], None]) -> list[str]:
         """Blocked-task stacks (sysrq w) into ``hang-stacks.txt``; no NMI needed."""
         del nmi
@@ -202,6 +268,19 @@ class LinuxMicroHandle(GuestHandle):
         (folder / "hang-stacks.txt").write_text(text)
         return ["blocked-task stacks (sysrq w) in hang-stacks.txt"]
 
+    def crash_evidence(self, folder: Path) -> list[str]:
+        """The panic's lines from the host's memory dump (``memory.elf``) into
+        ``panic-from-dump.txt``: a panic in NMI context (the watchdog's) never reaches
+        the console, as printk defers it there and pvpanic stops the guest first."""
+        dump = folder / "memory.elf"
+        if not dump.exists():
+            return []
+        lines = dump_panic_lines(dump)
+        if not lines:
+            return ["no panic line found in memory.elf"]
+        (folder / "panic-from-dump.txt").write_text("".join(f"{line}\n" for line in lines))
+        return [f"from the memory dump: {line}" for line in lines]
+
     def _oob_stacks(self) -> str:
         """SysRq w through the guest agent: the stacks reach the serial console."""
         if self.oob_sysrq is None:
@@ -212,6 +291,28 @@ class LinuxMicroHandle(GuestHandle):
             return f"guest agent silent too: {exc.summary}"
         return ("blocked-task stacks (sysrq w via the guest agent) in console.log"
                 if done else "the guest agent could not trigger sysrq w")
+
+
+#: Kernel log text that names a panic and where the CPU was, as it sits in the printk
+#: ring of a memory dump (records are plain text; a record may end in stale bytes).
+_DUMP_PANIC = re.compile(rb"(?:Kernel panic - not syncing: |NMI received for unknown reason "
+                         rb"|RIP: 0010:)[\x20-\x7e]{1,160}")
+_DUMP_CHUNK = 64 << 20
+
+
+def dump_panic_lines(dump: Path, limit: int = 8) -> list[str]:
+    """The first ``limit`` distinct panic/RIP lines in ``dump`` (format strings skipped)."""
+    found: list[str] = []
+    tail = b""
+    with dump.open("rb") as fh:
+        while len(found) < limit and (chunk := fh.read(_DUMP_CHUNK)):
+            data = tail + chunk
+            for m in _DUMP_PANIC.finditer(data):
+                line = m.group().decode("ascii")
+                if "%" not in line and line not in found and m.end() < len(data):
+                    found.append(line)
+            tail = data[-256:]
+    return found[:limit]
 
 
 def module_release(ko: Path) -> str | None:
@@ -382,10 +483,14 @@ PANIC_PARAMS = ("panic=0", "oops=panic")
 #: the console (no hung_task_panic), so the lab still reports "driver hung"
 #: (Documentation/admin-guide/kernel-parameters.txt, sysctl/kernel.rst). The timeout
 #: has no boot parameter of its own: ``sysctl.<key>=`` sets it (Linux >= 5.8).
+#: A hard lockup (a CPU spinning with interrupts off; TCG has no perf NMI watchdog)
+#: starves /sbin/lab-watchdog, the i6300esb runs out and injects an NMI, which
+#: unknown_nmi_panic turns into a panic (arch/x86/kernel/nmi.c, sysctl/kernel.rst).
 #: Each pairs with the /proc/sys value the contract check reads back.
 HANG_SETTINGS = (("softlockup_panic=1", "kernel/softlockup_panic", "1"),
                  ("sysctl.kernel.hung_task_timeout_secs=10",
-                  "kernel/hung_task_timeout_secs", "10"))
+                  "kernel/hung_task_timeout_secs", "10"),
+                 ("unknown_nmi_panic", "kernel/unknown_nmi_panic", "1"))
 HANG_PARAMS = tuple(param for param, _, _ in HANG_SETTINGS)
 _SYSCTLS_CMD = " ".join(f"echo {key} $(cat /proc/sys/{key});" for _, key, _ in HANG_SETTINGS)
 
@@ -507,10 +612,43 @@ def check_test_nics(handle: GuestHandle, vm: VmSpec | None) -> ContractItem:
     return ContractItem("test NICs present", not missing, detail, fix)
 
 
+#: The petter of the domain's i6300esb (lab.domxml): init respawns it.
+WATCHDOG_ARGV = ("/sbin/lab-watchdog",)
+#: PCI ID of the i6300esb; its config byte 0x68 (104) has bit 1 set while it counts.
+_WATCHDOG_CMD = ("for d in /sys/bus/pci/devices/*; do "
+                 "[ \"$(cat \"$d/vendor\"):$(cat \"$d/device\")\" = 0x8086:0x25ab ] || continue; "
+                 "echo \"device ${d##*/}\"; echo \"lock $(od -An -tu1 -j104 -N1 \"$d/config\")\"; "
+                 "done")
+
+
+def parse_watchdog(text: str) -> tuple[str, int | None]:
+    """(PCI address, lock register) from :data:`_WATCHDOG_CMD`'s output ("", None: none)."""
+    lines = dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+    lock = lines.get("lock", "").strip()
+    return lines.get("device", "").strip(), int(lock) if lock.isdigit() else None
+
+
+def check_watchdog(handle: GuestHandle, vm: VmSpec | None) -> ContractItem:
+    """The i6300esb counts down (enable bit) and its petter runs, so a hard lockup
+    becomes an NMI panic instead of a silent hang."""
+    del vm
+    device, lock = parse_watchdog(_sh(handle, _WATCHDOG_CMD).stdout)
+    running = any(tuple(line.split()[:1]) == WATCHDOG_ARGV
+                  for line in _sh(handle, _PROCS_CMD).stdout.splitlines())
+    armed = lock is not None and bool(lock & 0x02)
+    detail = ("no i6300esb PCI device" if not device
+              else f"i6300esb {device} {'armed' if armed else 'not armed'}, "
+                   f"lab-watchdog {'running' if running else 'not running'}")
+    return ContractItem("watchdog armed and petted", bool(device) and armed and running,
+                        detail, "the domain needs <watchdog model='i6300esb'/> (lab.domxml, "
+                        "`lab down` + `lab up`), the image /sbin/lab-watchdog respawned by "
+                        "/etc/inittab; " + _REBUILD)
+
+
 #: The micro image's contract, in the order `lab image check` prints it.
 MICRO_CHECKS: tuple[Callable[[GuestHandle, VmSpec | None], ContractItem], ...] = (
     check_root_login, check_module_tree, check_panic_params, check_sysrq, check_pvpanic,
-    check_hotplug_helper, check_guest_agent, check_sftp, check_test_nics,
+    check_watchdog, check_hotplug_helper, check_guest_agent, check_sftp, check_test_nics,
 )
 
 

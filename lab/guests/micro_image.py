@@ -41,6 +41,9 @@ GUEST_BINARIES = {
 BUSYBOX = "/bin/busybox"
 #: The out-of-band agent (lab.agent), compiled into /sbin/lab-agent; init respawns it.
 AGENT_SOURCE = RECIPE_DIR / "lab-agent.c"
+#: The i6300esb watchdog's petter (lab.domxml), compiled into /sbin/lab-watchdog; init
+#: respawns it. User space drives the device: the cloud kernel has no driver for it.
+WATCHDOG_SOURCE = RECIPE_DIR / "lab-watchdog.c"
 
 Progress = Callable[[str], None]
 
@@ -126,12 +129,14 @@ def build_image(kernel_package: str, state_dir: Path, disk_size_mib: int,
     if manifest.exists() and not force:
         data = json.loads(manifest.read_text())
         if data.get("digest") == digest and Path(data["disk"]).exists():
+            private_files(out)
             return MicroImage(kernel=Path(data["kernel"]), initrd=Path(data["initrd"]),
                               disk=Path(data["disk"]), kernel_release=data["kernel_release"],
                               host_key_line=data["host_key_line"], digest=digest)
     progress(f"building micro guest image {digest} (kernel {tree.name})")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
+    private_files(out)
     release = kernel_release(tree)
     root = out / "rootfs"
     _stage_rootfs(root, tree, release, lab_keys)
@@ -147,8 +152,20 @@ def build_image(kernel_package: str, state_dir: Path, disk_size_mib: int,
     tmp = manifest.with_suffix(".tmp")
     tmp.write_text(json.dumps(image.to_json(), indent=2))
     os.replace(tmp, manifest)
+    private_files(out)
     progress(f"micro guest image ready: {disk} ({disk.stat().st_size // 1024} KiB)")
     return image
+
+
+def private_files(folder: Path) -> None:
+    """Only the lab's user may read the image folder (0700, files 0600): the golden disk
+    holds the lab's login setup and, in images built before per-VM host keys, a host
+    private key."""
+    for parent in (folder.parent, folder):
+        os.chmod(parent, 0o700)
+    for path in folder.iterdir():
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, 0o600)
 
 
 def _copy_with_libs(src: str, root: Path, dest: str) -> None:
@@ -185,16 +202,22 @@ def _install_busybox(root: Path) -> None:
         link.symlink_to(os.path.relpath(bb, link.parent))
 
 
-def build_agent(out: Path) -> None:
-    """The guest agent (:data:`AGENT_SOURCE`), static: the image has no C library."""
+def build_static(source: Path, out: Path) -> None:
+    """A guest program from the recipe, static: the image has no C library."""
     run_tool(["gcc", "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(out),
-              str(AGENT_SOURCE)], "building the micro guest agent (lab-agent.c)")
+              str(source)], f"building the micro guest's {source.name}")
+
+
+def build_agent(out: Path) -> None:
+    """The guest agent (:data:`AGENT_SOURCE`)."""
+    build_static(AGENT_SOURCE, out)
 
 
 def _stage_rootfs(root: Path, tree: Path, release: str, lab_keys: keys.LabKeys) -> None:
     shutil.copytree(RECIPE_DIR / "rootfs", root, symlinks=True)
     _install_busybox(root)
     build_agent(root / "sbin" / "lab-agent")
+    build_static(WATCHDOG_SOURCE, root / "sbin" / "lab-watchdog")
     for src, dest in GUEST_BINARIES.items():
         if not Path(src).exists():
             raise LabFailure(f"{src} is missing on this host",
@@ -204,9 +227,9 @@ def _stage_rootfs(root: Path, tree: Path, release: str, lab_keys: keys.LabKeys) 
     modules.mkdir(parents=True, exist_ok=True)
     shutil.copytree(tree / "lib" / "modules" / release, modules / release, symlinks=True)
     run_tool(["depmod", "-b", str(root), release], "depmod for the guest module tree")
-    dropbear_dir = root / "etc" / "dropbear"
-    dropbear_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(lab_keys.host_key_dropbear, dropbear_dir / "dropbear_ed25519_host_key")
+    # No host private key on the shared disk: each VM gets its own (lab.vmkeys), mounted
+    # here by the initramfs.
+    (root / "etc" / "dropbear").mkdir(parents=True, exist_ok=True)
     ssh_dir = root / "root" / ".ssh"
     ssh_dir.mkdir(parents=True, exist_ok=True)
     (ssh_dir / "authorized_keys").write_text(lab_keys.client_public + "\n")

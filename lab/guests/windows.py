@@ -128,10 +128,15 @@ class Windows(GuestKind):
         del vm
         image = self.config.image
         base = self.config.base_dir
+        # No i6300esb (domxml WATCHDOG_ACTION): Windows has no inbox driver for it, so
+        # nothing would arm it, and one more PCI device can renumber the slots of the
+        # image's NICs (new adapter instances lose their settings). A Windows hang becomes
+        # a dump through `virsh inject-nmi` + NMICrashDump=1 (collect_hang; the image
+        # contract checks the value), which no watchdog would add to.
         return BootChoices(firmware="efi", cpu="max",
                            loader=str(base / Path(image.windows_ovmf_code).expanduser()),
                            nvram_template=str(base / Path(image.windows_ovmf_vars).expanduser()),
-                           hyperv=True, disk_bus=image.windows_disk_bus)
+                           hyperv=True, disk_bus=image.windows_disk_bus, watchdog=False)
 
     def handle(self, shell: Shell) -> WindowsGuest:
         return WindowsGuest(shell)
@@ -210,6 +215,9 @@ class WindowsGuest(GuestHandle):
 
     #: Windows writes its own dump (CrashControl) and reboots: no host memory dump.
     host_dump_on_crash = False
+    #: qemu-ga's guest-suspend-ram calls SetSuspendState (sleep, not hibernate) once
+    #: `powercfg /a` lists Standby (S3); an SSH session cannot outlive its own sleep
+    sleeps_through_agent = True
 
     def __init__(self, shell: Shell) -> None:
         super().__init__(shell)
@@ -264,6 +272,30 @@ class WindowsGuest(GuestHandle):
         if not res.ok:  # the error record's first line says why
             why = (res.stderr.strip() or res.stdout.strip() or "no output").splitlines()[0]
             raise LabFailure(f"{self.name}: Restart-NetAdapter {adapter.name} failed "
+                             f"({res.exit_code}): {why[:300]}")
+
+    def disable_adapter(self, adapter: AdapterInfo, deadline: float) -> None:
+        """``Disable-NetAdapter -Confirm:$false`` (it asks for confirmation otherwise): a
+        PnP stop of the device; the cmdlet returns once every protocol unbound."""
+        self._adapter_cmdlet(f"Disable-NetAdapter -Name {ps_quote(adapter.name)} "
+                             "-Confirm:$false", "Disable-NetAdapter", adapter, deadline)
+
+    def enable_adapter(self, adapter: AdapterInfo, deadline: float) -> None:
+        """``Enable-NetAdapter``: the device starts again and the protocols bind (the
+        adapter keeps its name and ifIndex on Windows)."""
+        self._adapter_cmdlet(f"Enable-NetAdapter -Name {ps_quote(adapter.name)}",
+                             "Enable-NetAdapter", adapter, deadline)
+
+    def _adapter_cmdlet(self, command: str, cmdlet: str, adapter: AdapterInfo,
+                        deadline: float) -> None:
+        try:
+            res = self.shell.run(command, timeout=deadline, check=False)
+        except CommandTimeout as exc:
+            raise DriverHang(f"driver hung: {cmdlet} of {adapter.name} ({adapter.mac}) did "
+                             f"not return within {deadline:.0f}s") from exc
+        if not res.ok:  # the error record's first line says why
+            why = (res.stderr.strip() or res.stdout.strip() or "no output").splitlines()[0]
+            raise LabFailure(f"{self.name}: {cmdlet} {adapter.name} failed "
                              f"({res.exit_code}): {why[:300]}")
 
     def boot_id(self) -> str | None:

@@ -73,11 +73,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("targets", nargs="+", type=parse_target, metavar="HOST:PORT[@SOURCE]")
     p.add_argument("-m", "--mode", choices=[m.value for m in Mode], default=Mode.STREAM.value)
     p.add_argument("-c", "--connections", type=_positive(int), default=8,
-                   help="connections per target (default 8)")
+                   help="connections per target, not in total (default 8; two targets: 16)")
     p.add_argument("-t", "--duration", type=_positive(float), default=None,
                    help="seconds of load (default 3; with --bytes: no time limit)")
     p.add_argument("-n", "--bytes", type=_size, default=None, dest="bytes_per_connection",
-                   help="stream mode: bytes per connection, then stop (e.g. 64M)")
+                   help="stream mode: bytes per connection, then stop; not a total "
+                        "(-n 64M -c 8 with 2 targets echoes 16 x 64M = 1G)")
     p.add_argument("-s", "--message-size", type=_size, default=64,
                    help="ping/connect: bytes per request (default 64)")
     p.add_argument("-w", "--window", type=_size, default=1 << 18,
@@ -123,6 +124,10 @@ def run(args: argparse.Namespace) -> int:
     except LoadConfigError as exc:
         print(f"lab load: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from lab.route_guard import require_load_targets
+
+    require_load_targets(getattr(args, "config", None),
+                         [(t.host, t.source) for t in spec.targets])
     result = run_load(spec)
     if args.json == "-":
         print(to_json(result))

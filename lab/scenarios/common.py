@@ -6,7 +6,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab import budgets
+from lab import budgets, route_guard
 from lab.errors import DriverFailure
 from lab.guests.base import Deployment
 from lab.journal import Adapter
@@ -41,7 +41,15 @@ def adapter_of(vm: Vm, nic: Nic) -> Adapter:
     return vm.handle.adapter(nic.mac).journal_adapter
 
 
+def require_inside_lab(nics: tuple[Nic, ...] | list[Nic], what: str) -> None:
+    """Refuse (OutsideLab, a lab verdict) to probe or load a NIC whose traffic would not
+    stay on its lab bridge in this namespace (see :mod:`lab.route_guard`)."""
+    for nic in nics:
+        route_guard.require_nic_route(nic, f"{what} {nic.alias} ({nic.address})")
+
+
 def require_probe(nic: Nic, what: str) -> float:
+    require_inside_lab([nic], "L2 probe of")
     reply = probe(nic.bridge, nic.mac)
     if reply is None:
         raise DriverFailure(f"labtdi: no L2 echo from {nic.alias} ({nic.mac}) {what}")
@@ -50,6 +58,7 @@ def require_probe(nic: Nic, what: str) -> float:
 
 def await_probe(nic: Nic, state: str) -> float:
     """Wait until the L2 echo answers on ``nic`` again (a driver verdict when it never does)."""
+    require_inside_lab([nic], "L2 probe of")
     return budgets.L2_ECHO.wait(
         f"L2 echo from the {state} {nic.alias} ({nic.mac})",
         lambda: r.rtt_s if (r := probe(nic.bridge, nic.mac)) else None)
@@ -57,6 +66,7 @@ def await_probe(nic: Nic, state: str) -> float:
 
 def echo_once(nic: Nic, payload: bytes = b"driver-lab echo probe\n") -> None:
     """One TCP echo round trip to the echo driver on ``nic`` within the FIRST_ECHO budget."""
+    require_inside_lab([nic], "TCP echo to")
     try:
         with socket.create_connection((nic.address, ECHO_PORT),
                                       timeout=budgets.FIRST_ECHO.seconds) as sock:

@@ -12,7 +12,7 @@ from lab.guests.base import Deployment
 from lab.load import ConnError, LoadResult, LoadSpec, Mode, Target, run_load
 from lab.naming import ECHO_PORT
 from lab.plan import Nic
-from lab.scenarios.common import Measurements, echo_once, record
+from lab.scenarios.common import Measurements, echo_once, record, require_inside_lab
 from lab.vm import Vm
 
 #: errors within this long before the churn started still count as the churn's (the
@@ -48,6 +48,7 @@ def check_load(result: LoadResult) -> None:
 def load(vm: Vm, nics: tuple[Nic, ...], seconds: float = 3.0,
          connections: int = 4) -> Measurements:
     """Echo load on every test NIC at once; every byte must come back intact."""
+    require_inside_lab(nics, "echo load to")
     m = Measurements()
     vm.timeline.add(f"load: {connections} connections x {len(nics)} NICs for {seconds}s")
     result = run_load(_spec(nics, connections=connections, duration=seconds))
@@ -66,6 +67,7 @@ def capacity(vm: Vm, nics: tuple[Nic, ...], connects: int = 400, streams: int = 
     ``streams`` connections at once, fails here: every connection must be accepted
     and echoed, none may stall.
     """
+    require_inside_lab(nics, "echo load to")
     m = Measurements()
     done = 0
     t0 = time.monotonic()
@@ -101,31 +103,9 @@ def load_churn(vm: Vm, nics: tuple[Nic, ...], churn: Nic, action: str,
                tdi: Deployment | None = None, seconds: float = 8.0) -> Measurements:
     """Load on every NIC while ``churn`` is unplugged/replugged (or unbound/rebound)."""
     m = Measurements()
-    box: dict[str, LoadResult | BaseException] = {}
-    spec = _spec(nics, connections=2, duration=seconds, reconnect=True)
-
-    def runner() -> None:
-        try:
-            box["result"] = run_load(spec)
-        except BaseException as exc:  # handed to the main thread below
-            box["result"] = exc
-
-    thread = threading.Thread(target=runner, name="churn-load")
-    vm.timeline.add(f"load: {spec.connections} connections x {len(nics)} NICs for {seconds}s "
-                    f"with {churn.alias} churned")
-    started = time.monotonic()
-    thread.start()
-    time.sleep(seconds * 0.25)
-    churn_at = time.monotonic() - started
-    _churn(vm, churn, action, tdi)
-    thread.join(seconds + 60)
-    if thread.is_alive():
-        raise LabFailure(f"the churn load did not stop within {seconds + 60:.0f}s")
-    result = box.get("result")
-    if isinstance(result, BaseException):
-        raise result
-    assert isinstance(result, LoadResult)
-    record(vm, m, result)
+    result, churn_at = load_during(vm, nics, lambda: _churn(vm, churn, action, tdi),
+                                   f"{action} churn of {churn.alias}", seconds)
+    m.loads.append(result)
     check_churn(result, churn, churn_at)
     echo_once(churn)  # traffic resumes on the churned NIC
     m.values["throughput_Bps"] = result.throughput
@@ -174,6 +154,7 @@ def load_during(vm: Vm, nics: tuple[Nic, ...], action: Callable[[], None], what:
     seconds after the load started (for :func:`check_churn`). The load is waited for
     even when the action fails, and the action's error wins.
     """
+    require_inside_lab(nics, "echo load to")
     box: dict[str, LoadResult | BaseException] = {}
     spec = _spec(nics, connections=2, duration=seconds, reconnect=True)
 

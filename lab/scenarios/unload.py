@@ -12,7 +12,7 @@ from lab.guests.base import Deployment
 from lab.journal import check_unload
 from lab.naming import ECHO_PORT
 from lab.plan import Nic
-from lab.scenarios.common import Measurements, echo_once
+from lab.scenarios.common import Measurements, echo_once, require_inside_lab
 from lab.scenarios.traffic import load_churn
 from lab.vm import Vm
 
@@ -43,6 +43,7 @@ def _unload_with_clients(vm: Vm, driver: Deployment, count: int,
     """Start the unload with live clients; it must wait for them, then finish in time."""
     if not nics:
         raise LabFailure("an unload with live connections needs a test NIC to connect through")
+    require_inside_lab(nics, "unload client to")
     clients = []
     try:
         for i in range(count):

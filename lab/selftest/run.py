@@ -19,7 +19,9 @@ from lab.config import LabConfig, load_config
 from lab.drivers import REPO_ROOT
 from lab.errors import ConfigError, LabFailure
 from lab.inventory import write_text_atomic
+from lab.lablock import exclusive
 from lab.paths import StatePaths
+from lab.progress import Progress
 from lab.selftest.mutants import Mutant, load_mutants
 from lab.selftest.score import Outcome, judge, read_cases, score_table
 
@@ -45,7 +47,7 @@ def pytest_argv(mutant: Mutant, config: Path, workers: int, out: Path) -> list[s
     return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rN",
             "-n", str(workers), *tests, "--lab-config", str(config),
             "--lab-mutant", mutant.name, f"--junitxml={out / 'junit.xml'}",
-            f"--lab-evidence={out / 'evidence'}"]
+            f"--lab-evidence={out / 'evidence'}", f"--lab-run-dir={out / 'run'}"]
 
 
 def run_one(mutant: Mutant, config: Path, workers: int, out: Path) -> Outcome:
@@ -75,6 +77,11 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     if not mutants:
         raise LabFailure("no mutants selected", hint="drivers/*/linux/mutants/*.patch")
     _require_lab(cfg)
+    with exclusive(cfg, "selftest", Progress(log=StatePaths(cfg.state_dir).lab_log)):
+        return _run_all(cfg, mutants, args)
+
+
+def _run_all(cfg: LabConfig, mutants: list[Mutant], args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     outcomes: list[Outcome] = []
     for i, mutant in enumerate(mutants, 1):

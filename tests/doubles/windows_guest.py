@@ -353,6 +353,7 @@ class _Adapter:
     present: bool = True
     binding: bool = True  # DL_labtdi enabled on this adapter
     removal_pending: bool = False
+    enabled: bool = True  # Disable-NetAdapter / Enable-NetAdapter
 
 
 @dataclass
@@ -1087,7 +1088,8 @@ class WindowsGuestDouble:
         raise AssertionError(f"test double: no NIC with MAC {mac}")
 
     def bindable_adapters(self) -> list[_Adapter]:
-        return [a for a in self.adapters if a.present and a.binding and not a.removal_pending]
+        return [a for a in self.adapters
+                if a.present and a.enabled and a.binding and not a.removal_pending]
 
     def _listed_adapters(self) -> list[_Adapter]:
         return [a for a in self.adapters if a.present]
@@ -1249,7 +1251,8 @@ class WindowsGuestDouble:
     def _adapter_object(self, a: _Adapter) -> PsObject:
         return PsObject("MSFT_NetAdapter", (
             ("Name", a.name), ("InterfaceDescription", self._description(a)), ("ifIndex", a.index),
-            ("Status", "Up"), ("MacAddress", mac_dash(a.mac)), ("LinkSpeed", "1 Gbps"),
+            ("Status", "Up" if a.enabled else "Disabled"), ("MacAddress", mac_dash(a.mac)),
+            ("LinkSpeed", "1 Gbps"),
             ("PnPDeviceID", a.instance), ("InterfaceAlias", a.name)))
 
     def _description(self, a: _Adapter) -> str:
@@ -1331,12 +1334,60 @@ class WindowsGuestDouble:
                 driver.bind(adapter)
         return [self._adapter_object(a) for a in targets] if "passthru" in p.named else []
 
+    def _named_adapters(self, cmdlet: str, wanted: str) -> list[_Adapter]:
+        """The listed adapters named ``wanted``; none is the NetAdapter module's error."""
+        targets = [a for a in self._listed_adapters() if a.name.lower() == wanted.lower()]
+        if not targets:
+            raise _PsError(out.ps_error(
+                cmdlet, "No MSFT_NetAdapter objects found with property 'Name' "
+                f"equal to '{wanted}'.  Verify the value of the property and retry.",
+                f"ObjectNotFound: ({wanted}:String) [{cmdlet}], CimJobException",
+                f"CmdletizationQuery_NotFound_Name,{cmdlet}"))
+        return targets
+
+    def _c_disable_adapter(self, inp: list[object] | None, p: _Params,
+                           errors: list[str]) -> list[object] | _Pending:
+        """Disable-NetAdapter -Name X -Confirm:$false: a PnP stop of the device without
+        hardware removal; a bound labtdi sees the query-remove and unbinds, and the cmdlet
+        waits for it. Without -Confirm:$false it prompts ("Are you sure you want to perform
+        this action?"), which a non-interactive session cannot answer: refused here.
+        The adapter stays listed with Status Disabled and no IP address (NetAdapter
+        module docs, Disable-NetAdapter)."""
+        if p.named.get("confirm") is not False:
+            raise AssertionError("test double: Disable-NetAdapter prompts without "
+                                 "-Confirm:$false")
+        driver = self._driver("labtdi")
+        targets = self._named_adapters("Disable-NetAdapter", p.text("Name") or "")
+        for adapter in targets:
+            if not adapter.enabled:
+                continue
+            adapter.enabled = False
+            if isinstance(driver, _LabTdi) and adapter.mac in driver.bound \
+                    and not driver.unbind(adapter, removal=True):
+                return _Pending(lambda: False, _Outcome)  # the disable never completes
+        return [self._adapter_object(a) for a in targets] if "passthru" in p.named else []
+
+    def _c_enable_adapter(self, inp: list[object] | None, p: _Params,
+                          errors: list[str]) -> list[object] | _Pending:
+        """Enable-NetAdapter -Name X: the device starts; a loaded labtdi binds it again
+        (same name and ifIndex). Enabling an enabled adapter does nothing."""
+        driver = self._driver("labtdi")
+        targets = self._named_adapters("Enable-NetAdapter", p.text("Name") or "")
+        for adapter in targets:
+            if adapter.enabled:
+                continue
+            adapter.enabled = True
+            if isinstance(driver, _LabTdi) and not driver.unloaded and adapter.binding:
+                driver.bind(adapter)
+        return [self._adapter_object(a) for a in targets] if "passthru" in p.named else []
+
     def _c_get_ipaddress(self, inp: list[object] | None, p: _Params,
                          errors: list[str]) -> list[object]:
         if (p.text("AddressFamily") or "").lower() != "ipv4":
             raise AssertionError("test double: only Get-NetIPAddress -AddressFamily IPv4")
         rows = [(1, "Loopback Pseudo-Interface 1", "127.0.0.1", 8)]
-        rows += [(a.index, a.name, a.ipv4[0], a.ipv4[1]) for a in self._listed_adapters()]
+        rows += [(a.index, a.name, a.ipv4[0], a.ipv4[1]) for a in self._listed_adapters()
+                 if a.enabled]  # a disabled adapter has no IP interface
         return [PsObject("MSFT_NetIPAddress", (
             ("IPAddress", ip), ("InterfaceIndex", index), ("InterfaceAlias", alias),
             ("AddressFamily", 2), ("PrefixLength", prefix))) for index, alias, ip, prefix in rows]
@@ -1821,6 +1872,8 @@ _CMDLETS: dict[str, tuple[str, set[str], set[str]]] = {
     "new-item": ("_c_new_item", {"itemtype", "path"}, {"force"}),
     "restart-computer": ("_c_restart", set(), {"force"}),
     "restart-netadapter": ("_c_restart_adapter", {"name"}, {"passthru"}),
+    "disable-netadapter": ("_c_disable_adapter", {"name"}, {"passthru", "confirm"}),
+    "enable-netadapter": ("_c_enable_adapter", {"name"}, {"passthru", "confirm"}),
     "get-ciminstance": ("_c_get_ciminstance", {"classname"}, set()),
     "get-netfirewallportfilter": ("_c_get_portfilter", {"protocol"}, set()),
     "get-netfirewallrule": ("_c_get_fwrule", set(), set()),
@@ -1853,9 +1906,9 @@ def _bind(element: Invocation, valued: set[str], switches: set[str], command: st
         arg = args.pop(0)
         if isinstance(arg, Word) and not arg.quoted and arg.text.startswith("-") \
                 and len(arg.text) > 1 and not arg.text[1].isdigit():
-            name = arg.text[1:].lower()
-            if name in switches:
-                params.named[name] = True
+            name, colon, value = arg.text[1:].lower().partition(":")
+            if name in switches:  # -Switch, or -Switch:$true / -Switch:$false
+                params.named[name] = not colon or value != "$false"
             elif name in valued and args:
                 params.named[name] = args.pop(0)
             else:

@@ -123,3 +123,27 @@ def test_nic_reset(lab_vm: LeasedVm, nic_model: str, request: pytest.FixtureRequ
     m = scenarios.nic_reset(lab_vm.vm, tdi, lab_vm.test_nics, lab_vm.nic(nic_model))
     record_load(lab_vm, m.loads, request.node)
     assert m.values["reset_s"] < 120
+
+
+def test_disable_enable(lab_vm: LeasedVm, nic_model: str) -> None:
+    """Disable a test NIC in the guest (micro: remove its PCI function; Windows:
+    Disable-NetAdapter): the disable returns within the DISABLE budget, the teardown is a
+    hot-unplug's (order, observer); enable (PCI rescan; Enable-NetAdapter) binds it again
+    (BIND, L2 echo, TCP echo), on Linux with a new ifindex."""
+    kecho = lab_vm.deploy("wskecho")
+    tdi = lab_vm.deploy("labtdi")
+    observer = lab_vm.deploy_observer()
+    m = scenarios.disable_enable(lab_vm.vm, tdi, lab_vm.nic(nic_model), kecho=kecho,
+                                 observer=observer)
+    assert m.values["disable_s"] < 60
+
+
+def test_sleep_resume(lab_vm: LeasedVm) -> None:
+    """Suspend to RAM with both drivers loaded and connections open, wake through libvirt:
+    SET_POWER_LOW then SET_POWER_ON per bound adapter (or a clean teardown and rebind),
+    every open connection echoes intact or was reset cleanly, L2 and TCP echo on every
+    test NIC. Once per VM, not per NIC model (a sleep takes every NIC along)."""
+    kecho = lab_vm.deploy("wskecho")
+    tdi = lab_vm.deploy("labtdi")
+    m = scenarios.sleep_resume(lab_vm.vm, tdi, lab_vm.test_nics, kecho=kecho)
+    assert m.values["connections_kept"] + m.values["connections_reset"] > 0

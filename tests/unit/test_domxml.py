@@ -7,6 +7,7 @@ Regenerate the golden files after an intended change with
 from __future__ import annotations
 
 import subprocess
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,16 @@ def test_cmdline_maps_every_mac_to_its_address() -> None:
     line = micro_cmdline(vm)
     for nic in vm.nics:
         assert f"{nic.mac}={nic.ip}" in line
+
+
+def test_micro_domain_has_the_nmi_watchdog_on_bus_0() -> None:
+    """The i6300esb injects an NMI on expiry and sits on bus 0, so no root port is taken."""
+    plan = _plan()
+    dev = ET.fromstring(domxml.domain_xml(plan.vms[0], _boot(plan), OWNER, "qemu")).find(
+        "devices")
+    assert dev is not None
+    wdt = dev.find("watchdog")
+    assert wdt is not None and wdt.attrib == {"model": "i6300esb", "action": "inject-nmi"}
+    addr = wdt.find("address")
+    assert addr is not None and addr.get("bus") == "0x00"
+    assert "unknown_nmi_panic" in micro_cmdline(plan.vms[0]).split()

@@ -12,10 +12,13 @@ from lab.guests import guest_kind, kind_class
 from lab.guests.linux_micro import (
     LinuxMicro,
     control_line,
+    dump_panic_lines,
     insmod_argv,
     parse_adapters,
+    parse_watchdog,
     rmmod_argv,
 )
+from lab.guests.micro_image import WATCHDOG_SOURCE, build_static
 from lab.plan import make_plan
 
 # Real output of the adapter command in a micro guest (captured from vm1 of the default
@@ -64,3 +67,30 @@ def test_the_registry_resolves_the_micro_kind_from_the_config() -> None:
     panic = "[  1.0] Kernel panic - not syncing: x"
     assert kind.fatal_console_line(f"ok\n{panic}\n") == panic
     assert kind.fatal_console_line("booting\nlogin:\n") is None
+
+
+def test_watchdog_state_is_read_from_the_lock_register() -> None:
+    out = "device 0000:00:1b.0\nlock   2\n"
+    assert parse_watchdog(out) == ("0000:00:1b.0", 2)
+    assert parse_watchdog("") == ("", None)
+
+
+def test_the_watchdog_petter_builds_and_init_respawns_it(tmp_path: Path) -> None:
+    build_static(WATCHDOG_SOURCE, tmp_path / "lab-watchdog")
+    assert (tmp_path / "lab-watchdog").stat().st_size > 0
+    inittab = (WATCHDOG_SOURCE.parent / "rootfs" / "etc" / "inittab").read_text()
+    assert "::respawn:/sbin/lab-watchdog" in inittab
+
+
+def test_panic_lines_are_read_from_a_memory_dump(tmp_path: Path) -> None:
+    """Bytes as a micro guest's memory.elf holds them after the watchdog's NMI panic
+    (printk ring records: an 8-byte id, then the text), plus the kernel's format string."""
+    dump = tmp_path / "memory.elf"
+    dump.write_bytes(b"\x7fELF" + b"\x00" * 100
+                     + b"Kernel panic - not syncing: %s\n\x00"
+                     + b"\xea\x01\xfe\xff\x00\x00\x00\x00Kernel panic - not syncing: NMI: "
+                       b"Not continuing\n\x00"
+                     + b"\xf6\x01\xfe\xff\x00\x00\x00\x00RIP: 0010:spin_init+0x20/0x1000 "
+                       b"[spin]\n\x00" + b"\x00" * 64)
+    assert dump_panic_lines(dump) == ["Kernel panic - not syncing: NMI: Not continuing",
+                                      "RIP: 0010:spin_init+0x20/0x1000 [spin]"]

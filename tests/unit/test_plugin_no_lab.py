@@ -20,7 +20,7 @@ def _suite(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs",
          "tests/scenarios/test_scenarios.py", "-k", "load_every_nic",
-         "--lab-config", str(config), *extra],
+         "--lab-config", str(config), f"--lab-run-dir={tmp_path / 'run'}", *extra],
         cwd=REPO, capture_output=True, text=True, timeout=120)
 
 

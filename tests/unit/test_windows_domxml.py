@@ -33,7 +33,7 @@ def _vm(**vms: object) -> VmSpec:
 
 def _boot(disk_bus: str) -> domxml.BootSpec:
     choices = BootChoices(firmware="efi", loader=CODE, nvram_template=VARS, hyperv=True,
-                          disk_bus=disk_bus, cpu="max")
+                          disk_bus=disk_bus, cpu="max", watchdog=False)
     return domxml.BootSpec(disk_path="/pool/vm1.qcow2", console_log="/var/consoles/vm1.log",
                            choices=choices)
 
@@ -76,6 +76,7 @@ def test_efi_without_secure_boot_and_enlightenments() -> None:
     models = [m.get("type") for m in root.iterfind("devices/interface/model")]
     assert models == ["e1000e", "e1000e"]
     assert root.find("os/kernel") is None
+    assert root.find("devices/watchdog") is None  # no Windows driver (lab.guests.windows)
 
 
 def test_efi_needs_both_firmware_files() -> None:
@@ -94,6 +95,6 @@ def test_windows_kind_boot_choices_and_management_nic(tmp_path: Path) -> None:
     vm = make_plan(config).vms[0]
     choices = kind.boot_choices(vm)
     assert choices == BootChoices(firmware="efi", loader=CODE, nvram_template=VARS,
-                                  hyperv=True, disk_bus="sata", cpu="max")
+                                  hyperv=True, disk_bus="sata", cpu="max", watchdog=False)
     assert kind.management_nic == "e1000e" and kind.login_user == "Administrator"
     assert all(nic.model == "e1000e" for nic in vm.nics)

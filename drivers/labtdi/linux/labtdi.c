@@ -24,6 +24,10 @@
  *                            the device stopped / carrier back on a running
  *                            device (NETDEV_CHANGE, NETDEV_DOWN, NETDEV_UP);
  *                            the binding stays as it is
+ *   SET_POWER_LOW / _ON      system sleep (NDIS NetEventSetPower to a low
+ *                            device state / back to D0): a PM notifier journals
+ *                            per bound adapter at PM_SUSPEND_PREPARE and
+ *                            PM_POST_SUSPEND; the binding stays as it is
  *
  * Per adapter, removal (NETDEV_UNREGISTER) and "unbind <ifname>" written to
  * /proc/labtdi/control journal, in order: QUERY_REMOVE, PNP_FORWARDED, UNBIND,
@@ -43,6 +47,9 @@
  *   teardown_on_link_down=1   unbind the adapter when its link goes down (a
  *                             media disconnect is not a removal): the binding
  *                             is gone and never comes back on link up
+ *   no_rebind_after_resume=1  release every binding (in the removal order) when
+ *                             the system goes to sleep and never bind again
+ *                             after the resume
  *
  * skip_macs=<mac>[,<mac>...] (not a fault): adapters never bound, e.g. the
  * lab's management NIC, so a broken binding cannot cut the lab off the guest.
@@ -58,6 +65,7 @@
 #include <linux/rtnetlink.h>
 #include <linux/skbuff.h>
 #include <linux/slab.h>
+#include <linux/suspend.h>
 #include <linux/uaccess.h>
 #include <net/net_namespace.h>
 
@@ -378,6 +386,41 @@ static struct notifier_block labtdi_notifier = {
 	.notifier_call = labtdi_netdev_event,
 };
 
+/* ---- system sleep: NDIS NetEventSetPower (PM notifier, process context) ---- */
+
+static bool no_rebind_after_resume;
+module_param(no_rebind_after_resume, bool, 0644);
+MODULE_PARM_DESC(no_rebind_after_resume,
+		 "FAULT: release every binding at suspend and never bind again after resume");
+
+/*
+ * Before the system sleeps (PM_SUSPEND_PREPARE, tasks not frozen yet) and after it
+ * woke (PM_POST_SUSPEND, also after a failed suspend): one SET_POWER_LOW /
+ * SET_POWER_ON per bound adapter.  The bindings survive the sleep.
+ */
+static int labtdi_pm_notify(struct notifier_block *nb, unsigned long action, void *unused)
+{
+	struct labtdi_binding *b, *tmp;
+	bool low = action == PM_SUSPEND_PREPARE;
+
+	if (!low && action != PM_POST_SUSPEND)
+		return NOTIFY_DONE;
+	rtnl_lock();
+	list_for_each_entry_safe(b, tmp, &bindings, node) {
+		if (unloading)
+			break;
+		labtdi_log(low ? "SET_POWER_LOW" : "SET_POWER_ON", b, 0);
+		if (low && READ_ONCE(no_rebind_after_resume))
+			labtdi_unbind(b, true, false);	/* FAULT: never bound again */
+	}
+	rtnl_unlock();
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block labtdi_pm_notifier = {
+	.notifier_call = labtdi_pm_notify,
+};
+
 /* ---- /proc/labtdi/control: "unbind <ifname>" / "bind <ifname>" ---- */
 
 static int labtdi_control(const char *verb, const char *ifname)
@@ -445,6 +488,8 @@ static void labtdi_log_knobs(void)
 		pr_warn("labtdi: fault knob crash_on_unbind is on\n");
 	if (teardown_on_link_down)
 		pr_warn("labtdi: fault knob teardown_on_link_down is on\n");
+	if (no_rebind_after_resume)
+		pr_warn("labtdi: fault knob no_rebind_after_resume is on\n");
 }
 
 static int __init labtdi_init(void)
@@ -482,6 +527,7 @@ static int __init labtdi_init(void)
 		err = -ENOMEM;
 		goto out_protocol;
 	}
+	register_pm_notifier(&labtdi_pm_notifier);	/* cannot fail */
 	labtdi_log("PROVIDER_READY", NULL, 0);
 	return 0;
 
@@ -506,6 +552,7 @@ static void __exit labtdi_exit(void)
 	struct labtdi_binding *b, *tmp;
 
 	proc_remove(control_pde);	/* no more bind/unbind requests */
+	unregister_pm_notifier(&labtdi_pm_notifier);
 	if (block_unload)
 		wait_for_completion(&never_completed);	/* FAULT: hangs rmmod */
 

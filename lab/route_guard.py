@@ -1,0 +1,115 @@
+"""Host-side traffic stays inside the lab: refuse to probe or load anything routed elsewhere.
+
+Guest subnets are private ranges that exist only behind the lab's bridges (inside
+the lab's network namespace when it runs in a sandbox). A wrong address in a
+config, a typo on the command line, or a process that is not in the namespace
+(after a host reboot the namespace is gone) would send the lab's probes, load or
+SSH sessions out through the host's default route to whatever answers there.
+Before it sends, every host-side sender proves, with the kernel's own route
+lookup (``ip route get``) in the calling thread's namespace, that the packet
+leaves through the lab bridge of the target's network; else it raises
+:class:`~lab.errors.OutsideLab` with one line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from lab import netns
+from lab.errors import LabFailure, OutsideLab
+from lab.hosttools import run_tool
+from lab.inventory import Inventory
+from lab.plan import Nic
+
+_HINT = ("run through `lab ...` or the pytest plugin, which enter the lab's namespace; "
+         "targets must be lab guests (see `lab status`)")
+
+
+@dataclass(frozen=True)
+class LabNetwork:
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    bridge: str
+
+
+def lab_networks(inv: Inventory) -> list[LabNetwork]:
+    """Every network of the lab as the inventory records it (subnet and host bridge)."""
+    seen: dict[str, LabNetwork] = {}
+    for vm in inv.vms:
+        for nic in vm.nics:
+            net = ipaddress.ip_network(f"{nic.address}/{nic.prefix}", strict=False)
+            seen.setdefault(str(net), LabNetwork(net, nic.bridge))
+    return list(seen.values())
+
+
+def route_device(address: str, source: str | None = None) -> str | None:
+    """The interface the kernel sends ``address`` through from this thread's namespace."""
+    cmd = ["ip", "-o", "route", "get", address, *(["from", source] if source else [])]
+    try:
+        out = run_tool(cmd, f"looking up the route to {address}", timeout=10)
+    except LabFailure:
+        return None  # no route at all (or a source that is not local here)
+    words = out.split()
+    return words[words.index("dev") + 1] if "dev" in words else None
+
+
+def require_route(address: str, bridge: str, what: str, source: str | None = None) -> None:
+    """Refuse unless packets to ``address`` leave through the lab bridge ``bridge`` here."""
+    if not netns.has_interface(bridge):
+        raise OutsideLab(f"{what}: the lab bridge {bridge} is not in this network namespace; "
+                         f"refusing to send to {address}", hint=_HINT)
+    dev = route_device(address, source)
+    if dev != bridge:
+        raise OutsideLab(f"{what}: {address} is routed via {dev or 'nothing'}, not the lab "
+                         f"bridge {bridge}; refusing to send outside the lab", hint=_HINT)
+
+
+def require_nic_route(nic: Nic, what: str) -> None:
+    """A scenario's probe or echo toward ``nic`` stays on that NIC's lab bridge."""
+    require_route(nic.address, nic.bridge, what)
+
+
+def require_lab_target(inv: Inventory, address: str, what: str,
+                       source: str | None = None) -> None:
+    """``address`` is on one of ``inv``'s networks, this thread is in the lab's namespace
+    (if it has one) and the route to it goes through that network's bridge."""
+    if inv.netns and not netns.current_is(inv.netns):
+        raise OutsideLab(f"{what}: this process is not in the lab's network namespace "
+                         f"{inv.netns}; refusing to send to {address}", hint=_HINT)
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise OutsideLab(f"{what}: {address!r} is not an IP address of a lab network",
+                         hint=_HINT) from None
+    for net in lab_networks(inv):
+        if ip in net.network:
+            require_route(address, net.bridge, what, source)
+            return
+    nets = ", ".join(str(n.network) for n in lab_networks(inv))
+    raise OutsideLab(f"{what}: {address} is on none of lab {inv.lab}'s networks ({nets})",
+                     hint=_HINT)
+
+
+def require_load_targets(config: str | None, targets: list[tuple[str, str | None]]) -> None:
+    """`lab load`: loopback targets never leave this host; any other target must be a lab
+    address reached inside the lab (this process enters the lab's namespace first)."""
+    remote = [(host, source) for host, source in targets if not _is_loopback(host)]
+    if not remote:
+        return
+    from lab.config import load_config  # the load engine itself needs no lab
+    from lab.host import enter_existing
+    from lab.inventory import read
+    from lab.paths import StatePaths
+
+    cfg = load_config(config)
+    inv = read(StatePaths(cfg.state_dir).inventory)
+    enter_existing(cfg)
+    for host, source in remote:
+        require_lab_target(inv, host, f"lab load {host}", source)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,128 @@
+"""Per-VM SSH host keys of micro guests, pinned before the VM first boots.
+
+Design. Each VM gets its own ed25519 host key when it is defined. The private key
+never enters the shared golden disk (that would let every guest impersonate every
+other, and the golden image file is readable by whoever can read the pool) and
+never travels on the kernel command line (readable by any guest process and
+libvirt's XML). Instead the VM boots a *per-VM initramfs*: the shared initramfs
+followed by a second cpio archive holding ``lab/host_key`` (Linux unpacks
+concatenated archives in order). The initramfs init copies the key into a RAM-only
+tmpfs on ``/etc/dropbear`` of the new root before ``switch_root`` (which then frees
+the initramfs). The per-VM initramfs lives in the lab's pool (a 0600 volume) and a
+0600 copy of the key stays in ``<state_dir>/keys/vms`` (0700).
+
+The lab pins the VM's public key from the start (known_hosts, inventory, every
+Guest connection), so there is no trust-on-first-use window and no shared
+bootstrap key to steal: a guest that reads another VM's key file has nothing to
+read, and a key in the golden image (older images) is never accepted for a VM
+that has its own key. Reverting to the clean snapshot keeps the key (the domain
+keeps its initramfs; the key is in the snapshot's RAM). Guest kinds that boot
+their own disk (Windows) keep the image's host key (see the report's gaps).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab import keys
+from lab.hosttools import run_tool
+from lab.paths import StatePaths
+
+#: Where the initramfs finds the key (images/linux-micro/initramfs-init).
+KEY_IN_INITRAMFS = "lab/host_key"
+
+
+@dataclass(frozen=True)
+class VmHostKey:
+    private: Path  #: dropbear format, 0600
+    public: str  #: "ssh-ed25519 AAAA..."
+
+
+def _dir(state_dir: Path) -> Path:
+    return StatePaths(state_dir).keys / "vms"
+
+
+def new_host_key(state_dir: Path, vm: str) -> VmHostKey:
+    """A fresh host key for ``vm`` (replacing any older one: a redefined VM is a new VM)."""
+    folder = _dir(state_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder.parent, 0o700)
+    os.chmod(folder, 0o700)
+    private = folder / f"{vm}.dropbear"
+    pub_file = folder / f"{vm}.pub"
+    pub_file.unlink(missing_ok=True)  # no stale pin survives a failed generation
+    private.unlink(missing_ok=True)  # dropbearkey refuses to overwrite
+    run_tool(["dropbearkey", "-t", "ed25519", "-f", str(private)],
+             f"generating the SSH host key of {vm}", timeout=60)
+    os.chmod(private, 0o600)
+    public = keys.host_public_line(private)
+    tmp = pub_file.with_suffix(".tmp")
+    tmp.write_text(public + "\n")
+    os.replace(tmp, pub_file)
+    return VmHostKey(private=private, public=public)
+
+
+def pinned_key(state_dir: Path, vm: str) -> str | None:
+    """The public host key pinned for ``vm``, or None for a VM without its own key (a
+    Windows guest, or a micro guest defined before per-VM keys)."""
+    pub_file = _dir(state_dir) / f"{vm}.pub"
+    try:
+        line = pub_file.read_text().strip()
+    except OSError:
+        return None
+    return line or None
+
+
+def _cpio_entry(name: str, mode: int, data: bytes, ino: int) -> bytes:
+    """One entry of a cpio "newc" archive (the format the kernel unpacks)."""
+    name_z = name.encode() + b"\0"
+    fields = (ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name_z), 0)
+    head = b"070701" + b"".join(b"%08X" % f for f in fields) + name_z
+    head += b"\0" * (-len(head) % 4)
+    return head + data + b"\0" * (-len(data) % 4)
+
+
+def key_archive(private_key: bytes) -> bytes:
+    """A cpio archive with ``lab/`` (0700) and ``lab/host_key`` (0600)."""
+    return (_cpio_entry("lab", 0o040700, b"", 1)
+            + _cpio_entry(KEY_IN_INITRAMFS, 0o100600, private_key, 2)
+            + _cpio_entry("TRAILER!!!", 0, b"", 0))
+
+
+def write_vm_initrd(shared: Path, key: VmHostKey, out: Path) -> str:
+    """The VM's initramfs (shared one + key archive, one gzip stream) at ``out`` (0600);
+    returns its sha256."""
+    body = gzip.decompress(shared.read_bytes())
+    body += b"\0" * (-len(body) % 4) + key_archive(key.private.read_bytes())
+    data = gzip.compress(body, compresslevel=6)
+    fd = os.open(out.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(out.with_suffix(".tmp"), out)
+    return hashlib.sha256(data).hexdigest()
+
+
+def vm_initrd_path(state_dir: Path, vm: str) -> Path:
+    return _dir(state_dir) / f"{vm}.initrd"
+
+
+def cpio_names(archive: bytes) -> list[tuple[str, int, bytes]]:
+    """(name, mode, data) of every entry of concatenated newc archives (for tests)."""
+    out: list[tuple[str, int, bytes]] = []
+    pos = 0
+    while pos + 110 <= len(archive):
+        if archive[pos:pos + 6] != b"070701":
+            pos += 4 if archive[pos:pos + 4] == b"\0\0\0\0" else 1
+            continue
+        fields = [int(archive[pos + 6 + 8 * i:pos + 14 + 8 * i], 16) for i in range(13)]
+        size, namesize = fields[6], fields[11]
+        name_end = pos + 110 + namesize
+        name = archive[pos + 110:name_end - 1].decode()
+        data_start = name_end + (-name_end % 4)
+        out.append((name, fields[1], archive[data_start:data_start + size]))
+        pos = data_start + size + (-(data_start + size) % 4)
+    return out
