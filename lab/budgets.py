@@ -62,6 +62,8 @@ L2_SILENT = Budget(1.0, "driver", "an unbound adapter stops answering the L2 ech
 #: the transport journals a test NIC's link state change (LINK_DOWN / LINK_UP) after
 #: libvirt set the link down or up (the guest's link watch may delay it about a second)
 LINK_STATE = Budget(20.0, "driver", "the transport journals the adapter's link state change")
+#: the guest's own carrier follows libvirt's link state (the NIC model's emulation)
+LINK_SEEN = Budget(10.0, "lab", "the guest's adapter reports the link change libvirt made")
 #: the guest resets a NIC (Windows Restart-NetAdapter; Linux MTU change and down/up):
 #: the command returns once the adapter's driver reinitialised it and the transport let go
 NIC_RESET = Budget(120.0, "driver", "the guest's NIC reset command returns (the adapter "
@@ -81,11 +83,18 @@ RESUME = Budget(120.0, "lab", "a woken guest runs and answers SSH again")
 #: the transport journals an adapter's power state change (SET_POWER_LOW / SET_POWER_ON)
 POWER_STATE = Budget(30.0, "driver", "the transport journals the adapter's power state "
                      "change")
+#: a rebooted guest answers SSH with a new boot (the lab's reboot path: a driver that
+#: panics or hangs at boot is told apart from the console, see Vm.reboot); sized for a
+#: Windows guest under software emulation (lab.guests.windows.REBOOT_DEADLINE_S), a
+#: micro guest needs about 30 s
+REBOOT = Budget(900.0, "lab", "a rebooted guest answers SSH again with a new boot")
 
 ALL: tuple[tuple[str, Budget], ...] = (
     ("FIRST_ECHO", FIRST_ECHO), ("STALL", STALL), ("UNPLUG", UNPLUG),
     ("ADAPTER_GONE", ADAPTER_GONE), ("REPLUG", REPLUG), ("BIND", BIND),
     ("L2_ECHO", L2_ECHO), ("L2_SILENT", L2_SILENT), ("LINK_STATE", LINK_STATE),
+    ("LINK_SEEN", LINK_SEEN),
     ("NIC_RESET", NIC_RESET), ("DISABLE", DISABLE), ("ENABLE", ENABLE),
     ("SUSPEND", SUSPEND), ("RESUME", RESUME), ("POWER_STATE", POWER_STATE),
+    ("REBOOT", REBOOT),
 )

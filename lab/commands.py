@@ -70,6 +70,16 @@ def _progress(cfg: LabConfig) -> Progress:
     return Progress(log=StatePaths(cfg.state_dir).lab_log)
 
 
+def _up_progress(cfg: LabConfig) -> Progress:
+    """`lab up`'s progress: a live per-VM table on a terminal, else plain lines."""
+    from lab.plan import make_plan
+    from lab.progress_live import lab_progress
+
+    paths = StatePaths(cfg.state_dir)
+    return lab_progress(paths.lab_log, [vm.name for vm in make_plan(cfg).vms],
+                        paths.console_log)
+
+
 def cmd_images(args: argparse.Namespace) -> int:
     from lab.guests import guest_kind
 
@@ -93,8 +103,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from lab.provision import up
 
     cfg = _config(args)
-    progress = _progress(cfg)
-    with exclusive(cfg, "up", progress):
+    with _up_progress(cfg) as progress, exclusive(cfg, "up", progress):
         inv = up(cfg, progress)
     print(status_table(inv, None))
     print(f"\ninventory: {StatePaths(cfg.state_dir).inventory}")

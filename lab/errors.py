@@ -120,3 +120,8 @@ class CommandFailed(GuestCommandError):
         super().__init__(f"{guest}: {command!r} exited {exit_code}: {stderr.strip()[-500:]}")
         self.exit_code = exit_code
         self.stderr = stderr
+
+
+class LinkStateUnsupported(LabFailure):
+    """The NIC's emulation never reported a link change to the guest (libvirt set the
+    link state, the guest's own carrier did not follow): nothing to test the driver on."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ipaddress
+import logging
 import socket
 import threading
 import time
@@ -29,6 +30,12 @@ from lab.errors import CommandFailed, CommandTimeout, GuestUnreachable, LabError
 from lab.guests.base import CommandResult
 from lab.inventory import Inventory, VmEntry
 from lab.wait import CRASH_POLL, crash_error, crash_event, wait_for
+
+# paramiko's transport thread logs every failed banner read (a guest still booting,
+# a transport the deadline watchdog closed) with a traceback; the lab reports those
+# failures itself, one line each, so paramiko's own log stays silent.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+logging.getLogger("paramiko").propagate = False
 
 CONNECT_TIMEOUT = 10.0
 #: Default deadline of one SFTP copy (put/get), connection included.

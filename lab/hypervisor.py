@@ -475,13 +475,6 @@ class Hypervisor:
             dom.pMWakeup(0)
 
     @staticmethod
-    def reboot(dom: libvirt.virDomain) -> None:
-        """Ask the guest to reboot (`virsh reboot`: ACPI or the guest agent); returns at
-        once, the guest's own shutdown and boot follow."""
-        with classified(f"rebooting {dom.name()}"):
-            dom.reboot(0)
-
-    @staticmethod
     def update_device(dom: libvirt.virDomain, xml: str) -> None:
         with classified(f"updating a device of {dom.name()}"):
             dom.updateDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)

@@ -106,10 +106,16 @@ class LeasedVm:
             return None
         return self.deploy(name)
 
-    def deploy(self, name: str, knobs: tuple[str, ...] = ()) -> Deployment:
-        """Install and load driver ``name`` (manifest name) with fault ``knobs`` on."""
+    def deploy(self, name: str, knobs: tuple[str, ...] = (), *,
+               persistent: bool = False) -> Deployment:
+        """Install and load driver ``name`` (manifest name) with fault ``knobs`` on;
+        ``persistent``: installed so the guest loads it at every boot, after the drivers
+        deployed so before it (the reboot scenario)."""
         dep = self.vm.handle.deployment(self.manifests[name], self.vocabulary)
-        dep.install()
+        if persistent:
+            dep.install_persistent(knobs)
+        else:
+            dep.install()
         dep.load(knobs)
         self.vm.timeline.add(f"{dep.module} loaded" + (f" with {', '.join(knobs)}"
                                                        if knobs else ""))

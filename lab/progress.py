@@ -1,4 +1,8 @@
-"""Progress lines for long work: time-stamped, thread-safe, to stderr and a log file."""
+"""Progress lines for long work: time-stamped, thread-safe, to stderr and a log file.
+
+On a terminal a :class:`Sink` (:mod:`lab.progress_live`) may show them instead (a live
+table); the log file always gets the plain lines. ``step`` names the phase a subject
+is in (define, boot, ssh, snapshot...) for such a sink; plain output ignores it."""
 
 from __future__ import annotations
 
@@ -6,14 +10,26 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TextIO
+from types import TracebackType
+from typing import Protocol, TextIO
+
+
+class Sink(Protocol):
+    """Where progress goes instead of plain lines (a live terminal view)."""
+
+    def event(self, subject: str, message: str, elapsed: float) -> None: ...
+
+    def step(self, subject: str, step: str) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Progress:
     """Prints ``[  12.3s] subject: message`` lines; also appends them to ``log``."""
 
     def __init__(self, log: Path | None = None, stream: TextIO | None = None,
-                 quiet: bool = False) -> None:
+                 quiet: bool = False, sink: Sink | None = None) -> None:
+        self._sink = sink
         self._start = time.monotonic()
         self._lock = threading.Lock()
         self._stream = stream or sys.stderr
@@ -28,11 +44,30 @@ class Progress:
     def __call__(self, message: str, subject: str = "lab") -> None:
         line = f"[{self.elapsed():6.1f}s] {subject}: {message}"
         with self._lock:
-            if not self._quiet:
+            if self._sink is not None:
+                self._sink.event(subject, message, self.elapsed())
+            elif not self._quiet:
                 print(line, file=self._stream, flush=True)
             if self._log is not None:
                 with self._log.open("a", encoding="utf-8") as fh:
                     fh.write(time.strftime("%Y-%m-%dT%H:%M:%S ") + line + "\n")
+
+    def step(self, subject: str, step: str) -> None:
+        """``subject`` entered phase ``step`` (shown by a sink only; no plain line)."""
+        if self._sink is not None:
+            with self._lock:
+                self._sink.step(subject, step)
+
+    def close(self) -> None:
+        if self._sink is not None:
+            self._sink.close()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
     def for_subject(self, subject: str) -> SubjectProgress:
         return SubjectProgress(self, subject)
@@ -47,3 +82,6 @@ class SubjectProgress:
 
     def __call__(self, message: str) -> None:
         self._parent(message, self.subject)
+
+    def step(self, step: str) -> None:
+        self._parent.step(self.subject, step)

@@ -253,12 +253,16 @@ def _bring_up_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec,
         _heal(hv, dom, say)
         if inventory.SNAPSHOT_NAME in hv.snapshot_names(dom) \
                 and hv.state(dom) == DomainState.RUNNING:
+            say.step("ssh")
             _check_alive(ctx, vm)
+            say.step("up")
             say("already up (running, clean snapshot present): unchanged")
             return entry
     if dom is None:
+        say.step("define")
         dom = _define_vm(hv, ctx, vm, log, say)
     log_start = Path(log).stat().st_size if Path(log).exists() else 0
+    say.step("boot")
     if hv.state(dom) != DomainState.RUNNING:
         Path(log).parent.mkdir(parents=True, exist_ok=True)
         hv.start(dom)
@@ -272,12 +276,15 @@ def _bring_up_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec,
     say(f"SSH answers after {took:.1f}s")
     if inventory.SNAPSHOT_NAME not in hv.snapshot_names(dom):
         if ctx.first_boot:
+            say.step("provision")
             with Guest(_guest_address(ctx, vm)) as guest:
                 ctx.kind.provision(ctx.kind.handle(guest), say)
+        say.step("snapshot")
         t0 = time.monotonic()
         hv.create_snapshot(dom, domxml.snapshot_xml(inventory.SNAPSHOT_NAME, ownership(
             ctx.me, ctx.owner_run, vm.name)))
         say(f"clean snapshot taken ({time.monotonic() - t0:.1f}s)")
+    say.step("up")
     return entry
 
 

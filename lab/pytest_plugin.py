@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from lab import flake, host, inventory, run_session, runs, suite_progress
+from lab import flake, host, inventory, run_session, runs, suite_live, suite_progress
 from lab.config import LabConfig, load_config
 from lab.drivers import DriverManifest, load_manifests
 from lab.errors import LabError, NetworkBroken
@@ -53,6 +53,7 @@ RUN = pytest.StashKey[run_session.RunSession]()
 EXIT_STATUS = pytest.StashKey[int]()
 WATCHER = pytest.StashKey[suite_progress.Watcher]()
 STATUS = pytest.StashKey[suite_progress.WorkerStatus]()
+PANEL = pytest.StashKey[suite_live.SuitePanel]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -143,6 +144,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if config.pluginmanager.get_plugin("terminalreporter") is None:
         return
     writer = config.get_terminal_writer()
+    if choice == "auto" and suite_live.wanted(config, writer):
+        panel = suite_live.attach(writer, config.stash[RUN].folder)
+        config.stash[PANEL] = panel
+        config.pluginmanager.register(suite_live.Counting(panel.state), "driver-lab-panel")
+        return
 
     def write(line: str) -> None:
         if writer.width_of_current_line:  # after a row of progress dots
@@ -160,6 +166,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     watcher = session.config.stash.get(WATCHER, None)
     if watcher is not None:
         watcher.stop()
+    panel = session.config.stash.get(PANEL, None)
+    if panel is not None:  # before pytest's summary (the terminal reporter wraps this hook)
+        suite_live.detach(session.config.get_terminal_writer(), panel)
 
 
 @pytest.hookimpl(trylast=True)  # after junitxml wrote the file

@@ -9,6 +9,7 @@ that libvirt reports as failed is a DriverFailure.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +17,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lab import agent, budgets, domxml, inventory
-from lab.errors import DriverFailure, DriverHang, GuestCommandError, LabFailure, NetworkBroken
+from lab.errors import (
+    DeadlineExceeded,
+    DriverCrash,
+    DriverFailure,
+    DriverHang,
+    GuestCommandError,
+    LabError,
+    LabFailure,
+    NetworkBroken,
+)
 from lab.guest import Guest, GuestAddress
 from lab.guests.base import GuestHandle, GuestKind
 from lab.hypervisor import DomainState, Hypervisor
@@ -50,6 +60,43 @@ class Timeline:
     def text(self) -> str:
         with self._lock:
             return "".join(f"{t:9.3f}s  {what}\n" for t, what in self.events)
+
+
+#: what the micro image's /etc/init.d/lab-drivers writes around each boot-time load
+BOOT_LOADING, BOOT_LOADED = "lab-drivers: loading ", "lab-drivers: loaded "
+
+
+def boot_verdict(kind: GuestKind, console: str, exc: LabError) -> LabError:
+    """Why a rebooted guest never answered: a panic on the console is the driver's
+    crash, a boot-time driver load that never finished its hang, else ``exc`` (the lab)."""
+    fatal = kind.fatal_console_line(console)
+    if fatal is not None and any(m in fatal for m in kind.panic_markers):
+        return DriverCrash(f"driver crashed while the guest booted: {fatal}")
+    loading = [line.split(BOOT_LOADING, 1)[1].strip() for line in console.splitlines()
+               if BOOT_LOADING in line]
+    done = {line.split(BOOT_LOADED, 1)[1].strip() for line in console.splitlines()
+            if BOOT_LOADED in line}
+    stuck = [name for name in loading if name not in done]
+    if stuck:
+        return DriverHang(f"driver hung: loading {stuck[-1]} at boot never finished "
+                          f"({exc.summary})")
+    return exc
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _tail(path: str, offset: int) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 class Vm:
@@ -178,6 +225,33 @@ class Vm:
                             lambda: True if self.state() == DomainState.RUNNING
                             and self.handle.alive() else None)
         self.timeline.add("guest answers SSH after the wake-up")
+        return time.monotonic() - t0
+
+    def reboot(self) -> float:
+        """Reboot the guest (it shuts down cleanly and boots again, the disk kept);
+        seconds until it answers SSH with a new boot. Past the REBOOT budget a lab
+        failure -- unless the console since the reboot shows a panic (DriverCrash) or a
+        boot-time driver load that never finished (DriverHang)."""
+        before = self.handle.boot_id()
+        if before is None:
+            raise LabFailure(f"{self.name}: not answering, cannot reboot it")
+        offset = _size(self.entry.console_log)
+        self.timeline.add("reboot requested")
+        t0 = time.monotonic()
+        self.handle.start_reboot()
+        self.guest.close()
+        def back() -> str | None:
+            if self.crashed():  # pvpanic: no need to wait out the budget
+                raise boot_verdict(self.kind, _tail(self.entry.console_log, offset),
+                                   DriverCrash(f"driver crashed: {self.name} crashed (pvpanic)"
+                                               " while it rebooted"))
+            now = self.handle.boot_id()
+            return now if now not in (None, before) else None
+        try:
+            budgets.REBOOT.wait(f"{self.name} to answer SSH after the reboot", back)
+        except DeadlineExceeded as exc:
+            raise boot_verdict(self.kind, _tail(self.entry.console_log, offset), exc) from None
+        self.timeline.add("guest answers SSH with a new boot")
         return time.monotonic() - t0
 
     def revert(self) -> float:

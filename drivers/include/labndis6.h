@@ -108,6 +108,19 @@ _Static_assert(NetEventPause == 8 && NetEventRestart == 9, "NET_PNP_EVENT_CODE p
 _Static_assert(NetEventMaximum == 23, "NetEventMaximum");
 _Static_assert(sizeof(NET_PNP_EVENT_CODE) == 4, "NET_PNP_EVENT_CODE is a 32-bit enum");
 
+/* NetEventSetPower / NetEventQueryPower: NET_PNP_EVENT.Buffer points to the target
+ * NET_DEVICE_POWER_STATE ([MSDOCS] ns-ndis-_net_pnp_event, "NetEventSetPower";
+ * netpnp.h: NetDeviceStateUnspecified, D0, D1, D2, D3, Maximum). */
+typedef enum _NET_DEVICE_POWER_STATE {
+    NetDeviceStateUnspecified,
+    NetDeviceStateD0,
+    NetDeviceStateD1,
+    NetDeviceStateD2,
+    NetDeviceStateD3,
+    NetDeviceStateMaximum
+} NET_DEVICE_POWER_STATE;
+_Static_assert(NetDeviceStateD0 == 1 && NetDeviceStateD3 == 4, "NET_DEVICE_POWER_STATE");
+
 typedef struct _NET_PNP_EVENT {
     NET_PNP_EVENT_CODE NetEvent;
     PVOID Buffer;

@@ -201,6 +201,15 @@ class Deployment(abc.ABC):
     @abc.abstractmethod
     def install(self) -> None: ...
 
+    def install_persistent(self, knobs: Sequence[str] = ()) -> None:
+        """Install so that the guest loads the driver at every boot, after the drivers
+        installed so before it (Windows: the service's start type; the micro guest: its
+        boot list), with the lab's fault ``knobs`` on. Default: not supported."""
+        from lab.errors import LabFailure
+
+        del knobs
+        raise LabFailure(f"{self.name}: this guest kind cannot install drivers to persist")
+
     @abc.abstractmethod
     def load(self, knobs: Sequence[str] = ()) -> None:
         """Load with the lab's fault ``knobs`` on; a load the guest refuses is a DriverFailure."""
@@ -285,6 +294,12 @@ class GuestHandle(abc.ABC):
     @abc.abstractmethod
     def deployment(self, manifest: DriverManifest, vocabulary: Vocabulary) -> Deployment: ...
 
+    def media_connected(self, adapter: AdapterInfo) -> bool | None:
+        """The guest's own view of the adapter's link (carrier / media state), read from
+        the OS, not from the driver under test; None when this kind cannot tell."""
+        del adapter
+        return None
+
     @abc.abstractmethod
     def reset_adapter(self, adapter: AdapterInfo, deadline: float) -> None:
         """Reset one NIC: its driver reinitialises the device (Windows Restart-NetAdapter;
@@ -304,6 +319,17 @@ class GuestHandle(abc.ABC):
         """Enable a NIC :meth:`disable_adapter` disabled (Windows Enable-NetAdapter; Linux
         a PCI bus rescan); returns once the command did. The adapter may come back with
         a new index. A command the guest refuses: LabFailure."""
+
+    def boot_id(self) -> str | None:
+        """An identifier of the guest's current boot (None while it does not answer)."""
+        return None
+
+    def start_reboot(self) -> None:
+        """Start a clean reboot of the guest and return at once (the lab then waits for
+        a new :meth:`boot_id`). Default: not supported."""
+        from lab.errors import LabFailure
+
+        raise LabFailure(f"{self.name}: this guest kind cannot reboot itself")
 
     def start_sleep(self) -> None:
         """Start a suspend to RAM inside the guest and return at once (the lab waits for

@@ -47,6 +47,15 @@ TWIN_MODULES = ("kecho", "labtdi", "labtdiobs")
 
 #: Where the twins are copied inside the guest.
 GUEST_DIR = PurePosixPath("/tmp/lab-drivers")
+#: Twins installed to persist across a reboot, on the guest's disk, and the boot list
+#: the image's /etc/init.d/lab-drivers loads them from at boot, in its order.
+PERSIST_DIR = PurePosixPath("/lib/lab-drivers")
+BOOT_LIST = PurePosixPath("/etc/lab-drivers.conf")
+#: Identifies one boot of the guest's kernel (random per boot).
+BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
+#: Reboot a second after the SSH command returned (busybox init runs its shutdown
+#: actions, syncing the disk, then restarts the machine; QEMU keeps the domain running).
+REBOOT_COMMAND = "(sleep 1; reboot) </dev/null >/dev/null 2>&1 &"
 
 #: One line per interface ("<name> <mac> <ifindex>"), then the IPv4 addresses.
 _ADAPTERS_CMD = ("for d in /sys/class/net/*; do echo \"if $(basename $d) $(cat $d/address) "
@@ -204,6 +213,13 @@ class LinuxMicroHandle(GuestHandle):
         skip = (self.management_mac,) if self.management_mac else ()
         return LinuxTwinDeployment(self.shell, manifest, vocabulary, skip_macs=skip)
 
+    def media_connected(self, adapter: AdapterInfo) -> bool | None:
+        """``/sys/class/net/<name>/carrier`` (1 or 0; unreadable on a down adapter)."""
+        res = self.shell.run(shlex.join(["cat", f"/sys/class/net/{adapter.name}/carrier"]),
+                             timeout=30, check=False)
+        value = res.stdout.strip()
+        return None if value not in ("0", "1") else value == "1"
+
     def reset_adapter(self, adapter: AdapterInfo, deadline: float) -> None:
         """MTU change and admin down/up of the adapter (:func:`reset_command`)."""
         mtu_file = f"/sys/class/net/{adapter.name}/mtu"
@@ -243,6 +259,18 @@ class LinuxMicroHandle(GuestHandle):
         if not res.ok:
             raise LabFailure(f"{self.name}: PCI rescan failed ({res.exit_code}): "
                              f"{res.stderr.strip()[-300:]}")
+
+    def boot_id(self) -> str | None:
+        try:
+            res = self.shell.run(f"cat {BOOT_ID_FILE}", timeout=15, check=False)
+        except LabFailure:
+            self.shell.close()
+            return None
+        return (res.stdout.strip() or None) if res.ok else None
+
+    def start_reboot(self) -> None:
+        self.shell.run(REBOOT_COMMAND, timeout=30)
+        self.shell.close()
 
     def start_sleep(self) -> None:
         """``echo mem > /sys/power/state`` in the background (the SSH command returns
@@ -396,6 +424,18 @@ class LinuxTwinDeployment(Deployment):
         if not (folder / self.twin.file.name).exists():  # a module the mutant's dir lacks
             return ensure_built(release, TWIN_MODULES)
         return folder
+
+    def install_persistent(self, knobs: Sequence[str] = ()) -> None:
+        """Copy the twin to the guest's disk and append its insmod line to the boot list
+        (loaded at every boot by the image's /etc/init.d/lab-drivers), then sync."""
+        self.install()
+        persisted = PERSIST_DIR / self.twin.file.name
+        line = shlex.join(insmod_argv(self.twin, persisted, knobs, self.skip_macs)[1:])
+        self.shell.run(" && ".join((
+            shlex.join(["mkdir", "-p", str(PERSIST_DIR)]),
+            shlex.join(["cp", str(self.guest_file), str(persisted)]),
+            f"echo {shlex.quote(line)} >> {shlex.quote(str(BOOT_LIST))}", "sync")),
+            timeout=60)
 
     def load(self, knobs: Sequence[str] = ()) -> None:
         argv = insmod_argv(self.twin, self.guest_file, knobs, self.skip_macs)

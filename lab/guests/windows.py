@@ -322,6 +322,11 @@ class WindowsGuest(GuestHandle):
         before = self.boot_id()
         if before is None:
             raise LabFailure(f"{self.name}: not answering, cannot reboot it")
+        self.start_reboot()
+        self.wait_back(deadline, after=before)
+
+    def start_reboot(self) -> None:
+        """``Restart-Computer -Force``: returns once the shutdown is initiated."""
         running = self.shell.start("Restart-Computer -Force")
         try:
             running.wait(RESTART_RETURN_S)  # returns once the shutdown is initiated
@@ -330,7 +335,6 @@ class WindowsGuest(GuestHandle):
         finally:
             running.close()
             self.shell.close()
-        self.wait_back(deadline, after=before)
 
     def crash_evidence(self, folder: Path) -> list[str]:
         return collect_crash(self, folder)

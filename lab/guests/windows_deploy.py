@@ -245,6 +245,26 @@ class WindowsDeployment(Deployment):
         status = self.control.status()
         return status is not None and status.state in (SERVICE_RUNNING, SERVICE_STOP_PENDING)
 
+    #: the start type that loads the driver at every boot (sc.exe config start=):
+    #: "system" (SERVICE_SYSTEM_START, the I/O manager loads it at boot) or "auto"
+    #: (SERVICE_AUTO_START, the SCM starts it after every system-start driver)
+    boot_start: str = "auto"
+
+    def install_persistent(self, knobs: Sequence[str] = ()) -> None:
+        """Install, write the knobs (the service's Parameters key persists), and set the
+        service's start type to :attr:`boot_start` (``sc.exe config <svc> start= ...``):
+        system-start drivers load before auto-start ones, so a protocol comes up before
+        the echo service. A protocol's binding choices persist in the network
+        configuration (the management NIC's stays disabled)."""
+        self.install()
+        self.control.write_parameters(knobs, journal_value=not self.spec.is_protocol)
+        res = self.control.run(native(f"sc.exe config {self.module} start= "
+                                      f"{self.boot_start}"))
+        if not res.ok:
+            raise LabFailure(f"{self.shell.name}: sc.exe config {self.module} start= "
+                             f"{self.boot_start} failed: {_explain(res.exit_code)}",
+                             hint=_start_hint(res.exit_code))
+
     def load(self, knobs: Sequence[str] = ()) -> None:
         if self.loaded():
             raise LabFailure(f"{self.module} is already loaded",
@@ -317,6 +337,8 @@ class ProtocolDeployment(WindowsDeployment):
     ``management`` finds the management adapter: its binding is disabled right after
     the install, so the driver under test never binds the lab's way into the guest.
     """
+
+    boot_start = "system"  # a transport loads at boot, before the services above it
 
     def __init__(self, shell: Shell, spec: WindowsDriverSpec, vocabulary: Vocabulary,
                  management: Callable[[], AdapterInfo] | None = None) -> None:

@@ -1,5 +1,5 @@
 """The scenarios: hot-unplug, unbind/rebind, load, capacity, load + churn, link flap,
-NIC reset, device disable/enable, sleep/resume, unload, and the compositions that
+NIC reset, device disable/enable, sleep/resume, reboot, unload, and the compositions that
 catch what one action alone cannot (a reference kept after an admin unbind shows only
 at the next unplug; a connection never closed shows only at the unload after churn).
 
@@ -17,6 +17,7 @@ from lab.scenarios.adapters import hot_unplug, unbind_rebind, unbind_rebind_unpl
 from lab.scenarios.common import Measurements, adapter_of, await_probe, echo_once, require_probe
 from lab.scenarios.device import disable_enable
 from lab.scenarios.link import link_flap, nic_reset
+from lab.scenarios.reboot import reboot_installed
 from lab.scenarios.sleep import sleep_resume
 from lab.scenarios.traffic import capacity, check_load, load, load_churn
 from lab.scenarios.unload import churn_then_unload, unload
@@ -35,6 +36,7 @@ __all__ = [
     "load",
     "load_churn",
     "nic_reset",
+    "reboot_installed",
     "require_probe",
     "sleep_resume",
     "unbind_rebind",

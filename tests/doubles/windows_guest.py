@@ -379,6 +379,7 @@ class _Service:
     state: int = 1
     marked_for_delete: bool = False
     driver: _Driver | None = None
+    start: str = "demand"  # sc.exe create/config start= (boot, system, auto, demand)
 
 
 class _Bugcheck(Exception):
@@ -1028,6 +1029,7 @@ class WindowsGuestDouble:
                 adapter.removal_pending, adapter.present = False, False
         self.verifier_active = list(self.verifier_pending)
         self._log_event(6005, "EventLog", "Information", "The Event log service was started.")
+        self._start_at_boot()
 
     def _write_dumps(self, bug: _Bugcheck) -> None:
         if not self._reg_dword(_CRASH_KEY, "CrashDumpEnabled"):
@@ -1603,6 +1605,8 @@ class WindowsGuestDouble:
         verb, rest = args[0].lower(), args[1:]
         if verb == "create":
             return self._sc_create(rest, job)
+        if verb == "config":
+            return self._sc_config(rest, job)
         if verb not in ("start", "stop", "query", "delete") or len(rest) != 1:
             raise _refuse(job.command, f"sc.exe {verb} with {rest!r}")
         svc = self.services.get(rest[0].lower())
@@ -1642,6 +1646,25 @@ class WindowsGuestDouble:
         self._log_event(7045, "Service Control Manager", "Information",
                         out.service_installed_message(rest[0], options["binpath"]))
         return _Outcome(out.sc_success("CreateService"), native_exit=0)
+
+    def _sc_config(self, rest: list[str], job: _ScriptRun) -> _Outcome:
+        """sc.exe config <svc> start= <type>: only the start type is modelled."""
+        if len(rest) != 3 or rest[1].lower() != "start=" \
+                or rest[2].lower() not in ("boot", "system", "auto", "demand", "disabled"):
+            raise _refuse(job.command, "only 'sc.exe config <svc> start= <type>' is modelled")
+        svc = self.services.get(rest[0].lower())
+        if svc is None:
+            return _fail(out.sc_failure("OpenService", out.ERROR_SERVICE_DOES_NOT_EXIST),
+                         out.ERROR_SERVICE_DOES_NOT_EXIST)
+        svc.start = rest[2].lower()
+        return _Outcome(out.sc_success("ChangeServiceConfig"), native_exit=0)
+
+    def _start_at_boot(self) -> None:
+        """System-start drivers first (the I/O manager), then auto-start ones (the SCM)."""
+        for start in ("system", "auto"):
+            for svc in list(self.services.values()):
+                if svc.start == start and not svc.marked_for_delete:
+                    self._sc_start(svc, "StartService")
 
     def _sc_start(self, svc: _Service, operation: str) -> _Outcome:
         if svc.marked_for_delete:

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from labtier import REPO
+from ptyrun import run_in_pty
 
 from lab import host, inventory
 from lab.commands import guest_address
@@ -63,6 +66,19 @@ def test_second_up_changes_nothing(running_lab: LabConfig, cli: LabCli) -> None:
     assert res.stderr.count("already up") == 2
     assert "created" not in res.stderr.replace("already there", "")
     assert _inventory(running_lab).run == before.run
+
+
+def test_up_on_a_terminal_shows_a_live_row_per_vm(running_lab: LabConfig) -> None:
+    """On a terminal `lab up` draws a table, one row per VM with its step (issue 16)."""
+    rc, out = run_in_pty([sys.executable, "-m", "lab", "-c", str(running_lab.path), "up"],
+                         REPO, timeout=600)
+    print(out[-4000:])
+    assert rc == 0
+    rows = [line.split() for line in out.splitlines()]
+    for vm in ("t1", "t2"):
+        assert [vm, "up"] in [row[:2] for row in rows], f"no live row for {vm}"
+    assert ["2/2", "VMs", "up,"] in [row[:3] for row in rows]
+    assert any(row[:3] == ["VM", "step", "for"] for row in rows)
 
 
 def test_test_nic_hot_unplug_is_seen_in_the_guest(running_lab: LabConfig) -> None:

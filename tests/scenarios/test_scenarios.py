@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from lab import scenarios
+from lab.errors import LinkStateUnsupported
 from lab.leases import LeasedVm
 from lab.pytest_plugin import record_load
 
@@ -109,7 +110,10 @@ def test_link_flap(lab_vm: LeasedVm, nic_model: str, request: pytest.FixtureRequ
     and resumes, the other NICs see no error."""
     lab_vm.deploy("wskecho")
     tdi = lab_vm.deploy("labtdi")
-    m = scenarios.link_flap(lab_vm.vm, tdi, lab_vm.test_nics, lab_vm.nic(nic_model))
+    try:
+        m = scenarios.link_flap(lab_vm.vm, tdi, lab_vm.test_nics, lab_vm.nic(nic_model))
+    except LinkStateUnsupported as exc:  # the NIC model's emulation, not the driver
+        pytest.skip(f"NOT TESTED on this NIC model: {exc.summary}")
     record_load(lab_vm, m.loads, request.node)
     assert m.values["link_down_seen_s"] < 60
 
@@ -147,3 +151,14 @@ def test_sleep_resume(lab_vm: LeasedVm) -> None:
     tdi = lab_vm.deploy("labtdi")
     m = scenarios.sleep_resume(lab_vm.vm, tdi, lab_vm.test_nics, kecho=kecho)
     assert m.values["connections_kept"] + m.values["connections_reset"] > 0
+
+
+def test_reboot_with_drivers_installed(lab_vm: LeasedVm) -> None:
+    """Install labtdi then kecho to persist (micro: the boot list on the guest's disk;
+    Windows: service start types), reboot the guest: both load at boot in that order,
+    one clean load session each, labtdi binds every test NIC (never the management NIC),
+    L2 and TCP echo answer. Once per VM (a reboot takes every NIC along)."""
+    tdi = lab_vm.deploy("labtdi", persistent=True)
+    kecho = lab_vm.deploy("wskecho", persistent=True)
+    m = scenarios.reboot_installed(lab_vm.vm, (tdi, kecho), lab_vm.test_nics, tdi)
+    assert m.values["reboot_s"] < 240

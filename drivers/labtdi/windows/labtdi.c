@@ -17,6 +17,7 @@
  *   DriverEntry: NdisRegisterProtocolDriver, TdiRegisterProvider. NDIS then binds:
  *   per adapter NdisOpenAdapterEx, TdiRegisterDeviceObject, TdiRegisterNetAddress.
  *   NetEventBindsComplete: TdiProviderReady.
+ *   NetEventSetPower: journal SET_POWER_LOW (D1..D3) / SET_POWER_ON (D0); binding kept.
  *   NetEventQueryRemoveDevice: forward to TDI clients with TdiPnPPowerRequest and tear
  *   NOTHING down. UnbindAdapterEx: TdiDeregisterNetAddress, TdiDeregisterDeviceObject,
  *   NdisCloseAdapterEx. Unload: NdisDeregisterProtocolDriver (NDIS unbinds any adapter
@@ -427,6 +428,14 @@ static NDIS_STATUS WINAPI pnp_event(NDIS_HANDLE ctx, PNET_PNP_EVENT_NOTIFICATION
     case NetEventRestart:
         if (a)
             InterlockedExchange(&a->Paused, 0);
+        return NDIS_STATUS_SUCCESS;
+    case NetEventSetPower:
+        /* The adapter goes to a low state with the system (D1..D3) or back to D0: the
+         * binding stays; the journal records each change (drivers/events.txt). */
+        if (a && n->NetPnPEvent.Buffer &&
+            n->NetPnPEvent.BufferLength >= sizeof(NET_DEVICE_POWER_STATE))
+            LabJournal(*(NET_DEVICE_POWER_STATE *)n->NetPnPEvent.Buffer == NetDeviceStateD0
+                       ? "SET_POWER_ON" : "SET_POWER_LOW", a->Name, STATUS_SUCCESS);
         return NDIS_STATUS_SUCCESS;
     case NetEventBindsComplete:
         wait_event(&g.ProviderRegistered);
