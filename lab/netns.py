@@ -81,6 +81,21 @@ def _setns(fd: int, name: str) -> None:
                          hint="the lab's sandbox needs root")
 
 
+#: the host's own network namespace (PID 1's), where package downloads must run
+HOST_NETNS = "/proc/1/ns/net"
+
+
+def on_host_network(argv: list[str]) -> list[str]:
+    """``argv``, run in the host's network namespace when this thread is in another one
+    (a process that entered a lab's sandbox: apt must still reach its mirror)."""
+    try:
+        if _inode("/proc/thread-self/ns/net") == _inode(HOST_NETNS):
+            return argv
+    except OSError:  # PID 1's namespace is not ours to read: stay where we are
+        return argv
+    return ["nsenter", f"--net={HOST_NETNS}", "--", *argv]
+
+
 @contextmanager
 def inside(name: str) -> Iterator[None]:
     """The calling thread inside ``name`` for the block, then back where it was.

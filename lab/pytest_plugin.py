@@ -97,9 +97,12 @@ def _config_path(config: pytest.Config) -> str | None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "scenario: a Driver Lab scenario run on a leased VM")
     cfg: LabConfig | None = None
+    lab_session = run_session.likely_lab_session(config.args,
+                                                 bool(config.getoption("--lab-config")))
     with suppress(LabError):  # reported by the fixtures, where a test needs the lab
         cfg = load_config(_config_path(config))
-        host.enter_existing(cfg)
+        if lab_session:  # only scenario sessions move into the lab's namespace: the
+            host.enter_existing(cfg)  # other tiers keep the host's network (apt, builds)
     worker = getattr(config, "workerinput", None)
     run = run_session.make(cfg, config.getoption("--lab-run-dir"), worker)
     config.stash[RUN] = run

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lab import keys
+from lab import keys, netns
 from lab.errors import LabFailure
 from lab.hosttools import run_tool
 from lab.paths import StatePaths
@@ -87,7 +87,8 @@ def fetch_kernel(package: str, cache: Path, progress: Progress) -> Path:
     found = sorted(debs.glob(f"{abi}_*.deb"))
     if not found:
         progress(f"downloading {abi} (apt-get download)")
-        run_tool(["apt-get", "download", "-q", abi], f"downloading {abi}", cwd=debs)
+        run_tool(netns.on_host_network(["apt-get", "download", "-q", abi]),
+                 f"downloading {abi}", cwd=debs)
         found = sorted(debs.glob(f"{abi}_*.deb"))
     if not found:
         raise LabFailure(f"apt-get download {abi} left no .deb in {debs}")

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab import l2probe
+from lab import l2probe, netns
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "var" / "drivers" / "linux"
@@ -71,7 +71,7 @@ def kernel_root(abi: str) -> Path:
     shutil.rmtree(dl, ignore_errors=True)
     dl.mkdir()
     dl.chmod(0o777)  # apt-get download drops privileges to _apt
-    run(["apt-get", "download", "-q", f"linux-image-{abi}"], cwd=dl)
+    run(netns.on_host_network(["apt-get", "download", "-q", f"linux-image-{abi}"]), cwd=dl)
     debs = sorted(dl.glob(f"linux-image-{abi}_*.deb"))
     if not debs:
         raise SmokeSetupError(f"apt-get download produced no linux-image-{abi} .deb")
