@@ -130,12 +130,16 @@ def _corrupt(sent: bytes, got: bytes) -> Literal["echoed", "reset"]:
                         f"0x{got[offset]:02x}, expected 0x{sent[offset]:02x}")
 
 
-def check_open_connections(opened: list[tuple[Nic, socket.socket]], m: Measurements) -> None:
+def check_open_connections(vm: Vm, opened: list[tuple[Nic, socket.socket]],
+                           m: Measurements) -> None:
     """Every connection opened before the sleep still echoes or ended cleanly."""
     kept = reset = 0
     for nic, sock in opened:
         with sock:
-            if round_trip(sock, f"after the wake on {nic.alias}\n".encode()) == "echoed":
+            outcome = round_trip(sock, f"after the wake on {nic.alias}\n".encode())
+            vm.timeline.add(f"connection {sock.getsockname()[1]} to {nic.alias} opened "
+                            f"before the sleep: {outcome}")
+            if outcome == "echoed":
                 kept += 1
             else:
                 reset += 1
@@ -159,7 +163,7 @@ def sleep_resume(vm: Vm, tdi: Deployment, nics: tuple[Nic, ...],
             outcome = wait_power_events(tdi, nic, mark)
             m.values[f"binding_{nic.alias}"] = outcome
             vm.timeline.add(f"{tdi.module}: binding to {nic.alias} {outcome} over the sleep")
-        check_open_connections(opened, m)
+        check_open_connections(vm, opened, m)
     finally:
         for _, sock in opened:
             sock.close()

@@ -41,8 +41,10 @@ def test_up_brings_up_both_vms(running_lab: LabConfig, cli: LabCli) -> None:
     res = cli(running_lab.path, "status")
     assert res.returncode == 0
     lines = res.stdout.splitlines()
-    assert lines[0].split()[:3] == ["VM", "STATE", "MANAGEMENT"]
-    rows = {line.split()[0]: line for line in lines[1:]}
+    assert lines[0].startswith(f"lab {running_lab.lab.name} (config ")  # which lab it read
+    head = next(i for i, line in enumerate(lines) if line.split()[:1] == ["VM"])
+    assert lines[head].split()[:3] == ["VM", "STATE", "MANAGEMENT"]
+    rows = {line.split()[0]: line for line in lines[head + 1:] if line.strip()}
     assert set(rows) == {"t1", "t2"}
     assert all(" running " in row for row in rows.values())
     inv = _inventory(running_lab)

@@ -282,6 +282,7 @@ def test_report_of_a_real_run_renders_in_chromium(tmp_path: Path, real_run: Path
     links = {unquote(a["href"]) for t, a in tags.tags if t == "a" and "href" in a}
     assert "evidence/test_load_with_churn/console.log" in links
     assert all((tmp_path / h).exists() for h in links if not h.startswith("#"))
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no artifacts/
     shot = chromium(tmp_path / "profile", f"--screenshot={SCREENSHOT}",
                     "--window-size=1280,2400", "--hide-scrollbars", html.as_uri())
     assert console_messages(shot.stderr) == []
