@@ -62,6 +62,8 @@ L2_SILENT = Budget(1.0, "driver", "an unbound adapter stops answering the L2 ech
 #: the transport journals a test NIC's link state change (LINK_DOWN / LINK_UP) after
 #: libvirt set the link down or up (the guest's link watch may delay it about a second)
 LINK_STATE = Budget(20.0, "driver", "the transport journals the adapter's link state change")
+#: a NIC carries IP again after the guest woke (the NIC model's resume, not the drivers)
+NIC_ALIVE = Budget(15.0, "lab", "a test NIC carries IP traffic again after the wake")
 #: the guest's own carrier follows libvirt's link state (the NIC model's emulation)
 LINK_SEEN = Budget(10.0, "lab", "the guest's adapter reports the link change libvirt made")
 #: the guest resets a NIC (Windows Restart-NetAdapter; Linux MTU change and down/up):
@@ -93,7 +95,7 @@ ALL: tuple[tuple[str, Budget], ...] = (
     ("FIRST_ECHO", FIRST_ECHO), ("STALL", STALL), ("UNPLUG", UNPLUG),
     ("ADAPTER_GONE", ADAPTER_GONE), ("REPLUG", REPLUG), ("BIND", BIND),
     ("L2_ECHO", L2_ECHO), ("L2_SILENT", L2_SILENT), ("LINK_STATE", LINK_STATE),
-    ("LINK_SEEN", LINK_SEEN),
+    ("LINK_SEEN", LINK_SEEN), ("NIC_ALIVE", NIC_ALIVE),
     ("NIC_RESET", NIC_RESET), ("DISABLE", DISABLE), ("ENABLE", ENABLE),
     ("SUSPEND", SUSPEND), ("RESUME", RESUME), ("POWER_STATE", POWER_STATE),
     ("REBOOT", REBOOT),

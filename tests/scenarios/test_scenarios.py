@@ -8,6 +8,8 @@ whether the driver or the lab failed. Every wait uses one budget of lab/budgets.
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 from lab import scenarios
@@ -142,7 +144,7 @@ def test_disable_enable(lab_vm: LeasedVm, nic_model: str) -> None:
     assert m.values["disable_s"] < 60
 
 
-def test_sleep_resume(lab_vm: LeasedVm) -> None:
+def test_sleep_resume(lab_vm: LeasedVm, request: pytest.FixtureRequest) -> None:
     """Suspend to RAM with both drivers loaded and connections open, wake through libvirt:
     SET_POWER_LOW then SET_POWER_ON per bound adapter (or a clean teardown and rebind),
     every open connection echoes intact or was reset cleanly, L2 and TCP echo on every
@@ -150,6 +152,9 @@ def test_sleep_resume(lab_vm: LeasedVm) -> None:
     kecho = lab_vm.deploy("wskecho")
     tdi = lab_vm.deploy("labtdi")
     m = scenarios.sleep_resume(lab_vm.vm, tdi, lab_vm.test_nics, kecho=kecho)
+    for item in m.values["not_tested"]:  # loud: in the JUnit, the summary and a warning
+        request.node.user_properties.append(("not_tested", item))
+        warnings.warn(f"NOT TESTED after the wake: {item}", stacklevel=1)
     assert m.values["connections_kept"] + m.values["connections_reset"] > 0
 
 
