@@ -133,7 +133,10 @@ def libvirt_objects(lab: str) -> list[str]:
     """Domains and networks carrying lab ``lab``'s metadata, and its pool."""
     from lab import naming
     from lab.hypervisor import Hypervisor
+    from lab.sandbox import libvirtd_answers
 
+    if not libvirtd_answers():  # no libvirtd runs (no lab is up): none can hold an object
+        return []
     with Hypervisor("qemu:///system") as hv:
         found = [f"domain {d.name()}" for d, _ in hv.owned_domains(lab)]
         found += [f"network {n.name()}" for n, _ in hv.owned_networks(lab)]
