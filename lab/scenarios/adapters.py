@@ -14,6 +14,7 @@ from lab.scenarios.common import (
     await_probe,
     echo_once,
     journal_mark,
+    other_adapters,
     require_probe,
     wait_bound,
 )
@@ -50,8 +51,7 @@ def hot_unplug(vm: Vm, tdi: Deployment, nic: Nic, kecho: Deployment | None = Non
     """Unplug a test NIC, check the transport's teardown order, replug, traffic again."""
     m = Measurements()
     adapter = adapter_of(vm, nic)
-    others = tuple(n for n in vm.entry.test_nics if n.alias != nic.alias)
-    before = {o.mac: adapter_of(vm, o) for o in others}
+    others, before = other_adapters(vm, vm.entry.test_nics, nic)
     require_probe(nic, "before the unplug")
     seen = journal_mark(observer)
     m.values["unplug_s"] = vm.unplug(nic, deadline=deadline)

@@ -9,7 +9,7 @@ from typing import Any
 from lab import budgets, route_guard
 from lab.errors import DriverFailure
 from lab.guests.base import Deployment
-from lab.journal import Adapter
+from lab.journal import Adapter, Journal
 from lab.l2probe import probe
 from lab.load import LoadResult
 from lab.naming import ECHO_PORT
@@ -90,10 +90,23 @@ def journal_mark(dep: Deployment | None) -> int:
     return max((e.t_ns for e in dep.journal()), default=0)
 
 
+def events_since(dep: Deployment, mac: str, after_ns: int) -> Journal:
+    """``dep``'s events for the adapter with ``mac`` (any ifindex: a replugged or rescanned
+    adapter comes back with a new one) newer than ``after_ns``."""
+    return Journal(tuple(e for e in dep.journal() if e.t_ns > after_ns
+                         and e.adapter is not None and e.adapter.mac == mac))
+
+
+def other_adapters(vm: Vm, nics: tuple[Nic, ...], nic: Nic
+                   ) -> tuple[tuple[Nic, ...], dict[str, Adapter]]:
+    """The test NICs of ``nics`` other than ``nic``, and their adapters as journals name
+    them now (to check afterwards that an action on ``nic`` left them alone)."""
+    others = tuple(n for n in nics if n.alias != nic.alias)
+    return others, {o.mac: adapter_of(vm, o) for o in others}
+
+
 def wait_bound(tdi: Deployment, nic: Nic, after_ns: int, how: str) -> None:
     """The transport journals BIND for ``nic`` after ``after_ns`` within the BIND budget."""
     def bound() -> bool | None:
-        return True if any(e.name == "BIND" and e.adapter is not None
-                           and e.adapter.mac == nic.mac and e.t_ns > after_ns
-                           for e in tdi.journal()) else None
+        return True if "BIND" in events_since(tdi, nic.mac, after_ns).names() else None
     budgets.BIND.wait(f"{tdi.module} to bind the {how} {nic.alias} ({nic.mac})", bound)

@@ -24,6 +24,7 @@ from lab.scenarios.common import (
     await_probe,
     echo_once,
     journal_mark,
+    other_adapters,
     require_probe,
     wait_bound,
 )
@@ -57,8 +58,7 @@ def disable_enable(vm: Vm, tdi: Deployment, nic: Nic, kecho: Deployment | None =
     check the rebind and traffic."""
     m = Measurements()
     adapter = adapter_of(vm, nic)
-    others = tuple(n for n in vm.entry.test_nics if n.alias != nic.alias)
-    before = {o.mac: adapter_of(vm, o) for o in others}
+    others, before = other_adapters(vm, vm.entry.test_nics, nic)
     require_probe(nic, "before the disable")
     seen = journal_mark(observer)
     _disable(vm, nic, m)

@@ -23,7 +23,9 @@ from lab.scenarios.common import (
     adapter_of,
     await_probe,
     echo_once,
+    events_since,
     journal_mark,
+    other_adapters,
     require_probe,
     wait_bound,
 )
@@ -134,8 +136,7 @@ def link_flap(vm: Vm, tdi: Deployment, nics: tuple[Nic, ...], nic: Nic,
     """Load on every NIC while ``nic``'s link goes down and up (libvirt link state)."""
     m = Measurements()
     adapter = adapter_of(vm, nic)
-    others = tuple(n for n in nics if n.alias != nic.alias)
-    before = {o.mac: adapter_of(vm, o) for o in others}
+    others, before = other_adapters(vm, nics, nic)
     require_probe(nic, "before the link flap")
     mark = journal_mark(tdi)
     result, flap_at = load_during(vm, nics, lambda: _flap(vm, tdi, nic, adapter, mark, m),
@@ -167,8 +168,7 @@ def nic_reset(vm: Vm, tdi: Deployment, nics: tuple[Nic, ...], nic: Nic,
     """Load on every NIC while ``nic`` is reset by its guest (driver reinitialisation)."""
     m = Measurements()
     adapter = adapter_of(vm, nic)
-    others = tuple(n for n in nics if n.alias != nic.alias)
-    before = {o.mac: adapter_of(vm, o) for o in others}
+    others, before = other_adapters(vm, nics, nic)
     require_probe(nic, "before the reset")
     mark = journal_mark(tdi)
     result, reset_at = load_during(vm, nics, lambda: _reset(vm, nic, m),
@@ -179,9 +179,7 @@ def nic_reset(vm: Vm, tdi: Deployment, nics: tuple[Nic, ...], nic: Nic,
     m.values["rebound"] = torn_ns is not None
     if torn_ns is not None:
         wait_bound(tdi, nic, torn_ns, "reset")
-        again = Journal(tuple(e for e in tdi.journal() if e.t_ns > torn_ns and e.adapter
-                              is not None and e.adapter.mac == adapter.mac))
-        check_bound_again(again, tdi.module, nic, torn_ns)
+        check_bound_again(events_since(tdi, adapter.mac, torn_ns), tdi.module, nic, torn_ns)
     others_intact(tdi, tdi.journal(), nic, others, before, "resetting")
     m.values["probe_rtt_s"] = await_probe(nic, "reset")
     echo_once(nic)  # traffic resumes on the reset NIC

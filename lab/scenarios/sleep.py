@@ -25,6 +25,7 @@ from lab.scenarios.common import (
     Measurements,
     await_probe,
     echo_once,
+    events_since,
     journal_mark,
     require_inside_lab,
     require_probe,
@@ -67,22 +68,16 @@ def power_outcome(journal: Journal, module: str, nic: Nic) -> Outcome | None:
     return "rebound" if up and up[0] == "BIND" and set(up) == set(BIND_ORDER) else None
 
 
-def own_since(tdi: Deployment, mac: str, after_ns: int) -> Journal:
-    """``tdi``'s events for the adapter with ``mac`` (any ifindex) newer than ``after_ns``."""
-    return Journal(tuple(e for e in tdi.journal() if e.t_ns > after_ns
-                         and e.adapter is not None and e.adapter.mac == mac))
-
-
 def wait_power_events(tdi: Deployment, nic: Nic, mark: int) -> Outcome:
     """The binding of ``nic`` settles as kept or rebound within the POWER_STATE budget
     (a driver budget: running out of it is a driver failure naming what was journaled)."""
     def settled() -> Outcome | None:
-        return power_outcome(own_since(tdi, nic.mac, mark), tdi.module, nic)
+        return power_outcome(events_since(tdi, nic.mac, mark), tdi.module, nic)
     try:
         return wait_for(f"{tdi.module} to journal {nic.alias}'s power events", settled,
                         budgets.POWER_STATE.seconds)
     except DeadlineExceeded as exc:
-        names = " ".join(own_since(tdi, nic.mac, mark).names()) or "nothing"
+        names = " ".join(events_since(tdi, nic.mac, mark).names()) or "nothing"
         raise DriverFailure(f"{tdi.module}: the binding to {nic.alias} neither survived the "
                             f"sleep ({LOW} then {ON}) nor was bound again after it: journaled "
                             f"{names}") from exc
