@@ -181,7 +181,10 @@ def _hyperv(features: ET.Element, clock: ET.Element) -> None:
 def _devices(root: ET.Element, vm: VmSpec, boot: BootSpec) -> None:
     dev = _sub(root, "devices")
     disk = _sub(dev, "disk", type="file", device="disk")
-    _sub(disk, "driver", name="qemu", type="qcow2", cache="unsafe")
+    # A full pool (ENOSPC) or a failing read pauses the VM with an I/O error reason
+    # (libvirt's paused/ioerror state) instead of handing the error to the guest.
+    _sub(disk, "driver", name="qemu", type="qcow2", cache="unsafe", error_policy="stop",
+         rerror_policy="stop")
     _sub(disk, "source", file=boot.disk_path)
     if boot.choices.disk_bus == "sata":
         _sub(disk, "target", dev="sda", bus="sata")

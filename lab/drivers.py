@@ -35,6 +35,8 @@ KNOWN_KNOBS: Mapping[str, str] = MappingProxyType({
     "crash_on_unbind": "NULL dereference on unbind",
     "teardown_on_link_down": "unbind the adapter on a link down (media disconnect)",
     "no_rebind_after_resume": "release the bindings at suspend, never bind again after resume",
+    "config_after_register": "apply the configuration only after registering (adapters present "
+                             "at load, at boot every NIC, ignore it)",
 })
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -51,6 +51,15 @@ class OutsideLab(LabFailure):
     not a lab address, or this process is not in the lab's network namespace): refused."""
 
 
+class HypervisorLost(LabFailure):
+    """The connection to libvirtd closed under a test (libvirtd died or the link broke):
+    what the test waited for can no longer be seen, so it is the lab's verdict."""
+
+
+class VmPaused(LabFailure):
+    """The hypervisor paused the VM on a disk I/O error (e.g. a full storage pool)."""
+
+
 class DriverFailure(LabError):
     """The driver under test failed (crash, hang, broken contract, corrupt data)."""
 

@@ -138,7 +138,7 @@ def _drain(chan: paramiko.Channel, deadline: float,
         if time.monotonic() > deadline:
             return None
         if abort is not None and abort.is_set():
-            raise crash_error("a guest command to finish")
+            raise crash_error("a guest command to finish", abort)
         got = False
         if chan.recv_ready():
             out.append(chan.recv(65536))
@@ -294,7 +294,7 @@ class Guest:
 
     @staticmethod
     def _fired(dog: Watchdog, what: str, on_deadline: Callable[[], LabError]) -> LabError:
-        return crash_error(what) if dog.fired == "crash" else on_deadline()
+        return crash_error(what, dog.abort) if dog.fired == "crash" else on_deadline()
 
     def start(self, command: str) -> SshCommand:
         """Start ``command`` on its own channel and return at once (within the connect

@@ -8,7 +8,7 @@ network namespace before it opens any connection or starts any thread.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -69,7 +69,14 @@ def open_host(config: LabConfig, progress: Progress, start: bool = True) -> Hype
     return hv
 
 
-def _start_sandbox(sandbox: Sandbox, progress: Progress) -> None:
+def _start_sandbox(sandbox: Sandbox, progress: Callable[[str], None]) -> None:
+    if sandbox.state() is not None and netns.exists(sandbox.netns):
+        # One daemon died (libvirtd or virtlogd): restart it alone; the running VMs of
+        # every lab stay up and the new libvirtd reattaches to them.
+        for line in sandbox.heal():
+            progress(f"sandbox {line}; running VMs kept")
+        if sandbox.running():
+            return
     if sandbox.state() is not None:
         progress("sandbox daemons are gone; cleaning up their namespace")
         sandbox.stop()
@@ -77,6 +84,27 @@ def _start_sandbox(sandbox: Sandbox, progress: Progress) -> None:
              f"namespace {sandbox.netns}")
     st = sandbox.start()
     progress(f"libvirtd pid {st.libvirtd_pid}, virtlogd pid {st.virtlogd_pid}")
+
+
+def reconnect(config: LabConfig, hv: Hypervisor, progress: Callable[[str], None]) -> bool:
+    """Make ``hv`` usable again after its libvirtd went away (a pytest worker between
+    tests): restart the sandbox's dead daemon if the lab runs one, then reconnect.
+
+    Returns True when the connection had been lost. Raises LabFailure (one line) when
+    the hypervisor cannot be reached again.
+    """
+    if hv.alive():
+        return False
+    hv.close()
+    plan = decide(config)
+    if plan.use_sandbox:
+        sandbox = Sandbox()
+        with sandbox_changes(sandbox.dir, progress):  # one healer at a time, host-wide
+            if not sandbox.running():
+                _start_sandbox(sandbox, progress)
+    hv.check()
+    progress(f"reconnected to {hv.uri}")
+    return True
 
 
 @contextmanager

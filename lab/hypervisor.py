@@ -20,7 +20,7 @@ import libvirt
 import libvirt_qemu
 
 from lab import naming
-from lab.errors import LabFailure
+from lab.errors import HypervisorLost, LabFailure
 
 OWNER_MARKER_SUFFIX = naming.POOL_OWNER_SUFFIX
 
@@ -63,6 +63,35 @@ CONNECT_CODES = frozenset({libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_SYSTEM_ER
                            libvirt.VIR_ERR_AUTH_FAILED, libvirt.VIR_ERR_RPC})
 
 
+_LIFECYCLE_NAMES = {libvirt.VIR_DOMAIN_EVENT_CRASHED: "crashed",
+                    libvirt.VIR_DOMAIN_EVENT_STOPPED: "stopped",
+                    libvirt.VIR_DOMAIN_EVENT_STARTED: "started",
+                    libvirt.VIR_DOMAIN_EVENT_SUSPENDED: "suspended",
+                    libvirt.VIR_DOMAIN_EVENT_RESUMED: "resumed"}
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """One libvirt lifecycle event of a domain (virDomainEventType and its detail)."""
+
+    event: int
+    detail: int
+
+    @property
+    def text(self) -> str:
+        return f"{_LIFECYCLE_NAMES.get(self.event, str(self.event))} (detail {self.detail})"
+
+    @property
+    def crashed(self) -> bool:
+        return self.event == int(libvirt.VIR_DOMAIN_EVENT_CRASHED)
+
+    @property
+    def io_error(self) -> bool:
+        """Paused by the hypervisor on a disk I/O error (e.g. the pool is full)."""
+        return (self.event == int(libvirt.VIR_DOMAIN_EVENT_SUSPENDED)
+                and self.detail == int(libvirt.VIR_DOMAIN_EVENT_SUSPENDED_IOERROR))
+
+
 def is_not_found(exc: libvirt.libvirtError) -> bool:
     return exc.get_error_code() in NOT_FOUND_CODES
 
@@ -73,9 +102,19 @@ def classified(what: str) -> Iterator[None]:
     try:
         yield
     except libvirt.libvirtError as exc:
-        code = exc.get_error_code()
-        raise LabFailure(f"libvirt: {what} failed (error {code}): "
-                         f"{exc.get_error_message()}") from exc
+        raise failure(what, exc) from exc
+
+
+def failure(what: str, exc: libvirt.libvirtError) -> LabFailure:
+    """The lab's error for a libvirt error: :class:`HypervisorLost` when the connection
+    itself failed (RPC layer: libvirtd gone, socket closed), else a LabFailure."""
+    code = exc.get_error_code()
+    text = f"libvirt: {what} failed (error {code}): {exc.get_error_message()}"
+    if exc.get_error_domain() == libvirt.VIR_FROM_RPC or code in (
+            libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_RPC):
+        return HypervisorLost(text, hint="libvirtd went away: the next test or `lab up` "
+                                         "restarts the lab's own libvirtd and reconnects")
+    return LabFailure(text)
 
 
 def _attr(el: ET.Element, child: str, name: str) -> str:
@@ -116,6 +155,8 @@ class Hypervisor:
         self.uri = uri
         self._config_path = config_path
         self._conn: libvirt.virConnect | None = None
+        #: called (from libvirt's event thread) when the connection closes under us
+        self._on_lost: list[Callable[[str], None]] = []
 
     def __enter__(self) -> Hypervisor:
         return self
@@ -136,10 +177,44 @@ class Hypervisor:
                     f"{exc.get_error_message()}",
                     hint="start libvirtd on that host, fix the URI, or for a local URI as "
                          "root leave [lab] sandbox = \"auto\"") from None
+            with suppress(libvirt.libvirtError):
+                self._conn.registerCloseCallback(self._closed, None)
         return self._conn
+
+    _CLOSE_REASONS: ClassVar[dict[int, str]] = {libvirt.VIR_CONNECT_CLOSE_REASON_ERROR: "I/O error",
+                      libvirt.VIR_CONNECT_CLOSE_REASON_EOF: "libvirtd closed it (EOF)",
+                      libvirt.VIR_CONNECT_CLOSE_REASON_KEEPALIVE: "keepalive timed out",
+                      libvirt.VIR_CONNECT_CLOSE_REASON_CLIENT: "closed by the lab"}
+
+    def _closed(self, _conn: Any, reason: int, _opaque: Any) -> None:
+        why = self._CLOSE_REASONS.get(reason, f"reason {reason}")
+        for listener in list(self._on_lost):
+            listener(f"the connection to {self.uri} was lost: {why}")
+
+    def on_lost(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``listener(description)`` if the connection closes under us (libvirtd
+        died or the link broke); returns the function that removes the listener."""
+        self._on_lost.append(listener)
+
+        def remove() -> None:
+            with suppress(ValueError):
+                self._on_lost.remove(listener)
+
+        return remove
+
+    def alive(self) -> bool:
+        """Whether the connection is open and libvirtd still answers on it."""
+        if self._conn is None:
+            return True  # nothing lost yet: the next use connects
+        try:
+            return bool(self._conn.isAlive()) and self._conn.getLibVersion() > 0
+        except libvirt.libvirtError:
+            return False
 
     def close(self) -> None:
         if self._conn is not None:
+            with suppress(libvirt.libvirtError):
+                self._conn.unregisterCloseCallback()
             with suppress(libvirt.libvirtError):
                 self._conn.close()
             self._conn = None
@@ -366,7 +441,7 @@ class Hypervisor:
         except libvirt.libvirtError as exc:
             if is_not_found(exc):
                 return None
-            raise
+            raise failure(f"looking up domain {name}", exc) from exc
 
     def define_domain(self, xml: str) -> libvirt.virDomain:
         with classified("defining a domain"):
@@ -560,16 +635,10 @@ class Hypervisor:
                            "device-removal-failed", callback)
 
     def watch_lifecycle(self, dom: libvirt.virDomain,
-                        callback: Callable[[str], None]) -> Callable[[], None]:
-        """Call ``callback(description)`` on each lifecycle event (crashed, stopped, ...)."""
-        names = {libvirt.VIR_DOMAIN_EVENT_CRASHED: "crashed",
-                 libvirt.VIR_DOMAIN_EVENT_STOPPED: "stopped",
-                 libvirt.VIR_DOMAIN_EVENT_STARTED: "started",
-                 libvirt.VIR_DOMAIN_EVENT_SUSPENDED: "suspended",
-                 libvirt.VIR_DOMAIN_EVENT_RESUMED: "resumed"}
-
+                        callback: Callable[[Lifecycle], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` on each lifecycle event (crashed, stopped, ...)."""
         def on_event(event: int, detail: int) -> None:
-            callback(f"{names.get(event, str(event))} (detail {detail})")
+            callback(Lifecycle(event, detail))
 
         return self._watch(dom, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, "lifecycle", on_event)
 

@@ -34,9 +34,12 @@ def ensure_keys(key_dir: Path) -> LabKeys:
     if not client.exists():
         _write_client_key(client)
     host = key_dir / "guest_host_ed25519.dropbear"
-    if not host.exists():
-        run_tool(["dropbearkey", "-t", "ed25519", "-f", str(host)],
+    if not host.exists():  # made aside, then renamed: a cut key (full disk) is never kept
+        tmp = host.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)
+        run_tool(["dropbearkey", "-t", "ed25519", "-f", str(tmp)],
                  "generating the guest host key", timeout=60)
+        os.replace(tmp, host)
     host_pub = _host_public(host)
     return LabKeys(client_private=client,
                    client_public=(key_dir / "id_ed25519.pub").read_text().strip(),
@@ -50,12 +53,16 @@ def _write_client_key(path: Path) -> None:
                                 serialization.NoEncryption())
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                            serialization.PublicFormat.OpenSSH)
+    # The public half first, both atomically: the private key's presence says the pair
+    # is complete (a full disk never leaves a private key without its public line).
+    pub_tmp = path.with_suffix(".pub.tmp")
+    pub_tmp.write_text(public.decode() + " driver-lab\n")
+    os.replace(pub_tmp, path.with_suffix(".pub"))
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(private)
     os.replace(tmp, path)
-    path.with_suffix(".pub").write_text(public.decode() + " driver-lab\n")
 
 
 def host_public_line(host_key: Path) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,9 @@ from lab.guests.base import Deployment
 from lab.journal import Vocabulary
 from lab.plan import Nic
 from lab.vm import Vm
+
+#: Lease logs this process could not write (said once).
+_LOST_LOGS: set[Path] = set()
 
 
 class Lease:
@@ -59,15 +63,29 @@ class Lease:
 
     def release(self) -> None:
         if self.lock is not None:
-            self._log("release")
-            self.lock.release()
-            self.lock = None
+            try:
+                self._log("release")
+            finally:
+                self.lock.release()
+                self.lock = None
 
     def _log(self, event: str) -> None:
+        """Best effort: the lease log feeds the report only, so a log that cannot be
+        written (a full disk) never fails or pins a lease; said once per process."""
         line = json.dumps({"t": time.time(), "event": event, "vm": self.name,
-                           "holder": self.holder, "pid": os.getpid()})
-        with (self.lock_dir / "leases.jsonl").open("a") as fh:
-            fh.write(line + "\n")
+                           "holder": self.holder, "pid": os.getpid()}) + "\n"
+        path = self.lock_dir / "leases.jsonl"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line.encode())  # one write: no interleaving between workers
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            if path not in _LOST_LOGS:
+                _LOST_LOGS.add(path)
+                print(f"lab: cannot write the lease log {path} ({exc.strerror or exc}); "
+                      "leases go on without it", file=sys.stderr, flush=True)
 
 
 @dataclass

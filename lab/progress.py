@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, TextIO
+from typing import ClassVar, Protocol, TextIO
 
 
 class Sink(Protocol):
@@ -27,6 +27,10 @@ class Sink(Protocol):
 class Progress:
     """Prints ``[  12.3s] subject: message`` lines; also appends them to ``log``."""
 
+    #: Log files this process could not write: said once, then left alone (a command may
+    #: make several Progress objects on one log).
+    _lost: ClassVar[set[Path]] = set()
+
     def __init__(self, log: Path | None = None, stream: TextIO | None = None,
                  quiet: bool = False, sink: Sink | None = None) -> None:
         self._sink = sink
@@ -36,7 +40,10 @@ class Progress:
         self._quiet = quiet
         self._log = log
         if log is not None:
-            log.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                log.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                self._log_lost(exc)
 
     def elapsed(self) -> float:
         return time.monotonic() - self._start
@@ -48,9 +55,26 @@ class Progress:
                 self._sink.event(subject, message, self.elapsed())
             elif not self._quiet:
                 print(line, file=self._stream, flush=True)
-            if self._log is not None:
-                with self._log.open("a", encoding="utf-8") as fh:
-                    fh.write(time.strftime("%Y-%m-%dT%H:%M:%S ") + line + "\n")
+            self._append(time.strftime("%Y-%m-%dT%H:%M:%S ") + line + "\n")
+
+    def _append(self, text: str) -> None:
+        """Best effort: a log file that cannot be written (a full disk) never stops the
+        command; the first failure is said once, then the log is left alone."""
+        if self._log is None or self._log in Progress._lost:
+            return
+        try:
+            with self._log.open("a", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            self._log_lost(exc)
+
+    def _log_lost(self, exc: OSError) -> None:
+        if self._log is None or self._log in Progress._lost:
+            return
+        Progress._lost.add(self._log)
+        why = exc.strerror or str(exc)
+        print(f"lab: cannot write the progress log {self._log} ({why}); going on without it",
+              file=sys.stderr, flush=True)
 
     def step(self, subject: str, step: str) -> None:
         """``subject`` entered phase ``step`` (shown by a sink only; no plain line)."""

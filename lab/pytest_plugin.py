@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from lab import flake, host, inventory, run_session, runs, suite_live, suite_progress
+from lab import flake, host, inventory, run_session, runs, suite_live, suite_progress, vm_watch
 from lab.config import LabConfig, load_config
 from lab.drivers import DriverManifest, load_manifests
 from lab.errors import LabError, NetworkBroken
@@ -342,15 +342,11 @@ def lab_vm(request: pytest.FixtureRequest, lab_config: LabConfig,
     try:
         status.begin(request.node.nodeid, name)
         timeline.add(f"leased {name} by {worker}")
+        if host.reconnect(lab_config, lab_hypervisor, timeline.add):
+            timeline.add("libvirtd had gone away: reconnected before the test")
         timeline.add(f"revert took {vm.revert():.1f}s")
-
-        def on_lifecycle(what: str) -> None:
-            timeline.add(f"libvirt lifecycle: {what}")
-            if what.startswith("crashed"):
-                request.node.stash[CRASHED] = True
-                vm.crash_seen.set()  # waits in the test raise DriverCrash now
-
-        cancel = lab_hypervisor.watch_lifecycle(vm.domain(), on_lifecycle)
+        cancel = vm_watch.watch(lab_hypervisor, vm,
+                                lambda: request.node.stash.__setitem__(CRASHED, True))
         request.node.stash[LEASE] = leased
         request.node.user_properties.append(("vm", name))
         request.node.user_properties.append(("evidence", str(evidence.path)))

@@ -12,6 +12,7 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lab.runs import RunRecord
 
@@ -66,14 +67,26 @@ def table(rows: list[Row]) -> str:
                      for line in [head, *body])
 
 
+def _lease_events(lease_log: Path) -> list[dict[str, Any]]:
+    """The lease log's events; a line cut short by a full disk is skipped."""
+    events = []
+    for line in lease_log.read_text(errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and {"t", "event", "vm", "holder"} <= event.keys():
+            events.append(event)
+    return events
+
+
 def max_concurrency(lease_log: Path, since: float = 0.0,
                     until: float = float("inf")) -> tuple[int, list[str]]:
     """Most VMs leased at once between ``since`` and ``until`` (epoch seconds: one run's
     span), and by which workers (from leases.jsonl, which all runs of the lab share)."""
     if not lease_log.exists():
         return 0, []
-    events = sorted((e for e in (json.loads(line) for line in lease_log.read_text().splitlines()
-                                 if line) if since <= e["t"] <= until),
+    events = sorted((e for e in _lease_events(lease_log) if since <= e["t"] <= until),
                     key=lambda e: e["t"])
     held: dict[str, str] = {}
     best: dict[str, str] = {}

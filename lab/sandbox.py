@@ -37,6 +37,9 @@ SANDBOX_QEMU_CONF = """
 user = "root"
 group = "root"
 remember_owner = 0
+# Consoles and QEMU's own log are written by libvirt/QEMU directly, not through virtlogd:
+# a virtlogd that dies then costs no running VM its console log (issue 15).
+stdio_handler = "file"
 """
 
 
@@ -123,35 +126,77 @@ class Sandbox:
         netns.create(self.netns)
         for pid in self.stray_daemons():  # half-started by a killed `lab up`, not answering
             _terminate(pid)
-        pid_l, pid_v = self.dir / "libvirtd.pid", self.dir / "virtlogd.pid"
-        for p in (pid_l, pid_v):
-            p.unlink(missing_ok=True)
-        script = ["set -e"]
+        return self._launch(("virtlogd", "libvirtd"))
+
+    def heal(self) -> list[str]:
+        """Restart whichever recorded daemon died, in the namespace that is still there.
+
+        The running QEMUs, networks and dnsmasq are kept: a new libvirtd reattaches to
+        its running guests (their status is under /run/libvirt), and the guests do not
+        depend on virtlogd (``stdio_handler = "file"``). Returns one line per restart.
+        """
+        st = self.state()
+        if st is None or not netns.exists(self.netns):
+            raise LabFailure("the lab's sandbox has no record to heal",
+                             hint="run `lab down`, then `lab up`")
+        dead = [name for name, pid in (("virtlogd", st.virtlogd_pid),
+                                       ("libvirtd", st.libvirtd_pid))
+                if not _alive_in(pid, self.netns) or _comm(pid) != name]
+        if not dead:
+            return []
+        new = self._launch(tuple(dead), keep=st)
+        return [f"{name} (pid {getattr(st, name + '_pid')}) was gone: restarted as pid "
+                f"{getattr(new, name + '_pid')}" for name in dead]
+
+    def _launch(self, names: tuple[str, ...], keep: SandboxState | None = None
+                ) -> SandboxState:
+        """Start ``names`` (virtlogd before libvirtd) in the namespace; record the pids."""
+        pids = {name: self.dir / f"{name}.pid" for name in ("libvirtd", "virtlogd")}
+        for name in names:
+            pids[name].unlink(missing_ok=True)
+        script = ["set -e", *self._mounts()]
+        script += [f"{name} -d -p {_q(pids[name])}" for name in names]
+        try:
+            subprocess.run(["ip", "netns", "exec", self.netns, "sh", "-c", "\n".join(script)],
+                           check=True, capture_output=True, text=True, timeout=60)
+        except subprocess.CalledProcessError as exc:
+            raise LabFailure(f"starting {' and '.join(names)} in namespace {self.netns} "
+                             f"failed: {exc.stderr.strip()}",
+                             hint="see /var/log/libvirt/libvirtd.log") from None
+        except subprocess.TimeoutExpired:
+            raise LabFailure(f"starting {' and '.join(names)} in namespace {self.netns} "
+                             "did not return within 60s",
+                             hint="see /var/log/libvirt/libvirtd.log") from None
+        if "libvirtd" in names:
+            wait_for("libvirtd to answer on its socket",
+                     lambda: True if libvirtd_answers() else None, DAEMON_START_TIMEOUT)
+
+        def pid_of(name: str, old: int | None) -> int:
+            return _read_pid(pids[name]) if name in names or old is None else old
+
+        state = SandboxState(
+            netns=self.netns,
+            libvirtd_pid=pid_of("libvirtd", keep.libvirtd_pid if keep else None),
+            virtlogd_pid=pid_of("virtlogd", keep.virtlogd_pid if keep else None))
+        self._record(state)
+        return state
+
+    def _mounts(self) -> list[str]:
+        """Shell lines that give the daemons the sandbox's qemu.conf and no autostart nets
+        (bind mounts in the private mount namespace of `ip netns exec`)."""
+        lines: list[str] = []
         qemu_conf = Path("/etc/libvirt/qemu.conf")
         if qemu_conf.exists():
             private = self.dir / "qemu.conf"
             private.write_text(qemu_conf.read_text() + SANDBOX_QEMU_CONF)
-            script.append(f"mount --bind {_q(private)} {_q(qemu_conf)}")
+            lines.append(f"mount --bind {_q(private)} {_q(qemu_conf)}")
         autostart = Path("/etc/libvirt/qemu/networks/autostart")
         if autostart.is_dir():
             # The host's autostart networks (Debian's NAT "default") stay out of the sandbox.
             empty = self.dir / "empty-autostart"
             empty.mkdir(exist_ok=True)
-            script.append(f"mount --bind {_q(empty)} {_q(autostart)}")
-        script += [f"virtlogd -d -p {_q(pid_v)}", f"libvirtd -d -p {_q(pid_l)}"]
-        try:
-            subprocess.run(["ip", "netns", "exec", self.netns, "sh", "-c", "\n".join(script)],
-                           check=True, capture_output=True, text=True, timeout=60)
-        except subprocess.CalledProcessError as exc:
-            raise LabFailure(f"starting libvirtd in namespace {self.netns} failed: "
-                             f"{exc.stderr.strip()}",
-                             hint="see /var/log/libvirt/libvirtd.log") from None
-        wait_for("libvirtd to answer on its socket", lambda: True if libvirtd_answers() else None,
-                 DAEMON_START_TIMEOUT)
-        state = SandboxState(netns=self.netns, libvirtd_pid=_read_pid(pid_l),
-                             virtlogd_pid=_read_pid(pid_v))
-        self._record(state)
-        return state
+            lines.append(f"mount --bind {_q(empty)} {_q(autostart)}")
+        return lines
 
     def stop(self) -> list[str]:
         """Stop the daemons and every straggler in our namespace; remove it.

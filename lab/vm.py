@@ -31,7 +31,7 @@ from lab.guest import Guest, GuestAddress
 from lab.guests.base import GuestHandle, GuestKind
 from lab.hypervisor import DomainState, Hypervisor
 from lab.plan import Nic
-from lab.wait import wait_event, wait_for
+from lab.wait import Abort, wait_event, wait_for
 
 if TYPE_CHECKING:
     from lab.load import LoadResult
@@ -115,7 +115,7 @@ class Vm:
         self.handle: GuestHandle = kind.handle(self.guest)
         #: set by the lab_vm fixture's lifecycle watcher on libvirt's crashed event; waits
         #: inside ``lab.wait.crash_watch(vm.crash_seen)`` then raise DriverCrash at once
-        self.crash_seen = threading.Event()
+        self.crash_seen = Abort()
         #: every load run of the test, appended as it finishes (written as evidence even
         #: when the scenario fails afterwards)
         self.loads: list[LoadResult] = []

@@ -7,6 +7,10 @@ libvirt lifecycle watcher sets on the crashed event), or given ``abort=event``,
 :class:`~lab.errors.DriverCrash` within :data:`CRASH_POLL` seconds of the event
 instead of waiting out a deadline that can no longer be met. The watch is per
 thread of control (a context variable): threads a test starts pass ``abort=``.
+
+The event may be an :class:`Abort` tripped with another reason than a crash (libvirtd
+went away, the VM paused on a disk error): the waits then raise that reason's error,
+a lab failure, so the driver is not blamed for a wait the lab itself cut short.
 """
 
 from __future__ import annotations
@@ -18,9 +22,29 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TypeVar
 
-from lab.errors import DeadlineExceeded, DriverCrash
+from lab.errors import DeadlineExceeded, DriverCrash, LabError
 
 T = TypeVar("T")
+
+
+class Abort(threading.Event):
+    """An event that also says why the waits on it stop (the first reason wins).
+
+    ``set()`` alone means the guest crashed; :meth:`trip` gives another reason.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._reason: Callable[[str], LabError] | None = None
+
+    def trip(self, reason: Callable[[str], LabError]) -> None:
+        """Stop the waits with ``reason(what they waited for)``."""
+        if not self.is_set() and self._reason is None:
+            self._reason = reason
+        self.set()
+
+    def error(self, what: str) -> LabError:
+        return self._reason(what) if self._reason is not None else _crashed(what)
 
 #: Longest a wait goes without looking at the crash event (sleeps wake at once).
 CRASH_POLL = 0.25
@@ -44,8 +68,15 @@ def crash_event(abort: threading.Event | None = None) -> threading.Event | None:
     return abort if abort is not None else _CRASH_SEEN.get()
 
 
-def crash_error(what: str) -> DriverCrash:
+def _crashed(what: str) -> DriverCrash:
     return DriverCrash(f"guest crashed (libvirt crashed event) while waiting for {what}")
+
+
+def crash_error(what: str, event: threading.Event | None = None) -> LabError:
+    """The error a wait for ``what`` raises once ``event`` (else the enclosing watch's)
+    is set: its :class:`Abort` reason, else :class:`~lab.errors.DriverCrash`."""
+    event = crash_event(event)
+    return event.error(what) if isinstance(event, Abort) else _crashed(what)
 
 
 def pause(seconds: float, what: str, abort: threading.Event | None = None) -> None:
@@ -54,7 +85,7 @@ def pause(seconds: float, what: str, abort: threading.Event | None = None) -> No
     if event is None:
         time.sleep(seconds)
     elif event.wait(seconds):
-        raise crash_error(what)
+        raise crash_error(what, event)
 
 
 def wait_event(event: threading.Event, timeout: float, what: str,
@@ -66,7 +97,7 @@ def wait_event(event: threading.Event, timeout: float, what: str,
     deadline = time.monotonic() + timeout
     while not event.is_set():
         if crash.is_set():
-            raise crash_error(what)
+            raise crash_error(what, crash)
         left = deadline - time.monotonic()
         if left <= 0:
             return False
@@ -88,7 +119,7 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float,
     delay = interval
     while True:
         if crash is not None and crash.is_set():
-            raise crash_error(what)
+            raise crash_error(what, crash)
         result = probe()
         if result is not None:
             return result

@@ -54,6 +54,8 @@ ULONG LabKnob(PUNICODE_STRING RegistryPath, PCWSTR name, ULONG fallback);
 /* Control device \Device\<name> + \DosDevices\<name> answering IOCTL_LAB_READ_JOURNAL. */
 NTSTATUS LabControlCreate(PDRIVER_OBJECT Driver, PCWSTR name);
 VOID LabControlDelete(VOID);
+/* The control device (NULL before LabControlCreate): e.g. for IoAllocateWorkItem. */
+PDEVICE_OBJECT LabControlDevice(VOID);
 
 /* Formats "aa:bb:cc:dd:ee:ff@<ifindex>" into out (at least 32 bytes). */
 VOID LabFormatAdapter(char *out, const UCHAR mac[6], ULONG ifIndex);

@@ -151,6 +151,71 @@ _Static_assert(sizeof(NET_PNP_EVENT) == 0x98, "NET_PNP_EVENT size");
 _Static_assert(LAB_OFFSET(NET_PNP_EVENT_NOTIFICATION, PortNumber) == 0x4, "NOTIFICATION.PortNumber");
 _Static_assert(LAB_OFFSET(NET_PNP_EVENT_NOTIFICATION, NetPnPEvent) == 0x8, "NOTIFICATION.NetPnPEvent");
 
+/* ---- status indications (the protocol's StatusHandlerEx) ----
+ * [MSDOCS] nc-ndis-protocol_status_ex: ProtocolStatusEx(ProtocolBindingContext,
+ * PNDIS_STATUS_INDICATION), called at IRQL <= DISPATCH_LEVEL; "to determine link state,
+ * use the status indications of underlying drivers instead of OID queries".
+ * [MSDOCS] ns-ndis-_ndis_status_indication: member list Header, SourceHandle, PortNumber,
+ * StatusCode, Flags, DestinationHandle, RequestId, StatusBuffer, StatusBufferSize, Guid,
+ * NdisReserved[4]; revision-1 size RTL_SIZEOF_THROUGH_FIELD(..., NdisReserved). x64
+ * offsets derived with natural alignment (GUID: 4-byte aligned, 16 bytes).
+ * [MSDOCS] network/ndis-status-link-state: NDIS_STATUS_LINK_STATE's StatusBuffer holds an
+ * NDIS_LINK_STATE; NDIS may (not guaranteed) drop an indication that changes nothing, so
+ * the receiver must work out what changed. Value 0x40010017 (ndis.h, NDIS 6 codes). */
+#define NDIS_STATUS_LINK_STATE ((NDIS_STATUS)0x40010017L)
+
+typedef struct _NDIS_STATUS_INDICATION {
+    NDIS_OBJECT_HEADER Header;
+    NDIS_HANDLE SourceHandle;
+    NDIS_PORT_NUMBER PortNumber;
+    NDIS_STATUS StatusCode;
+    ULONG Flags;
+    NDIS_HANDLE DestinationHandle;
+    PVOID RequestId;
+    PVOID StatusBuffer;
+    ULONG StatusBufferSize;
+    GUID Guid;
+    PVOID NdisReserved[4];
+} NDIS_STATUS_INDICATION, *PNDIS_STATUS_INDICATION;
+_Static_assert(LAB_OFFSET(NDIS_STATUS_INDICATION, SourceHandle) == 0x8, "STATUS.SourceHandle");
+_Static_assert(LAB_OFFSET(NDIS_STATUS_INDICATION, PortNumber) == 0x10, "STATUS.PortNumber");
+_Static_assert(LAB_OFFSET(NDIS_STATUS_INDICATION, StatusCode) == 0x14, "STATUS.StatusCode");
+_Static_assert(LAB_OFFSET(NDIS_STATUS_INDICATION, DestinationHandle) == 0x20, "STATUS.DestinationHandle");
+_Static_assert(LAB_OFFSET(NDIS_STATUS_INDICATION, StatusBuffer) == 0x30, "STATUS.StatusBuffer");
+_Static_assert(LAB_OFFSET(NDIS_STATUS_INDICATION, StatusBufferSize) == 0x38, "STATUS.StatusBufferSize");
+_Static_assert(LAB_OFFSET(NDIS_STATUS_INDICATION, Guid) == 0x3c, "STATUS.Guid");
+_Static_assert(LAB_OFFSET(NDIS_STATUS_INDICATION, NdisReserved) == 0x50, "STATUS.NdisReserved");
+_Static_assert(sizeof(NDIS_STATUS_INDICATION) == 0x70, "NDIS_STATUS_INDICATION size");
+
+/* [MSDOCS] ne-ifdef-net_if_media_connect_state: NDIS_MEDIA_CONNECT_STATE is
+ * NET_IF_MEDIA_CONNECT_STATE {MediaConnectStateUnknown, ..Connected, ..Disconnected}. */
+typedef enum _NET_IF_MEDIA_CONNECT_STATE {
+    MediaConnectStateUnknown,
+    MediaConnectStateConnected,
+    MediaConnectStateDisconnected
+} NET_IF_MEDIA_CONNECT_STATE, NDIS_MEDIA_CONNECT_STATE;
+_Static_assert(MediaConnectStateConnected == 1 && MediaConnectStateDisconnected == 2,
+               "NDIS_MEDIA_CONNECT_STATE");
+
+/* [MSDOCS] ns-ntddndis-_ndis_link_state: Header, MediaConnectState, MediaDuplexState,
+ * XmitLinkSpeed (ULONG64), RcvLinkSpeed (ULONG64), PauseFunctions, AutoNegotiationFlags;
+ * revision-1 size through AutoNegotiationFlags. x64 offsets derived (enums are 4 bytes). */
+typedef struct _NDIS_LINK_STATE {
+    NDIS_OBJECT_HEADER Header;
+    NDIS_MEDIA_CONNECT_STATE MediaConnectState;
+    ULONG MediaDuplexState;
+    ULONG64 XmitLinkSpeed;
+    ULONG64 RcvLinkSpeed;
+    ULONG PauseFunctions;
+    ULONG AutoNegotiationFlags;
+} NDIS_LINK_STATE, *PNDIS_LINK_STATE;
+#define NDIS_SIZEOF_LINK_STATE_REVISION_1 \
+    (LAB_OFFSET(NDIS_LINK_STATE, AutoNegotiationFlags) + sizeof(ULONG))
+_Static_assert(LAB_OFFSET(NDIS_LINK_STATE, MediaConnectState) == 0x4, "LINK.MediaConnectState");
+_Static_assert(LAB_OFFSET(NDIS_LINK_STATE, XmitLinkSpeed) == 0x10, "LINK.XmitLinkSpeed");
+_Static_assert(LAB_OFFSET(NDIS_LINK_STATE, AutoNegotiationFlags) == 0x24, "LINK.AutoNegotiationFlags");
+_Static_assert(NDIS_SIZEOF_LINK_STATE_REVISION_1 == 0x28, "NDIS_LINK_STATE revision-1 size");
+
 /* Bind parameters: declared up to BoundIfIndex (the last member labtdi reads). */
 typedef struct _NDIS_BIND_PARAMETERS {
     NDIS_OBJECT_HEADER Header;
@@ -184,6 +249,7 @@ _Static_assert(LAB_OFFSET(NDIS_BIND_PARAMETERS, ProtocolSection) == 0x8, "BIND.P
 _Static_assert(LAB_OFFSET(NDIS_BIND_PARAMETERS, AdapterName) == 0x10, "BIND.AdapterName");
 _Static_assert(LAB_OFFSET(NDIS_BIND_PARAMETERS, MediaType) == 0x20, "BIND.MediaType");
 _Static_assert(LAB_OFFSET(NDIS_BIND_PARAMETERS, MtuSize) == 0x24, "BIND.MtuSize");
+_Static_assert(LAB_OFFSET(NDIS_BIND_PARAMETERS, MediaConnectState) == 0x48, "BIND.MediaConnectState");
 _Static_assert(LAB_OFFSET(NDIS_BIND_PARAMETERS, MacAddressLength) == 0x68, "BIND.MacAddressLength");
 _Static_assert(LAB_OFFSET(NDIS_BIND_PARAMETERS, CurrentMacAddress) == 0x6a, "BIND.CurrentMacAddress");
 _Static_assert(LAB_OFFSET(NDIS_BIND_PARAMETERS, PhysicalMediumType) == 0x8c, "BIND.PhysicalMediumType");

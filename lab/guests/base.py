@@ -161,7 +161,7 @@ def wait_or_hang(running: RunningCommand, deadline: float, what: str,
         while not running.finished() and time.monotonic() < end:
             if crash.wait(min(CRASH_POLL, max(end - time.monotonic(), 0.0))):
                 running.close()
-                raise crash_error(what)
+                raise crash_error(what, crash)
         return running.wait(max(end - time.monotonic(), 0.1))
     except CommandTimeout as exc:
         running.close()

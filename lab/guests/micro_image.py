@@ -9,6 +9,7 @@ scripts, inittab) lives in ``images/linux-micro/``. The result is cached under
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import json
@@ -16,7 +17,8 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -87,14 +89,21 @@ def fetch_kernel(package: str, cache: Path, progress: Progress) -> Path:
     found = sorted(debs.glob(f"{abi}_*.deb"))
     if not found:
         progress(f"downloading {abi} (apt-get download)")
-        run_tool(netns.on_host_network(["apt-get", "download", "-q", abi]),
-                 f"downloading {abi}", cwd=debs)
+        try:
+            with disk_full_is_one_line(debs, f"downloading {abi}", remove=False):
+                run_tool(netns.on_host_network(["apt-get", "download", "-q", abi]),
+                         f"downloading {abi}", cwd=debs)
+        except LabFailure:
+            for cut in debs.glob(f"{abi}_*.deb"):  # a cut download is no package
+                cut.unlink()
+            raise
         found = sorted(debs.glob(f"{abi}_*.deb"))
     if not found:
         raise LabFailure(f"apt-get download {abi} left no .deb in {debs}")
     shutil.rmtree(tree, ignore_errors=True)
-    run_tool(["dpkg-deb", "-x", str(found[-1]), str(tree)], f"unpacking {found[-1].name}")
-    (tree / ".complete").touch()
+    with disk_full_is_one_line(tree, "unpacking the guest kernel"):
+        run_tool(["dpkg-deb", "-x", str(found[-1]), str(tree)], f"unpacking {found[-1].name}")
+    (tree / ".complete").touch()  # the tree's completeness marker: written last
     return tree
 
 
@@ -135,6 +144,41 @@ def build_image(kernel_package: str, state_dir: Path, disk_size_mib: int,
                               disk=Path(data["disk"]), kernel_release=data["kernel_release"],
                               host_key_line=data["host_key_line"], digest=digest)
     progress(f"building micro guest image {digest} (kernel {tree.name})")
+    with disk_full_is_one_line(out, "building the micro guest image"):
+        image = _build(out, tree, lab_keys, digest, disk_size_mib)
+    progress(f"micro guest image ready: {image.disk} ({image.disk.stat().st_size // 1024} KiB)")
+    return image
+
+
+@contextmanager
+def disk_full_is_one_line(folder: Path, what: str, remove: bool = True) -> Iterator[None]:
+    """A full disk (ENOSPC, EDQUOT: an OSError, a shutil.Error listing them, a tool that
+    says so) while writing ``folder`` becomes one LabFailure naming it and the fix; the
+    half-written ``folder`` is removed if ``remove`` (its completeness marker was never
+    written)."""
+    try:
+        yield
+    except (OSError, LabFailure) as exc:
+        if not _disk_full(exc):
+            raise
+        if remove:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise LabFailure(f"{what} failed: the disk is full (no space left in {folder})",
+                         hint="free space on that file system, or move [lab] state_dir "
+                              "to a file system with room") from None
+
+
+def _disk_full(exc: OSError | LabFailure) -> bool:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return any(os.strerror(code) in str(exc) for code in (errno.ENOSPC, errno.EDQUOT))
+
+
+def _build(out: Path, tree: Path, lab_keys: keys.LabKeys, digest: str,
+           disk_size_mib: int) -> MicroImage:
+    """Build the image into a fresh ``out``; its manifest (image.json, the completeness
+    marker :func:`build_image` checks) is written last, atomically."""
+    manifest = out / "image.json"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     private_files(out)
@@ -154,7 +198,6 @@ def build_image(kernel_package: str, state_dir: Path, disk_size_mib: int,
     tmp.write_text(json.dumps(image.to_json(), indent=2))
     os.replace(tmp, manifest)
     private_files(out)
-    progress(f"micro guest image ready: {disk} ({disk.stat().st_size // 1024} KiB)")
     return image
 
 

@@ -60,7 +60,8 @@ def reboot_installed(vm: Vm, drivers: tuple[Deployment, ...], nics: tuple[Nic, .
     mgmt = vm.handle.management_mac
     if mgmt and any(e.adapter is not None and e.adapter.mac == mgmt for e in tdi.journal()):
         raise DriverFailure(f"{tdi.module} bound the management NIC ({mgmt}) at boot: its "
-                            "skip list did not persist")
+                            "skip list did not persist or was not applied to the adapters "
+                            "present at load")
     for nic in nics:
         m.values[f"probe_rtt_{nic.alias}_s"] = await_probe(nic, "rebooted")
         if any(d.serves_echo for d in drivers):

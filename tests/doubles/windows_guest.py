@@ -354,6 +354,7 @@ class _Adapter:
     binding: bool = True  # DL_labtdi enabled on this adapter
     removal_pending: bool = False
     enabled: bool = True  # Disable-NetAdapter / Enable-NetAdapter
+    media_connected: bool = True  # the link libvirt gives the NIC (domif-setlink)
 
 
 @dataclass
@@ -522,6 +523,7 @@ class _LabTdi(_Driver):
         super().__init__(guest, knobs, journal_file)
         self.bound: dict[str, _Adapter] = {}
         self.leaked: set[str] = set()
+        self.link_down: set[str] = set()  # MACs whose last media state was disconnected
 
     def start(self) -> None:
         # LOAD is not in the brief's list, but lab.journal pairs LOAD/UNLOAD per load
@@ -534,8 +536,26 @@ class _LabTdi(_Driver):
 
     def bind(self, adapter: _Adapter) -> None:
         self.bound[adapter.mac] = adapter
+        # NDIS_BIND_PARAMETERS.MediaConnectState: the state the binding starts from
+        self.link_down.discard(adapter.mac)
+        if not adapter.media_connected:
+            self.link_down.add(adapter.mac)
         for event in ("BIND", "NETADDR_REGISTERED", "DEVICE_REGISTERED"):
             self.log(event, adapter)
+
+    def media_state(self, adapter: _Adapter) -> None:
+        """NDIS_STATUS_LINK_STATE to the binding (labtdi.sys's StatusHandlerEx): one
+        LINK_DOWN / LINK_UP per change, nothing for a repeated state; the binding stays."""
+        if adapter.mac not in self.bound:
+            return
+        down = not adapter.media_connected
+        if down == (adapter.mac in self.link_down):
+            return
+        if down:
+            self.link_down.add(adapter.mac)
+        else:
+            self.link_down.discard(adapter.mac)
+        self.log("LINK_DOWN" if down else "LINK_UP", adapter)
 
     def unbind(self, adapter: _Adapter, *, removal: bool) -> bool:
         """Tear one binding down; True when released, False when it never completes."""
@@ -976,6 +996,15 @@ class WindowsGuestDouble:
         """The SCM state (1/3/4) of a service in the test double, None when absent."""
         svc = self.services.get(name.lower())
         return svc.state if svc else None
+
+    def set_media(self, mac: str, connected: bool) -> None:
+        """The NIC's link as libvirt sets it (`virsh domif-setlink`): the miniport
+        indicates NDIS_STATUS_LINK_STATE to every protocol bound to it."""
+        adapter = self._adapter(mac)
+        adapter.media_connected = connected
+        svc = self.services.get("labtdi")
+        if svc is not None and isinstance(svc.driver, _LabTdi):
+            svc.driver.media_state(adapter)
 
     def adapter_names(self) -> dict[str, str]:
         """MAC (colon form) -> adapter name, for present adapters (test double view)."""

@@ -15,7 +15,8 @@ Sources:
         UCHAR driver versions, ULONG Flags) and Win10_1607_RS1/.../_NET_PNP_EVENT.h
         (event codes, NetEventMaximum = 23).
   DOCS  Microsoft's WDK reference (MicrosoftDocs/windows-driver-docs-ddi): member lists
-        of NDIS_OPEN_PARAMETERS, NET_BUFFER_LIST_POOL_PARAMETERS,
+        of NDIS_OPEN_PARAMETERS, NET_BUFFER_LIST_POOL_PARAMETERS, NDIS_STATUS_INDICATION,
+        NDIS_LINK_STATE (and NET_IF_MEDIA_CONNECT_STATE's values),
         NDIS_PROTOCOL_DRIVER_CHARACTERISTICS (revision 1 ends with
         SendNetBufferListsCompleteHandler), NET_BUFFER_LIST (who owns which member).
   DDK   Microsoft's tdikrnl.h (public DDK copy, 9176324/Shark WinDDK/3790.1830):
@@ -119,6 +120,7 @@ PC_SIZE_REVISION_1 = 0x78  # DOCS: through SendNetBufferListsCompleteHandler
 # ---- NDIS_BIND_PARAMETERS (PDB): ----
 BIND_PROTOCOL_SECTION, BIND_ADAPTER_NAME, BIND_MEDIA_TYPE, BIND_MTU = 0x08, 0x10, 0x20, 0x24
 BIND_MAC_LENGTH, BIND_MAC, BIND_BOUND_IF_INDEX = 0x68, 0x6A, 0xA0
+BIND_MEDIA_CONNECT_STATE = 0x48  # derived: after four ULONG64 link speeds from 0x28
 BIND_SIZE_REVISION_1 = 0xF8  # PDB: through BoundAdapterName at 0xf0
 
 # ---- NDIS_OPEN_PARAMETERS (DOCS member list; x64 derived) ----
@@ -140,6 +142,30 @@ PNP_NET_EVENT, PNP_BUFFER, PNP_BUFFER_LENGTH = 0x00, 0x08, 0x10
 PNP_NDIS_RESERVED, PNP_TRANSPORT_RESERVED, PNP_TDI_RESERVED = 0x18, 0x38, 0x58
 PNP_TDI_CLIENT_RESERVED, PNP_EVENT_SIZE = 0x78, 0x98
 NOTIFY_PORT_NUMBER, NOTIFY_EVENT, NOTIFY_FLAGS, NOTIFY_SIZE = 0x04, 0x08, 0xA0, 0xA8
+
+# ---- NDIS_STATUS_INDICATION (DOCS member list: ns-ndis-_ndis_status_indication; x64 derived:
+# Header, SourceHandle 8, PortNumber, StatusCode, Flags, DestinationHandle, RequestId,
+# StatusBuffer, StatusBufferSize, Guid (16 bytes, 4-aligned), NdisReserved[4]) ----
+STATUS_SOURCE_HANDLE, STATUS_PORT_NUMBER, STATUS_CODE, STATUS_FLAGS = 0x08, 0x10, 0x14, 0x18
+STATUS_DESTINATION_HANDLE, STATUS_REQUEST_ID, STATUS_BUFFER = 0x20, 0x28, 0x30
+STATUS_BUFFER_SIZE, STATUS_GUID, STATUS_NDIS_RESERVED = 0x38, 0x3C, 0x50
+STATUS_SIZE_REVISION_1 = 0x70  # DOCS: RTL_SIZEOF_THROUGH_FIELD(..., NdisReserved)
+#: DOCS (network/ndis-status-link-state; the value as ndis.h defines it for NDIS 6).
+NDIS_STATUS_LINK_STATE = 0x40010017
+
+# ---- NDIS_LINK_STATE (DOCS member list: ns-ntddndis-_ndis_link_state; x64 derived:
+# Header, MediaConnectState, MediaDuplexState, ULONG64 XmitLinkSpeed, ULONG64
+# RcvLinkSpeed, PauseFunctions, AutoNegotiationFlags) ----
+LINK_MEDIA_CONNECT_STATE, LINK_MEDIA_DUPLEX_STATE = 0x04, 0x08
+LINK_XMIT_LINK_SPEED, LINK_RCV_LINK_SPEED = 0x10, 0x18
+LINK_PAUSE_FUNCTIONS, LINK_AUTO_NEGOTIATION_FLAGS = 0x20, 0x24
+LINK_STATE_SIZE_REVISION_1 = 0x28  # DOCS: through AutoNegotiationFlags
+#: NDIS_MEDIA_CONNECT_STATE = NET_IF_MEDIA_CONNECT_STATE
+#: (DOCS: ne-ifdef-net_if_media_connect_state).
+MEDIA_CONNECT_STATE: Mapping[str, int] = {
+    "MediaConnectStateUnknown": 0, "MediaConnectStateConnected": 1,
+    "MediaConnectStateDisconnected": 2,
+}
 
 #: NET_PNP_EVENT_CODE (PDB, Win10 1607 ndis.sys).
 NET_EVENTS: Mapping[int, str] = {
@@ -193,6 +219,23 @@ HEADER_CHECKS: tuple[tuple[str, str, int], ...] = (
     ("NDIS_BIND_PARAMETERS", "MacAddressLength", BIND_MAC_LENGTH),
     ("NDIS_BIND_PARAMETERS", "CurrentMacAddress", BIND_MAC),
     ("NDIS_BIND_PARAMETERS", "BoundIfIndex", BIND_BOUND_IF_INDEX),
+    ("NDIS_BIND_PARAMETERS", "MediaConnectState", BIND_MEDIA_CONNECT_STATE),
+    ("NDIS_STATUS_INDICATION", "SourceHandle", STATUS_SOURCE_HANDLE),
+    ("NDIS_STATUS_INDICATION", "PortNumber", STATUS_PORT_NUMBER),
+    ("NDIS_STATUS_INDICATION", "StatusCode", STATUS_CODE),
+    ("NDIS_STATUS_INDICATION", "Flags", STATUS_FLAGS),
+    ("NDIS_STATUS_INDICATION", "DestinationHandle", STATUS_DESTINATION_HANDLE),
+    ("NDIS_STATUS_INDICATION", "RequestId", STATUS_REQUEST_ID),
+    ("NDIS_STATUS_INDICATION", "StatusBuffer", STATUS_BUFFER),
+    ("NDIS_STATUS_INDICATION", "StatusBufferSize", STATUS_BUFFER_SIZE),
+    ("NDIS_STATUS_INDICATION", "Guid", STATUS_GUID),
+    ("NDIS_STATUS_INDICATION", "NdisReserved", STATUS_NDIS_RESERVED),
+    ("NDIS_LINK_STATE", "MediaConnectState", LINK_MEDIA_CONNECT_STATE),
+    ("NDIS_LINK_STATE", "MediaDuplexState", LINK_MEDIA_DUPLEX_STATE),
+    ("NDIS_LINK_STATE", "XmitLinkSpeed", LINK_XMIT_LINK_SPEED),
+    ("NDIS_LINK_STATE", "RcvLinkSpeed", LINK_RCV_LINK_SPEED),
+    ("NDIS_LINK_STATE", "PauseFunctions", LINK_PAUSE_FUNCTIONS),
+    ("NDIS_LINK_STATE", "AutoNegotiationFlags", LINK_AUTO_NEGOTIATION_FLAGS),
     ("NDIS_OPEN_PARAMETERS", "AdapterName", OPEN_ADAPTER_NAME),
     ("NDIS_OPEN_PARAMETERS", "MediumArray", OPEN_MEDIUM_ARRAY),
     ("NDIS_OPEN_PARAMETERS", "MediumArraySize", OPEN_MEDIUM_ARRAY_SIZE),
@@ -224,6 +267,11 @@ HEADER_VALUES: tuple[tuple[str, int], ...] = (
     ("NDIS_SIZEOF_OID_REQUEST_REVISION_1", OID_SIZE_REVISION_1),
     ("NDIS_SIZEOF_NET_BUFFER_LIST_POOL_PARAMETERS_REVISION_1", POOL_SIZE_REVISION_1),
     ("sizeof(NET_PNP_EVENT)", PNP_EVENT_SIZE),
+    ("sizeof(NDIS_STATUS_INDICATION)", STATUS_SIZE_REVISION_1),
+    ("NDIS_SIZEOF_LINK_STATE_REVISION_1", LINK_STATE_SIZE_REVISION_1),
+    ("NDIS_STATUS_LINK_STATE", NDIS_STATUS_LINK_STATE),
+    ("MediaConnectStateConnected", MEDIA_CONNECT_STATE["MediaConnectStateConnected"]),
+    ("MediaConnectStateDisconnected", MEDIA_CONNECT_STATE["MediaConnectStateDisconnected"]),
     ("sizeof(TDI_PNP_CONTEXT)", TDI_PNP_CONTEXT_SIZE),
     ("NetEventMaximum", NET_EVENT_MAXIMUM),
     ("LAB_NONPAGED_POOL", NON_PAGED_POOL_NX),

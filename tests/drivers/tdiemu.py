@@ -33,6 +33,7 @@ Windows VM can verify.
 
 from __future__ import annotations
 
+import re
 import struct
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
@@ -59,19 +60,35 @@ from unicorn.unicorn_py3.unicorn import Uc, UcError
 from unicorn.x86_const import (
     UC_X86_REG_R8,
     UC_X86_REG_R9,
+    UC_X86_REG_R10,
+    UC_X86_REG_R11,
+    UC_X86_REG_R12,
+    UC_X86_REG_R13,
+    UC_X86_REG_R14,
+    UC_X86_REG_R15,
     UC_X86_REG_RAX,
+    UC_X86_REG_RBP,
+    UC_X86_REG_RBX,
     UC_X86_REG_RCX,
+    UC_X86_REG_RDI,
     UC_X86_REG_RDX,
     UC_X86_REG_RIP,
+    UC_X86_REG_RSI,
     UC_X86_REG_RSP,
 )
 
 from lab import l2probe
 
+#: `mov r64, cr8` destination registers by ModRM.rm + 8 * REX.B.
+CR8_DESTINATIONS = (UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX, UC_X86_REG_RBX,
+                    UC_X86_REG_RSP, UC_X86_REG_RBP, UC_X86_REG_RSI, UC_X86_REG_RDI,
+                    UC_X86_REG_R8, UC_X86_REG_R9, UC_X86_REG_R10, UC_X86_REG_R11,
+                    UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, UC_X86_REG_R15)
 LABEL = "EMULATION (Unicorn x86-64 + Python models of ntoskrnl/NDIS/TDI, not Windows)"
 
 # ---- constants (public NT/NDIS/TDI values) ----
 STATUS_SUCCESS = 0
+DISPATCH_LEVEL = 2
 STATUS_PENDING = 0x103
 STATUS_UNSUCCESSFUL = 0xC0000001
 STATUS_INVALID_HANDLE = 0xC0000008
@@ -84,6 +101,7 @@ NDIS_OBJECT_TYPE_BIND_PARAMETERS = 0x86
 NDIS_OBJECT_TYPE_OPEN_PARAMETERS = 0x87
 NDIS_OBJECT_TYPE_PROTOCOL_DRIVER_CHARACTERISTICS = 0x95
 NDIS_OBJECT_TYPE_OID_REQUEST = 0x96
+NDIS_OBJECT_TYPE_STATUS_INDICATION = 0x98
 OID_GEN_CURRENT_PACKET_FILTER = 0x0001010E
 NET_EVENTS = L.NET_EVENTS
 NET_EVENT = {name: code for code, name in NET_EVENTS.items()}
@@ -121,6 +139,7 @@ PAIRS: Mapping[str, str] = {
     "NdisAllocateNetBufferListPool": "NdisFreeNetBufferListPool",
     "NdisAllocateNetBufferAndNetBufferList": "NdisFreeNetBufferList",
     "IoAllocateMdl": "IoFreeMdl",
+    "IoAllocateWorkItem": "IoFreeWorkItem",
     "ExAllocatePoolWithTag": "ExFreePoolWithTag",
     "ZwOpenKey": "ZwClose",
     "ZwCreateFile": "ZwClose",
@@ -294,6 +313,13 @@ class LabTdiEmulator:
         self._devices: dict[str, str] = {}  # TDI device name -> adapter label
         self._mdls: dict[int, tuple[int, int]] = {}
         self._deferred: list[GuestCall] = []
+        #: the IRQL the harness calls the driver at (CR8: x64 KeGetCurrentIrql reads it);
+        #: 2 = DISPATCH_LEVEL, where waiting (a mutex, a synchronous file write) is a bug
+        #: the model reports. Work items always run at PASSIVE_LEVEL.
+        self.irql = 0
+        self._irqls: list[int] = []
+        self._cr8 = 0  # the IRQL of the driver code running now
+        self.work_items: list[GuestCall] = []  # IoQueueWorkItem'd, not run yet
         self._pending: list[tuple[Generator[GuestCall, int, int], int, GuestCall]] = []
         self._within: list[str] = []
         self._stubs: dict[int, tuple[str, Handler]] = {}
@@ -353,8 +379,26 @@ class LabTdiEmulator:
         self._cont = STUB_BASE + 0x10
         self._ret_gadget = STUB_BASE + 0x1FF0  # not hooked: a plain `ret`
         uc.hook_add(UC_HOOK_CODE, self._on_stub, begin=STUB_BASE, end=STUB_BASE + 0x1000)
+        self._hook_cr8_reads()
         uc.hook_add(UC_HOOK_MEM_READ_UNMAPPED | UC_HOOK_MEM_WRITE_UNMAPPED
                     | UC_HOOK_MEM_FETCH_UNMAPPED | UC_HOOK_MEM_WRITE_PROT, self._on_bad_memory)
+
+    def _hook_cr8_reads(self) -> None:
+        """x64 KeGetCurrentIrql is an inline `mov r64, cr8`, which Unicorn answers with 0
+        (no APIC): each such instruction in .text is answered with the modelled IRQL."""
+        start, end = self._text
+        code = bytes(self._uc.mem_read(start, end - start))
+        for m in re.finditer(rb"[\x44\x45\x4c\x4d]\x0f\x20[\xc0-\xc7]", code):
+            rex, modrm = m.group()[0], m.group()[3]
+            reg = CR8_DESTINATIONS[(modrm & 7) + (8 if rex & 1 else 0)]
+            addr = start + m.start()
+            self._uc.hook_add(UC_HOOK_CODE, self._on_cr8_read, user_data=reg, begin=addr,
+                              end=addr)
+
+    def _on_cr8_read(self, uc: Cpu, address: int, size: int, reg: object) -> None:
+        assert isinstance(reg, int)
+        uc.reg_write(reg, self._cr8)
+        uc.reg_write(UC_X86_REG_RIP, address + 4)
 
     def _unemulated(self, name: str) -> Handler:
         def handler(a: Args) -> int:
@@ -540,9 +584,12 @@ class LabTdiEmulator:
     def _enter(self, req: GuestCall) -> None:
         self._record("enter", req.name, req.adapter)
         self._within.append(req.name + (f"({req.adapter})" if req.adapter else ""))
+        self._irqls.append(self._cr8)
+        self._cr8 = 0 if req.name == "WorkItem" else self.irql
 
     def _leave(self, req: GuestCall, result: int) -> None:
         self._within.pop()
+        self._cr8 = self._irqls.pop()
         self._record("leave", req.name, req.adapter, result=result)
 
     def call(self, req: GuestCall) -> int:
@@ -603,6 +650,8 @@ class LabTdiEmulator:
         self.put64(bp + L.BIND_ADAPTER_NAME, self.new_unicode_string(adapter.name))
         self.write(bp + L.BIND_MEDIA_TYPE, struct.pack("<I", 0))  # NdisMedium802_3
         self.write(bp + L.BIND_MTU, struct.pack("<I", 1500))
+        self.write(bp + L.BIND_MEDIA_CONNECT_STATE,
+                   struct.pack("<I", L.MEDIA_CONNECT_STATE["MediaConnectStateConnected"]))
         self.write(bp + L.BIND_MAC_LENGTH, struct.pack("<H", 6))
         self.write(bp + L.BIND_MAC, adapter.mac)
         self.write(bp + L.BIND_BOUND_IF_INDEX, struct.pack("<I", adapter.ifindex))
@@ -623,6 +672,25 @@ class LabTdiEmulator:
             if b.adapter == adapter and b.open:
                 return handle
         raise EmulationError(f"adapter {adapter.label} has no open binding")
+
+    def link_state(self, adapter: FakeAdapter, state: str) -> None:
+        """NDIS_STATUS_LINK_STATE to ``adapter``'s binding (ProtocolStatusEx, at
+        ``self.irql``): the StatusBuffer is an NDIS_LINK_STATE with MediaConnectState
+        ``state`` (a NET_IF_MEDIA_CONNECT_STATE name)."""
+        context = self._bindings[self.binding_of(adapter)].context
+        ls = self.alloc(L.LINK_STATE_SIZE_REVISION_1)
+        self.write(ls, struct.pack("<BBH", NDIS_OBJECT_TYPE_DEFAULT, 1,
+                                   L.LINK_STATE_SIZE_REVISION_1))
+        self.write(ls + L.LINK_MEDIA_CONNECT_STATE,
+                   struct.pack("<I", L.MEDIA_CONNECT_STATE[state]))
+        si = self.alloc(L.STATUS_SIZE_REVISION_1)
+        self.write(si, struct.pack("<BBH", NDIS_OBJECT_TYPE_STATUS_INDICATION, 1,
+                                   L.STATUS_SIZE_REVISION_1))
+        self.write(si + L.STATUS_CODE, struct.pack("<I", L.NDIS_STATUS_LINK_STATE))
+        self.put64(si + L.STATUS_BUFFER, ls)
+        self.write(si + L.STATUS_BUFFER_SIZE, struct.pack("<I", L.LINK_STATE_SIZE_REVISION_1))
+        self.call(GuestCall(self.handler("StatusHandlerEx"), (context, si),
+                            f"StatusEx.LinkState.{state}", adapter.label))
 
     def _notification(self, code: int) -> int:
         n = self.alloc(L.NOTIFY_SIZE)
@@ -771,6 +839,9 @@ class LabTdiEmulator:
     def _api_KeWaitForSingleObject(self, a: Args) -> StubResult:
         obj = a[0]
         call = self._record("import", "KeWaitForSingleObject", detail=f"0x{obj:x}")
+        if self._cr8 >= DISPATCH_LEVEL:
+            self.faults.append(f"KeWaitForSingleObject(0x{obj:x}) at DISPATCH_LEVEL in "
+                               f"{'/'.join(self._within)}: IRQL_NOT_LESS_OR_EQUAL")
         if obj in self._mutexes:
             self._mutexes[obj] += 1  # one thread: the owner may re-acquire (KMUTEX)
             call.result = 0
@@ -789,7 +860,7 @@ class LabTdiEmulator:
         call.result = 0
         return 0
 
-    def _api_KeDelayExecutionThread(self, a: Args) -> int:
+    def _api_KeDelayExecutionThread(self, a: Args) -> StubResult:
         interval = struct.unpack("<q", self.read(a[2], 8))[0]
         ticks = -interval if interval < 0 else 0
         self._sleep_100ns += ticks
@@ -798,7 +869,18 @@ class LabTdiEmulator:
         if self._sleep_100ns > SLEEP_DEADLINE_S * 10_000_000:
             raise DriverHang(f"{'/'.join(self._within)} slept past the {SLEEP_DEADLINE_S}s "
                              "deadline (emulated time) without returning")
+        return self._run_work_items() if self.work_items else 0
+
+    def _run_work_items(self) -> Generator[GuestCall, int, int]:
+        # While the driver sleeps, the system worker threads run what it queued.
+        while self.work_items:
+            yield self.work_items.pop(0)
         return 0
+
+    def run_work_items(self) -> None:
+        """The system worker threads run every queued work item (PASSIVE_LEVEL)."""
+        while self.work_items:
+            self.call(self.work_items.pop(0))
 
     def _api_KeQueryPerformanceCounter(self, a: Args) -> int:
         if a[0]:
@@ -945,6 +1027,31 @@ class LabTdiEmulator:
         self.write(mdl + L.MDL_BYTE_COUNT, struct.pack("<I", length))
         self._mdls[mdl] = (va, length)
         return mdl
+
+    def _api_IoAllocateWorkItem(self, a: Args) -> int:
+        call = self._record("import", "IoAllocateWorkItem", detail=f"device=0x{a[0]:x}")
+        if not a[0]:
+            self.faults.append("IoAllocateWorkItem(NULL): the work item needs a device object")
+        item = self.alloc(0x58)
+        self._open(call, "IoAllocateWorkItem", item)
+        return item
+
+    def _api_IoQueueWorkItem(self, a: Args) -> int:
+        call = self._record("import", "IoQueueWorkItem", detail=f"item=0x{a[0]:x}")
+        res = self._resources.get(a[0])
+        if res is None or res.kind != "IoAllocateWorkItem" or res.closed:
+            self.faults.append(f"IoQueueWorkItem(0x{a[0]:x}): not a live work item")
+            return 0
+        call.handle = a[0]
+        # A system worker thread runs it later, at PASSIVE_LEVEL: run_work_items(), or
+        # while the driver sleeps.
+        self.work_items.append(GuestCall(a[1], (0, a[3]), "WorkItem"))
+        return 0
+
+    def _api_IoFreeWorkItem(self, a: Args) -> int:
+        call = self._record("import", "IoFreeWorkItem")
+        self._close(call, a[0], "IoFreeWorkItem")
+        return 0
 
     def _api_IoFreeMdl(self, a: Args) -> int:
         call = self._record("import", "IoFreeMdl")

@@ -86,6 +86,11 @@ def _drop_bind_padding_member(t: SourceTree) -> None:
     t.replace("labndis6.h", "    ULONG LookaheadSize;\n", "")
 
 
+def _drop_link_duplex_state(t: SourceTree) -> None:  # a member list read too fast
+    t.replace("labndis6.h", "    ULONG MediaDuplexState;\n    ULONG64 XmitLinkSpeed;",
+              "    ULONG64 XmitLinkSpeed;")
+
+
 HEADER_MUTATIONS: dict[str, tuple[Callable[[SourceTree], None], str]] = {
     "nbl-reserved-areas-unaligned": (_unalign_nbl, "NBL.NdisReserved"),
     "driver-versions-as-ushort": (_ushort_driver_versions, "PC.MinorDriverVersion"),
@@ -94,6 +99,7 @@ HEADER_MUTATIONS: dict[str, tuple[Callable[[SourceTree], None], str]] = {
     "wsk-dispatch-reordered": (_swap_wsk_send_receive, "CONNECTION dispatch"),
     "l2echo-field-widened": (_wide_payload_len, "l2echo header size"),
     "bind-parameters-member-dropped": (_drop_bind_padding_member, "BIND.MacAddressLength"),
+    "link-state-member-dropped": (_drop_link_duplex_state, "LINK.XmitLinkSpeed"),
 }
 
 

@@ -12,6 +12,8 @@ import sys
 import time
 
 import cases as c
+import daemon_cases
+import disk_cases
 import harness as h
 
 
@@ -28,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="only the cases that boot no VM (CI)")
     ap.add_argument("--case", action="append", help="run only this case (repeatable)")
     args = ap.parse_args(argv)
-    chosen = [k for k in c.CASES if (not args.quick or k.quick)
+    every = (*c.CASES, *disk_cases.DISK_CASES, *daemon_cases.CASES)
+    chosen = [k for k in every if (not args.quick or k.quick)
               and (not args.case or k.name in args.case)]
     rows: list[c.Row] = []
     for case in chosen:
@@ -41,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         h.say(f"  {row.outcome} in {time.monotonic() - t0:.0f}s")
         rows.append(row)
     if not args.quick:
-        left = c._down_clean(c.FLT) + c._down_clean(c.TWIN)
+        # the suite's labs that this run wrote a config for (another run's lab is not ours)
+        left = [x for lab in (c.FLT, c.TWIN) if lab.config.exists() for x in c._down_clean(lab)]
         rows.append(c._row("final `lab down` of the suite's labs", not left, left,
                            "nothing of flt left"))
     print(table(rows))

@@ -83,8 +83,8 @@ def test_a_command_on_a_guest_that_stops_answering_ends_in_time(running_lab: Lab
 def test_the_crashed_event_aborts_a_command(running_lab: LabConfig, cli: LabCli) -> None:
     crashed = threading.Event()
     with _vm(running_lab) as (hv, dom, addr), Guest(addr) as guest:
-        cancel = hv.watch_lifecycle(dom, lambda what: crashed.set()
-                                    if what.startswith("crashed") else None)
+        cancel = hv.watch_lifecycle(dom, lambda event: crashed.set()
+                                    if event.crashed else None)
         try:
             guest.run("true")
             with crash_watch(crashed):

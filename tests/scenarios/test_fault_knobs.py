@@ -92,7 +92,8 @@ def test_teardown_on_link_down_is_caught(lab_vm: LeasedVm, scenario: str, caught
     treated as a removal) fails the link flap (it tore the binding down) and the NIC
     reset (a teardown without the query-remove, never bound again): driver failed."""
     if lab_vm.vm.kind.name == "windows":  # drivers/labtdi/driver.toml says why
-        pytest.skip("labtdi.sys has no teardown_on_link_down knob (no link-state handling)")
+        pytest.skip("labtdi.sys has no teardown_on_link_down knob (it journals link "
+                    "changes and keeps its bindings)")
     lab_vm.deploy("wskecho")
     tdi = lab_vm.deploy("labtdi", knobs=("teardown_on_link_down",))
     nic = lab_vm.test_nics[0]
@@ -130,3 +131,21 @@ def test_no_rebind_after_resume_is_caught(lab_vm: LeasedVm) -> None:
     assert "nor was bound again" in str(info.value)
     names = tdi.journal().names()
     assert "SET_POWER_LOW" in names and "QUERY_REMOVE" in names
+
+
+def test_config_after_register_is_caught_at_reboot(lab_vm: LeasedVm) -> None:
+    """A transport that applies its configuration only after the protocol registered
+    binds the adapters present at load before it knows its skip list; at boot every NIC
+    is present, so the reboot with the drivers installed finds the management NIC bound:
+    driver failed."""
+    if lab_vm.vm.kind.name == "windows":  # drivers/labtdi/driver.toml says why
+        pytest.skip("labtdi.sys has no config_after_register knob")
+    tdi = lab_vm.deploy("labtdi", knobs=("config_after_register",), persistent=True)
+    kecho = lab_vm.deploy("wskecho", persistent=True)
+    with pytest.raises(DriverFailure) as info:
+        scenarios.reboot_installed(lab_vm.vm, (tdi, kecho), lab_vm.test_nics, tdi)
+    expect_verdict(lab_vm, info.value, "driver failed")
+    mgmt = lab_vm.vm.handle.management_mac
+    assert mgmt and "management NIC" in str(info.value) and mgmt in str(info.value)
+    assert any(e.name == "BIND" and e.adapter is not None and e.adapter.mac == mgmt
+               for e in tdi.journal())

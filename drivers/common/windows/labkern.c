@@ -291,6 +291,11 @@ static NTSTATUS WINAPI control_dispatch(PDEVICE_OBJECT dev, PIRP irp)
     return st;
 }
 
+PDEVICE_OBJECT LabControlDevice(VOID)
+{
+    return g_lab.Control;
+}
+
 NTSTATUS LabControlCreate(PDRIVER_OBJECT Driver, PCWSTR name)
 {
     WCHAR devBuf[64];

@@ -50,6 +50,12 @@
  *   no_rebind_after_resume=1  release every binding (in the removal order) when
  *                             the system goes to sleep and never bind again
  *                             after the resume
+ *   config_after_register=1   apply the configuration (skip_macs) only after the
+ *                             protocol registered, as a Windows protocol that reads
+ *                             its Parameters after NdisRegisterProtocolDriver: NDIS
+ *                             binds the adapters present at registration from inside
+ *                             that call, so they miss the configuration.  At boot
+ *                             every NIC is present: the management NIC gets bound
  *
  * skip_macs=<mac>[,<mac>...] (not a fault): adapters never bound, e.g. the
  * lab's management NIC, so a broken binding cannot cut the lab off the guest.
@@ -100,7 +106,12 @@ static char *skip_macs = "";
 module_param(skip_macs, charp, 0444);
 MODULE_PARM_DESC(skip_macs, "comma list of MAC addresses never bound (the lab's management NIC)");
 static u8 skip_mac[LABTDI_MAX_SKIP][ETH_ALEN];
-static unsigned int skip_count;
+static unsigned int skip_count;		/* RTNL once the notifier is registered */
+
+static bool config_after_register;
+module_param(config_after_register, bool, 0444);
+MODULE_PARM_DESC(config_after_register,
+		 "FAULT: apply skip_macs only after the protocol registered (adapters present at load ignore it)");
 
 struct labtdi_binding {
 	struct list_head node;
@@ -490,11 +501,14 @@ static void labtdi_log_knobs(void)
 		pr_warn("labtdi: fault knob teardown_on_link_down is on\n");
 	if (no_rebind_after_resume)
 		pr_warn("labtdi: fault knob no_rebind_after_resume is on\n");
+	if (config_after_register)
+		pr_warn("labtdi: fault knob config_after_register is on\n");
 }
 
 static int __init labtdi_init(void)
 {
 	int err = labtdi_parse_skip_macs();
+	unsigned int parsed;
 
 	if (err) {
 		pr_err("labtdi: bad skip_macs \"%s\" (want aa:bb:cc:dd:ee:ff,...)\n", skip_macs);
@@ -518,7 +532,13 @@ static int __init labtdi_init(void)
 		goto out_proc;
 	}
 	/* Replays NETDEV_REGISTER: binds every existing Ethernet adapter. */
+	parsed = skip_count;
+	if (config_after_register)
+		skip_count = 0;		/* FAULT: the configuration is not applied yet */
 	err = register_netdevice_notifier(&labtdi_notifier);
+	rtnl_lock();
+	skip_count = parsed;		/* from now on every new adapter honours it */
+	rtnl_unlock();
 	labtdi_log("PROTOCOL_REGISTERED", NULL, err);
 	if (err)
 		goto out_provider;

@@ -18,6 +18,8 @@
  *   per adapter NdisOpenAdapterEx, TdiRegisterDeviceObject, TdiRegisterNetAddress.
  *   NetEventBindsComplete: TdiProviderReady.
  *   NetEventSetPower: journal SET_POWER_LOW (D1..D3) / SET_POWER_ON (D0); binding kept.
+ *   StatusHandlerEx, NDIS_STATUS_LINK_STATE: journal LINK_DOWN / LINK_UP once per media
+ *   change (MediaConnectState disconnected / connected); binding kept.
  *   NetEventQueryRemoveDevice: forward to TDI clients with TdiPnPPowerRequest and tear
  *   NOTHING down. UnbindAdapterEx: TdiDeregisterNetAddress, TdiDeregisterDeviceObject,
  *   NdisCloseAdapterEx. Unload: NdisDeregisterProtocolDriver (NDIS unbinds any adapter
@@ -43,6 +45,7 @@
 
 #define LABTDI_TAG 0x6964744c /* 'Ltdi' */
 #define MAX_FRAME 1514
+#define LINK_RING 16 /* media changes indicated before the journal caught up */
 
 typedef struct _ADAPTER {
     LIST_ENTRY Link;
@@ -63,6 +66,12 @@ typedef struct _ADAPTER {
     volatile LONG Paused;
     NDIS_OID_REQUEST Oid;
     ULONG PacketFilter;
+    /* Media state (StatusHandlerEx may run at DISPATCH_LEVEL, the journal needs PASSIVE):
+     * each change goes into a small ring that link_work drains in order. */
+    volatile LONG LinkDown;      /* media state at bind or last indicated (1: disconnected) */
+    volatile LONG LinkHead, LinkTail, LinkQueued;
+    UCHAR LinkEvents[LINK_RING];
+    PIO_WORKITEM LinkWork;
 } ADAPTER;
 
 static struct {
@@ -216,10 +225,80 @@ static VOID WINAPI oid_complete(NDIS_HANDLE ctx, PNDIS_OID_REQUEST req, NDIS_STA
     KeSetEvent(&a->OidDone, IO_NO_INCREMENT, FALSE);
 }
 
+/*
+ * ProtocolStatusEx ([MSDOCS] nc-ndis-protocol_status_ex): NDIS hands the binding's context
+ * and an NDIS_STATUS_INDICATION ([MSDOCS] ns-ndis-_ndis_status_indication), at IRQL <=
+ * DISPATCH_LEVEL, so nothing here waits or takes g.Lock. For NDIS_STATUS_LINK_STATE the
+ * StatusBuffer holds an NDIS_LINK_STATE ([MSDOCS] network/ndis-status-link-state,
+ * ns-ntddndis-_ndis_link_state); NDIS may repeat an unchanged state, so the binding keeps
+ * the last one and journals LINK_DOWN / LINK_UP only on a change (drivers/events.txt). A
+ * media disconnect is not a removal: the binding stays. MediaConnectStateUnknown (what a
+ * miniport indicates on its way to a low power state, same page) changes nothing here:
+ * the sleep is journaled by NetEventSetPower.
+ */
+static VOID drain_link_events(ADAPTER *a)
+{
+    do {
+        while (a->LinkTail != a->LinkHead) {
+            LONG t = a->LinkTail;
+            LabJournal(a->LinkEvents[t % LINK_RING] ? "LINK_DOWN" : "LINK_UP", a->Name, STATUS_SUCCESS);
+            InterlockedExchange(&a->LinkTail, t + 1);
+        }
+        InterlockedExchange(&a->LinkQueued, 0);
+        /* a change indicated after the last look and before the flag fell: take it too */
+    } while (a->LinkTail != a->LinkHead && !InterlockedExchange(&a->LinkQueued, 1));
+}
+
+static VOID WINAPI link_work(PDEVICE_OBJECT dev, PVOID ctx)
+{
+    (void)dev;
+    drain_link_events(ctx);
+}
+
+static VOID link_changed(ADAPTER *a, LONG down)
+{
+    LONG h = a->LinkHead;
+    if (h - a->LinkTail >= LINK_RING) {
+        DbgPrint("labtdi: %s: more than %d link changes pending, one not journaled\n", a->Name, LINK_RING);
+        return;
+    }
+    a->LinkEvents[h % LINK_RING] = (UCHAR)down;
+    InterlockedExchange(&a->LinkHead, h + 1);
+    if (InterlockedExchange(&a->LinkQueued, 1))
+        return; /* a drain is queued or running: it journals this one too */
+    if (KeGetCurrentIrql() == PASSIVE_LEVEL)
+        drain_link_events(a);
+    else
+        IoQueueWorkItem(a->LinkWork, link_work, DelayedWorkQueue, a);
+}
+
+/* Waits (PASSIVE_LEVEL) until every link change indicated so far is journaled. */
+static VOID flush_link_events(ADAPTER *a)
+{
+    while (a->LinkQueued)
+        LabSleepMs(10);
+}
+
 static VOID WINAPI status_indication(NDIS_HANDLE ctx, PVOID indication)
 {
-    (void)ctx;
-    (void)indication;
+    ADAPTER *a = ctx;
+    PNDIS_STATUS_INDICATION si = indication;
+    PNDIS_LINK_STATE ls;
+    LONG down;
+
+    if (!a || !si || si->StatusCode != NDIS_STATUS_LINK_STATE)
+        return;
+    ls = si->StatusBuffer;
+    if (!ls || si->StatusBufferSize < LAB_OFFSET(NDIS_LINK_STATE, MediaConnectState) + sizeof(ULONG))
+        return;
+    if (ls->MediaConnectState == MediaConnectStateDisconnected)
+        down = 1;
+    else if (ls->MediaConnectState == MediaConnectStateConnected)
+        down = 0;
+    else
+        return;
+    if (InterlockedExchange(&a->LinkDown, down) != down) /* NDIS serializes them per binding */
+        link_changed(a, down);
 }
 
 static VOID WINAPI pnp_forward_complete(PNET_PNP_EVENT event, NTSTATUS status)
@@ -305,10 +384,13 @@ static VOID close_binding(ADAPTER *a)
     if (NdisCloseAdapterEx(a->Binding) == NDIS_STATUS_PENDING)
         wait_event(&a->CloseDone);
     a->Binding = NULL;
+    flush_link_events(a); /* closed: no more indications; the work item is idle */
 }
 
 static VOID free_adapter(ADAPTER *a)
 {
+    if (a->LinkWork)
+        IoFreeWorkItem(a->LinkWork);
     if (a->NblPool)
         NdisFreeNetBufferListPool(a->NblPool);
     ExFreePoolWithTag(a, LABTDI_TAG);
@@ -335,6 +417,7 @@ static NDIS_STATUS WINAPI bind_adapter(NDIS_HANDLE driverCtx, NDIS_HANDLE bindCt
     if (bp->MacAddressLength == 6)
         RtlCopyMemory(a->Mac, bp->CurrentMacAddress, 6);
     a->IfIndex = bp->BoundIfIndex;
+    a->LinkDown = bp->MediaConnectState == MediaConnectStateDisconnected;
     LabFormatAdapter(a->Name, a->Mac, a->IfIndex);
 
     RtlZeroMemory(&pp, sizeof(pp));
@@ -345,6 +428,7 @@ static NDIS_STATUS WINAPI bind_adapter(NDIS_HANDLE driverCtx, NDIS_HANDLE bindCt
     pp.fAllocateNetBuffer = TRUE;
     pp.PoolTag = LABTDI_TAG;
     a->NblPool = NdisAllocateNetBufferListPool(g.Protocol, &pp);
+    a->LinkWork = IoAllocateWorkItem(LabControlDevice());
 
     RtlZeroMemory(&op, sizeof(op));
     op.Header.Type = NDIS_OBJECT_TYPE_OPEN_PARAMETERS;
@@ -354,7 +438,7 @@ static NDIS_STATUS WINAPI bind_adapter(NDIS_HANDLE driverCtx, NDIS_HANDLE bindCt
     op.MediumArray = media;
     op.MediumArraySize = 1;
     op.SelectedMediumIndex = &selected;
-    st = a->NblPool ? NdisOpenAdapterEx(g.Protocol, a, &op, bindCtx, &a->Binding) : NDIS_STATUS_RESOURCES;
+    st = a->NblPool && a->LinkWork ? NdisOpenAdapterEx(g.Protocol, a, &op, bindCtx, &a->Binding) : NDIS_STATUS_RESOURCES;
     if (st == NDIS_STATUS_PENDING) {
         wait_event(&a->OpenDone);
         st = a->OpenStatus;
@@ -383,6 +467,7 @@ static NDIS_STATUS WINAPI unbind_adapter(NDIS_HANDLE unbindCtx, NDIS_HANDLE ctx)
 {
     ADAPTER *a = ctx;
     (void)unbindCtx;
+    flush_link_events(a); /* a link change indicated before the unbind is journaled first */
     LabJournal("UNBIND", a->Name, STATUS_SUCCESS);
     if (g.CrashOnUnbind)
         KeBugCheckEx(0xE2 /* MANUALLY_INITIATED_CRASH */, 0x1ab7d1, (ULONG_PTR)a, 0, 0);

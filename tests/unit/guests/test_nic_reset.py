@@ -98,3 +98,28 @@ def test_reset_checks() -> None:
         check_bound_again(journal(*removal), "labtdi", NIC, 1004)
     check_bound_again(journal(*removal, f"BIND {A}", f"DEVICE_REGISTERED {A}",
                               f"NETADDR_REGISTERED {A}"), "labtdi", NIC, 1004)
+
+
+def test_windows_double_journals_a_link_flap_as_labtdi_sys_does() -> None:
+    """The Windows double's labtdi answers a media disconnect/connect as labtdi.sys's
+    StatusHandlerEx does (NDIS_STATUS_LINK_STATE: one LINK_DOWN / LINK_UP per change, a
+    repeated state journals nothing, the binding stays), so the link flap's checks pass
+    on it and see nothing on the other adapters."""
+    double = make_double()
+    guest, dep = deploy(double, "labtdi")
+    dep.load()
+    target = guest.adapter(NIC1)
+    mark = max(e.t_ns for e in dep.journal())
+    for connected in (False, False, True, True):
+        double.set_media(NIC1, connected)
+    own = Journal(tuple(e for e in dep.journal().of_adapter(target.journal_adapter)
+                        if e.t_ns > mark))
+    assert own.names() == ["LINK_DOWN", "LINK_UP"]
+    nic = Nic(alias="ua-test1", role="test", model="e1000e", mac=NIC1, network="n",
+              bridge="b", address="192.0.2.2", prefix=24)
+    check_link_events(own, "labtdi", nic)
+    check_kept(own, "labtdi", nic)
+    for other in (MGMT, NIC2):
+        assert not [e for e in dep.journal().of_adapter(guest.adapter(other).journal_adapter)
+                    if e.t_ns > mark]
+    double.assert_no_violations()
