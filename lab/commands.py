@@ -9,16 +9,16 @@ import sys
 from pathlib import Path
 
 from lab import config as config_mod
-from lab import inventory, route_guard
+from lab import inventory, netns, route_guard
 from lab.config import LabConfig, load_config
 from lab.errors import LabFailure
 from lab.guest import Guest, GuestAddress
 from lab.host import enter_existing, open_host
-from lab.hypervisor import DomainState
-from lab.lab_ref import down_text, lab_ref, read_inventory
+from lab.lab_ref import down_text, lab_ref, read_inventory, up_command
 from lab.lablock import exclusive
 from lab.paths import StatePaths
 from lab.progress import Progress
+from lab.sandbox import Sandbox
 
 #: Where the pytest plugin puts run folders (lab.run_session.ARTIFACTS, relative to cwd).
 ARTIFACTS = Path("artifacts")
@@ -130,14 +130,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(lab_ref(cfg))
     hv = open_host(cfg, Progress(quiet=True), start=False)
     if hv is None:
-        print(status_table(inv, {vm.name: "sandbox stopped" for vm in inv.vms}))
+        dead = Sandbox().dead_daemons() if netns.exists(Sandbox().netns) else []
+        state = f"{dead[-1]} gone" if dead else "sandbox stopped"
+        print(status_table(inv, {vm.name: state for vm in inv.vms}))
+        if dead:
+            print(f"the lab's sandbox lost {' and '.join(dead)}; its VMs may still run: "
+                  f"`{up_command(cfg)}` restarts {'it' if len(dead) == 1 else 'them'} and "
+                  "keeps them")
         return 1
     with hv:
         states = {}
         for vm in inv.vms:
             dom = hv.domain(vm.domain)
-            states[vm.name] = ("missing" if dom is None
-                               else DomainState.NAMES.get(hv.state(dom), "?"))
+            states[vm.name] = "missing" if dom is None else hv.describe_state(dom)
             if dom is not None:
                 live = {n["alias"] for n in hv.interfaces(dom)}
                 states[vm.name] += "".join(f" [{n.alias[3:]} unplugged]" for n in vm.nics

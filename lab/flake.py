@@ -19,9 +19,10 @@ from collections.abc import Callable
 import pytest
 from _pytest.runner import runtestprotocol
 
-FLAKE = "flake"
-FLAKY = "flaky"
-CONSISTENT = "consistent"
+from lab.report_cases import CONSISTENT, FLAKE, FLAKY
+
+__all__ = ["CONSISTENT", "FIRST_VERDICT", "FLAKE", "FLAKY", "run_with_rerun"]
+
 FIRST_VERDICT = "first_verdict"
 
 

@@ -1,12 +1,16 @@
 """Run history: every scenario run in a SQLite database, pass rates, trends and flakes.
 
-``lab history --record JUNIT`` (run by ``make lab`` after the suite) appends one run
-in one transaction: a run id (the JUnit file's digest, so recording the same file
-twice adds nothing), its time, the git revision, the lab configuration's hash, and
-per test its verdict class, duration and throughput. ``lab history [--last N]``
-prints per test the pass rate and throughput trend over the last N runs and flags
-a test *flaky* when runs of the same revision and configuration gave it different
-verdicts. The database is ``history.sqlite`` in the lab's state directory.
+``lab history --record [JUNIT]`` (run by ``make lab`` after the suite) appends one run
+in one transaction: a run id (the run folder's id, lab/runs.py, for a run of the suite;
+else the JUnit file's digest; recording the same run twice adds nothing), its time,
+the git revision, the lab configuration's hash, and
+per test its verdict class, duration, throughput and, when it was re-run
+(``--lab-rerun-failed``), its flake class (``flaky`` or ``consistent``, lab/flake.py).
+``lab history [--last N]`` prints per test the pass rate and throughput trend over the
+last N runs and flags a test *flaky* when a re-run classified it so in one of those
+runs, or when runs of the same revision and configuration gave it different verdicts.
+The database is ``history.sqlite`` in the lab's state directory; a database written
+before a column existed gets it on the next recording and reads as NULL until then.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lab.report_cases import SKIPPED, Case, read_cases
+from lab.report_cases import FLAKE, FLAKY, SKIPPED, Case, read_cases
 from lab.verdict import PASS
 
 _SCHEMA: tuple[str, ...] = (
@@ -29,6 +33,11 @@ _SCHEMA: tuple[str, ...] = (
     "test TEXT NOT NULL, verdict TEXT NOT NULL, duration REAL NOT NULL, throughput REAL)",
     "CREATE INDEX IF NOT EXISTS results_run ON results(run_id)",
 )
+#: Columns added to ``results`` after its first version: (name, SQL type), added when
+#: missing so older databases stay readable and writable.
+_ADDED_COLUMNS: tuple[tuple[str, str], ...] = ((FLAKE, "TEXT"),)
+_RESULT_COLUMNS = ("run_id", "test", "verdict", "duration", "throughput",
+                   *(name for name, _ in _ADDED_COLUMNS))
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,19 @@ class Result:
     verdict: str
     duration: float
     throughput: float | None
+    flake: str | None = None
+    """``flaky`` or ``consistent`` when the test was re-run in that run, else None."""
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    present = _columns(conn, "results")
+    for name, kind in _ADDED_COLUMNS:
+        if name not in present:
+            conn.execute(f"ALTER TABLE results ADD COLUMN {name} {kind}")
 
 
 @contextmanager
@@ -57,6 +79,7 @@ def transaction(db: Path) -> Iterator[sqlite3.Connection]:
         try:
             for statement in _SCHEMA:
                 conn.execute(statement)
+            _migrate(conn)
             yield conn
         except BaseException:
             conn.execute("ROLLBACK")
@@ -69,23 +92,25 @@ def run_id_of(junit: Path) -> str:
 
 
 def record(db: Path, junit: Path, revision: str, config_hash: str,
-           when: datetime | None = None) -> tuple[str, bool]:
-    """Append the run of ``junit``; returns its id and whether it was new."""
+           when: datetime | None = None, run_id: str | None = None) -> tuple[str, bool]:
+    """Append the run of ``junit`` (as ``run_id``, default: the file's digest); returns
+    its id and whether it was new."""
     cases = read_cases(junit)
-    run_id = run_id_of(junit)
+    run_id = run_id or run_id_of(junit)
     stamp = (when or datetime.now(UTC)).isoformat(timespec="seconds")
     with transaction(db) as conn:
         if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
             return run_id, False
         conn.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?)",
                      (run_id, stamp, revision, config_hash, str(junit)))
-        conn.executemany("INSERT INTO results VALUES (?, ?, ?, ?, ?)",
+        conn.executemany(f"INSERT INTO results ({', '.join(_RESULT_COLUMNS)}) "
+                         f"VALUES ({', '.join('?' * len(_RESULT_COLUMNS))})",
                          [_row(run_id, c) for c in cases])
     return run_id, True
 
 
-def _row(run_id: str, case: Case) -> tuple[str, str, str, float, float | None]:
-    return run_id, case.test_id, case.verdict_class, case.seconds, case.throughput
+def _row(run_id: str, case: Case) -> tuple[str, str, str, float, float | None, str | None]:
+    return run_id, case.test_id, case.verdict_class, case.seconds, case.throughput, case.flake
 
 
 def last_runs(db: Path, last: int) -> list[Result]:
@@ -98,11 +123,13 @@ def last_runs(db: Path, last: int) -> list[Result]:
             "ORDER BY time DESC, rowid DESC LIMIT ?", (last,))][::-1]
         by_id = {r.run_id: r for r in runs}
         marks = ",".join("?" * len(runs))
-        rows = conn.execute(f"SELECT run_id, test, verdict, duration, throughput FROM results "
-                            f"WHERE run_id IN ({marks})", list(by_id)).fetchall()
+        present = _columns(conn, "results")  # read-only: an old database lacks new columns
+        picked = ", ".join(c if c in present else "NULL" for c in _RESULT_COLUMNS)
+        rows = conn.execute(f"SELECT {picked} FROM results WHERE run_id IN ({marks})",
+                            list(by_id)).fetchall()
     order = {r.run_id: i for i, r in enumerate(runs)}
-    results = [Result(by_id[rid], test, verdict, duration, tput)
-               for rid, test, verdict, duration, tput in rows]
+    results = [Result(by_id[rid], test, verdict, duration, tput, flake)
+               for rid, test, verdict, duration, tput, flake in rows]
     return sorted(results, key=lambda r: (order[r.run.run_id], r.test))
 
 
@@ -122,6 +149,13 @@ class TestHistory:
     throughputs: tuple[float, ...]
     flaky_on: tuple[str, ...]
     """Revisions (``revision@config``) on which this test's verdicts differed."""
+    flakes: tuple[str | None, ...] = ()
+    """Per run the re-run's classification (``flaky``/``consistent``), None if not re-run."""
+
+    @property
+    def flaky_reruns(self) -> int:
+        """Runs in which a re-run classified this test flaky (failed, then passed)."""
+        return sum(f == FLAKY for f in self.flakes)
 
     @property
     def ran(self) -> int:
@@ -150,10 +184,11 @@ def summarize(results: Sequence[Result]) -> list[TestHistory]:
     out = []
     for test, rows in sorted(by_test.items()):
         verdict_of = {r.run.run_id: r.verdict for r in rows}
+        flake_of = {r.run.run_id: r.flake for r in rows}
         out.append(TestHistory(
             test=test, verdicts=tuple(verdict_of.get(run) for run in runs),
             throughputs=tuple(r.throughput for r in rows if r.throughput is not None),
-            flaky_on=_flaky_on(rows)))
+            flaky_on=_flaky_on(rows), flakes=tuple(flake_of.get(run) for run in runs)))
     return out
 
 
@@ -181,13 +216,35 @@ def short_name(test: str) -> str:
     return module.rsplit(".", 1)[-1] + sep + name
 
 
+def flaky_text(t: TestHistory) -> str:
+    """The FLAKY cell: re-runs that classified it flaky, and revisions with mixed verdicts."""
+    parts = []
+    if t.flaky_reruns:
+        parts.append(f"flaky on re-run in {t.flaky_reruns} of {t.ran} runs")
+    if t.flaky_on:
+        parts.append(f"flaky on {', '.join(t.flaky_on)}")
+    return "; ".join(parts)
+
+
+def runs_table(results: Sequence[Result]) -> str:
+    """One line per run, oldest first (the order of the VERDICTS letters)."""
+    runs: dict[Run, list[Result]] = {}
+    for r in results:
+        runs.setdefault(r.run, []).append(r)
+    lines = []
+    for i, (run, rows) in enumerate(runs.items(), 1):
+        passed = sum(r.verdict == PASS for r in rows)
+        lines.append(f"  {i:>2}  {run.run_id}  {run.time}  {run.revision}  "
+                     f"{passed}/{len(rows)} passed")
+    return "\n".join(lines)
+
+
 def history_table(tests: Sequence[TestHistory]) -> str:
     head = ("TEST", "RUNS", "PASS", "VERDICTS", "MB/s TREND", "FLAKY")
     body = [(short_name(t.test), str(t.ran),
              "-" if t.pass_rate is None else f"{t.pass_rate * 100:.0f}%",
              "".join("." if v is None else LETTERS.get(v, "?") for v in t.verdicts),
-             trend(t.throughputs),
-             f"flaky on {', '.join(t.flaky_on)}" if t.flaky_on else "")
+             trend(t.throughputs), flaky_text(t))
             for t in tests]
     widths = [max(len(line[i]) for line in [head, *body]) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()

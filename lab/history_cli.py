@@ -7,9 +7,10 @@ import dataclasses
 import hashlib
 import json
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
-from lab import history
+from lab import history, runs
 from lab.config import LabConfig, load_config
 from lab.paths import StatePaths
 
@@ -58,17 +59,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     db: Path = args.db or StatePaths(cfg.state_dir).history
     if args.record is not None:
-        junit: Path = args.record
-        if junit == LATEST_RUN:
-            from lab.runs import latest_run
-
-            run = latest_run(Path("artifacts"), cfg.lab.name)
-            junit = Path(run.start.junit)
-            print(f"history: recording run {run.run_id} of lab {cfg.lab.name} ({junit})")
-        run_id, new = history.record(db, junit, git_revision(SOURCE_TREE),
-                                     config_hash(cfg))
-        print(f"history: run {run_id} {'recorded' if new else 'was already recorded'} in {db}")
-        return 0
+        return _record(cfg, db, args.record)
     results = history.last_runs(db, max(args.last, 1))
     runs = list(dict.fromkeys(r.run for r in results))
     if not runs:
@@ -76,9 +67,33 @@ def cmd_history(args: argparse.Namespace) -> int:
         return 0
     revisions = ", ".join(dict.fromkeys(r.revision for r in runs))
     print(f"history: last {len(runs)} runs from {db} (revisions: {revisions})")
+    print(history.runs_table(results))
     print(f"VERDICTS: one letter per run, oldest first ({_legend()})\n")
     print(history.history_table(history.summarize(results)))
     return 0
+
+
+def _record(cfg: LabConfig, db: Path, junit: Path) -> int:
+    """Append one run: the lab's latest run folder, or a JUnit file (a run folder's own
+    JUnit is recorded under that run's id and start time)."""
+    run = _run_of(junit)
+    if junit == LATEST_RUN:
+        run = runs.latest_run(Path("artifacts"), cfg.lab.name)
+        junit = Path(run.start.junit)
+        print(f"history: recording run {run.run_id} of lab {cfg.lab.name} ({junit})")
+    when = datetime.fromtimestamp(run.start.started, UTC) if run else None
+    run_id, new = history.record(db, junit, git_revision(SOURCE_TREE), config_hash(cfg),
+                                 when=when, run_id=run.run_id if run else None)
+    print(f"history: run {run_id} {'recorded' if new else 'was already recorded'} in {db}")
+    return 0
+
+
+def _run_of(junit: Path) -> runs.RunRecord | None:
+    """The run folder whose JUnit ``junit`` is, if it is one."""
+    if junit == LATEST_RUN or not runs.is_lab_run(junit.parent):
+        return None
+    run = runs.read_run(junit.parent)
+    return run if run.start.junit and Path(run.start.junit) == junit.resolve() else None
 
 
 def _legend() -> str:

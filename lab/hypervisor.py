@@ -503,6 +503,16 @@ class Hypervisor:
             return int(dom.state()[0])
 
     @staticmethod
+    def describe_state(dom: libvirt.virDomain) -> str:
+        """The domain's state in words; a pause on a disk I/O error says so (a full pool)."""
+        with classified(f"reading the state of {dom.name()}"):
+            state, reason = (int(x) for x in dom.state())
+        name = DomainState.NAMES.get(state, str(state))
+        if state == DomainState.PAUSED and reason == int(libvirt.VIR_DOMAIN_PAUSED_IOERROR):
+            return f"{name} (disk I/O error: pool full?)"
+        return name
+
+    @staticmethod
     def start(dom: libvirt.virDomain) -> None:
         with classified(f"starting {dom.name()}"):
             dom.create()

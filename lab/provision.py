@@ -342,7 +342,7 @@ def _heal(hv: Hypervisor, dom: Any, say: SubjectProgress) -> None:
     state = hv.state(dom)
     if state in _ALIVE:
         return
-    name = DomainState.NAMES.get(state, str(state))
+    name = hv.describe_state(dom)
     clean = inventory.SNAPSHOT_NAME in hv.snapshot_names(dom)
     if state != DomainState.SHUTOFF:
         hv.destroy(dom)

@@ -16,6 +16,10 @@ from lab.verdict import DRIVER_CRASHED, DRIVER_FAILED, DRIVER_HUNG, LAB_FAILED, 
 
 SKIPPED = "skipped"
 UNCLASSIFIED = "failed without a verdict"
+#: The JUnit property a re-run failure carries (lab/flake.py) and its two values.
+FLAKE = "flake"
+FLAKY = "flaky"
+CONSISTENT = "consistent"
 
 #: The verdict classes of the summary, in the order reports show them.
 VERDICT_CLASSES: tuple[str, ...] = (PASS, DRIVER_CRASHED, DRIVER_HUNG, DRIVER_FAILED,
@@ -61,6 +65,11 @@ class Case:
             return float(self.props["throughput_MBps"])
         except (KeyError, ValueError):
             return None
+
+    @property
+    def flake(self) -> str | None:
+        """``flaky`` or ``consistent`` when the test was re-run (``--lab-rerun-failed``)."""
+        return self.props.get(FLAKE) or None
 
     @property
     def test_id(self) -> str:

@@ -139,14 +139,21 @@ class Sandbox:
         if st is None or not netns.exists(self.netns):
             raise LabFailure("the lab's sandbox has no record to heal",
                              hint="run `lab down`, then `lab up`")
-        dead = [name for name, pid in (("virtlogd", st.virtlogd_pid),
-                                       ("libvirtd", st.libvirtd_pid))
-                if not _alive_in(pid, self.netns) or _comm(pid) != name]
+        dead = self.dead_daemons()
         if not dead:
             return []
         new = self._launch(tuple(dead), keep=st)
         return [f"{name} (pid {getattr(st, name + '_pid')}) was gone: restarted as pid "
                 f"{getattr(new, name + '_pid')}" for name in dead]
+
+    def dead_daemons(self) -> list[str]:
+        """The recorded daemons that are gone (virtlogd first: it starts first)."""
+        st = self.state()
+        if st is None:
+            return []
+        return [name for name, pid in (("virtlogd", st.virtlogd_pid),
+                                       ("libvirtd", st.libvirtd_pid))
+                if not _alive_in(pid, self.netns) or _comm(pid) != name]
 
     def _launch(self, names: tuple[str, ...], keep: SandboxState | None = None
                 ) -> SandboxState:

@@ -46,8 +46,8 @@ def watch(hv: Hypervisor, vm: Vm, on_crash: Callable[[], None]) -> Callable[[], 
 
 def _paused(name: str, what: str) -> LabError:
     return VmPaused(f"{name} was paused by the hypervisor on a disk I/O error while "
-                    f"waiting for {what}", hint="free space in the lab's storage pool "
-                    "(see `lab status`), then `lab up` resumes nothing: re-run the test")
+                    f"waiting for {what}", hint="free space on the file system of the lab's pool "
+                    "([lab] pool_path), then `lab up` reverts the VM to its clean snapshot")
 
 
 def _lost(description: str, what: str) -> LabError:

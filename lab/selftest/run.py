@@ -19,6 +19,7 @@ from lab.config import LabConfig, load_config
 from lab.drivers import REPO_ROOT
 from lab.errors import ConfigError, LabFailure
 from lab.inventory import write_text_atomic
+from lab.lab_ref import down_text, up_command
 from lab.lablock import exclusive
 from lab.paths import StatePaths
 from lab.progress import Progress
@@ -67,8 +68,8 @@ def run_one(mutant: Mutant, config: Path, workers: int, out: Path) -> Outcome:
 
 def _require_lab(cfg: LabConfig) -> None:
     if not StatePaths(cfg.state_dir).inventory.exists():
-        raise LabFailure(f"lab {cfg.lab.name} is not up: the self-test runs the scenarios on it",
-                         hint=f"bring it up with `make lab-up CONFIG={cfg.path}`")
+        raise LabFailure(f"{down_text(cfg)}: the self-test runs the scenarios on it",
+                         hint=f"bring it up with `{up_command(cfg)}`")
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -59,19 +60,28 @@ def _verdicts(junit: Path) -> dict[str, str]:
 
 
 def libvirtd_killed_mid_test() -> Row:
-    """SIGKILL the sandbox's libvirtd while a hot-unplug test runs; then the next test."""
+    """SIGKILL the sandbox's libvirtd as a hot-unplug test detaches its NIC; then the next
+    test on the same VM."""
     pre = _up()
-    qemus = h.lab_qemus(FLT.name)
+    qemus: list[int] = []
     old = _daemon_pid("libvirtd")
     before = _runs()
     argv = [str(h.REPO / ".venv" / "bin" / "python"), "-m", "pytest", "-p", "no:cacheprovider",
             "--lab-config", str(FLT.config), UNPLUG, AFTER]
     killed: list[int] = []
+    #: the lab's QEMUs the moment the new libvirtd was recorded (before the next test's
+    #: revert, which restarts QEMU anyway when the unplugged NIC differs from the snapshot)
+    at_restart: list[list[int]] = []
 
     def kill_when(_out: str) -> bool:
-        log = _new_log(before)
-        if killed or log is None or not log.exists() or "revert took" not in log.read_text():
+        if killed:
+            if not at_restart and _daemon_pid("libvirtd") not in (0, old):
+                at_restart.append(h.lab_qemus(FLT.name))
             return False
+        log = _new_log(before)
+        if log is None or not log.exists() or " detach " not in log.read_text():
+            return False
+        qemus.extend(h.lab_qemus(FLT.name))  # each revert may start a new QEMU: the one now
         os.kill(old, signal.SIGKILL)  # the lab's own libvirtd, by the pid it recorded
         killed.append(old)
         return False
@@ -82,19 +92,20 @@ def libvirtd_killed_mid_test() -> Row:
     unplug, after = verdicts.get("test_hot_unplug_replug[nic=virtio]"), verdicts.get(
         "test_unbind_rebind[nic=virtio]")
     new = _daemon_pid("libvirtd")
-    kept = h.lab_qemus(FLT.name) == qemus and bool(qemus)
+    kept = bool(qemus) and at_restart == [qemus]
     ok = (not pre and bool(killed) and unplug == "lab failed" and after == "pass"
           and "INTERNALERROR" not in run.output and new not in (0, old) and kept)
     left = _down_clean(FLT)
     return _row("libvirtd SIGKILLed during a hot-unplug test", ok, left,
                 f"unplug test: {unplug}; next test: {after}; libvirtd {old} -> {new}; "
-                f"QEMU {'kept' if kept else 'NOT kept'} | {run.line('HypervisorLost', 'lost')}")
+                f"QEMU {qemus} -> {at_restart} | {run.line('HypervisorLost', 'lost')}")
 
 
 def _console_grows(marker: str) -> bool:
-    """Write ``marker`` to the guest's console (over SSH) and find it in the console log."""
+    """Write ``marker`` to the guest's serial console (over SSH), find it in the console log."""
     log = FLT.state / "consoles" / "f1.log"
-    cmd = h.run_lab(FLT.config, "ssh", "f1", "sh", "-c", f"echo {marker} > /dev/console")
+    # one argument: `lab ssh` joins its words with spaces, as ssh(1) does
+    cmd = h.run_lab(FLT.config, "ssh", "f1", f"echo {marker} > /dev/ttyS0")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if cmd.rc == 0 and log.exists() and marker in log.read_text(errors="replace"):
@@ -127,7 +138,86 @@ def virtlogd_killed() -> Row:
 
 
 
+
+
+def _state_words(lab: h.Lab) -> str:
+    return h.run_lab(lab.config, "status").line(" paused", "running")
+
+
+def _pause_watch(lab: h.Lab) -> str:
+    """Python code that arms the test fixture's watch (lab.vm_watch) on the VM and waits;
+    it prints the error the wait ends with (VmPaused expected once the pool is full)."""
+    code = (
+        "import sys\nfrom lab.config import load_config\nfrom lab import inventory, vm_watch\n"
+        "from lab.errors import LabError\nfrom lab.guests import guest_kind\n"
+        "from lab.hypervisor import Hypervisor\nfrom lab.paths import StatePaths\n"
+        "from lab.vm import Vm\nfrom lab.wait import crash_watch, wait_for\n"
+        f"cfg = load_config({str(lab.config)!r})\n"
+        "inv = inventory.read(StatePaths(cfg.state_dir).inventory)\n"
+        "hv = Hypervisor(inv.uri)\nvm = Vm(inv, inv.vms[0], hv, guest_kind(cfg))\n"
+        "vm_watch.watch(hv, vm, lambda: None)\nprint('armed', flush=True)\n"
+        "try:\n    with crash_watch(vm.crash_seen):\n"
+        "        wait_for('the pool to fill up', lambda: None, 300)\n"
+        "except LabError as exc:\n    print(type(exc).__name__, exc.summary, flush=True)\n")
+    return code
+
+
+def pool_full() -> Row:
+    """The VM's pool on a small tmpfs that fills while the guest writes: the VM pauses
+    (error policy stop), the test's wait ends with VmPaused (a lab verdict), `lab status`
+    names the disk error, and once space is freed `lab up` brings the VM back."""
+    if Sandbox().running():
+        return Row("pool full while the guest writes", "skipped", "none",
+                   "the shared sandbox runs already: its daemons cannot see a tmpfs mounted "
+                   "after they started; run with no lab up")
+    mnt = h.WORK / "poolfs"
+    mnt.mkdir(parents=True, exist_ok=True)
+    lab = h.Lab("flf", h.REPO / "var" / "flf", mnt / "pool", 244, "tcg")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=420m", "flf-poolfs", str(mnt)],
+                   check=True)
+    try:
+        return _pool_full(lab, mnt)
+    finally:
+        _down_clean(lab)
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def _pool_full(lab: h.Lab, mnt: Path) -> Row:
+    lab.write()
+    up = h.run_lab(lab.config, "up")
+    if up.rc != 0:
+        return _row("pool full while the guest writes", False, [], up.line())
+    watcher = subprocess.Popen(h.python_argv(_pause_watch(lab)), cwd=h.REPO,
+                               stdout=subprocess.PIPE, text=True)
+    assert watcher.stdout is not None
+    watcher.stdout.readline()  # armed
+    filler = mnt / "filler"
+    subprocess.run(["fallocate", "-l", str(_free(mnt) - 4096), str(filler)], check=False)
+    writer = h.start_lab(lab.config, "ssh", "f1",
+                         "dd if=/dev/urandom of=/var/fill bs=1M count=48 conv=fsync")
+    try:
+        said = watcher.communicate(timeout=300)[0].strip()
+    except subprocess.TimeoutExpired:
+        watcher.kill()
+        said = "(no error within 300s)"
+    status = _state_words(lab)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    filler.unlink()
+    again = h.run_lab(lab.config, "up")
+    ok = (said.startswith("VmPaused") and "disk I/O error" in status and again.rc == 0
+          and "was paused (disk I/O error" in again.output)
+    return _row("pool full while the guest writes", ok, [],
+                f"{said} | status: {status} | {again.line('was paused')}")
+
+
+def _free(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
 CASES = (
     Case("libvirtd-killed-mid-test", False, libvirtd_killed_mid_test),
     Case("virtlogd-killed", False, virtlogd_killed),
+    Case("pool-full", False, pool_full),
 )

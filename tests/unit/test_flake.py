@@ -67,3 +67,18 @@ def test_without_the_option_nothing_is_re_run(tmp_path: Path) -> None:
     assert cases["test_double_fails_only_on_its_first_run"][0] == "failed"
     assert "flake" not in cases["test_double_fails_every_time"][1]
     assert (tmp_path / "runs.txt").read_text() == "1"
+
+
+def test_the_classification_reaches_the_run_history(tmp_path: Path) -> None:
+    from lab import history
+
+    run(tmp_path, "--lab-rerun-failed")
+    db = tmp_path / "history.sqlite"
+    history.record(db, tmp_path / "junit.xml", "rev", "cfg")
+    by_test = {t.test.rsplit("::", 1)[1]: t for t in
+               history.summarize(history.last_runs(db, 10))}
+    once = by_test["test_double_fails_only_on_its_first_run"]
+    assert once.flakes == ("flaky",) and once.verdicts == ("pass",)
+    assert history.flaky_text(once) == "flaky on re-run in 1 of 1 runs"
+    assert by_test["test_double_fails_every_time"].flakes == ("consistent",)
+    assert by_test["test_double_passes"].flakes == (None,)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,11 +18,15 @@ from lab.errors import LabFailure
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def junit(tmp: Path, name: str, cases: dict[str, tuple[str, float | None]]) -> Path:
-    """A JUnit file as pytest writes it, one testcase per ``name: (verdict, MB/s)``."""
+def junit(tmp: Path, name: str, cases: dict[str, tuple[str, float | None]],
+          flakes: dict[str, str] | None = None) -> Path:
+    """A JUnit file as pytest writes it, one testcase per ``name: (verdict, MB/s)``;
+    ``flakes``: the ``flake`` property of re-run tests (lab/flake.py)."""
     body = []
     for test, (verdict, mbps) in cases.items():
         props = f'<property name="verdict" value="{verdict}"/>'
+        if test in (flakes or {}):
+            props += f'<property name="flake" value="{(flakes or {})[test]}"/>'
         if mbps is not None:
             props += f'<property name="throughput_MBps" value="{mbps:.2f}"/>'
         failure = "" if verdict in ("pass", "skipped") else f'<failure message="{verdict}"/>'
@@ -158,3 +163,78 @@ def test_config_hash_ignores_where_the_file_is(tmp_path: Path) -> None:
     assert a == b
     (tmp_path / "b" / "lab.toml").write_text(text.replace("h1", "h2"))
     assert config_hash(load_config(tmp_path / "b" / "lab.toml")) != a
+
+
+#: The first version of the schema (before the flake column): databases written then.
+OLD_SCHEMA = (
+    "CREATE TABLE runs (run_id TEXT PRIMARY KEY, time TEXT NOT NULL, "
+    "revision TEXT NOT NULL, config_hash TEXT NOT NULL, junit TEXT NOT NULL)",
+    "CREATE TABLE results (run_id TEXT NOT NULL REFERENCES runs(run_id), "
+    "test TEXT NOT NULL, verdict TEXT NOT NULL, duration REAL NOT NULL, throughput REAL)",
+    "INSERT INTO runs VALUES ('old1', '2025-12-31T00:00:00+00:00', 'abc', 'cfg1', 'j')",
+    "INSERT INTO results VALUES ('old1', 'tests.scenarios.test_scenarios::test_a', "
+    "'driver hung', 3.0, NULL)",
+)
+
+
+def test_the_flake_class_is_stored_per_test_per_run_and_flagged(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "h.sqlite"
+    runs: list[tuple[dict[str, tuple[str, float | None]], dict[str, str]]] = [
+        ({"test_a": ("pass", None), "test_b": ("driver hung", None)},
+         {"test_a": "flaky", "test_b": "consistent"}),
+        ({"test_a": ("pass", None), "test_b": ("driver hung", None)}, {"test_b": "consistent"}),
+        ({"test_a": ("pass", None), "test_b": ("driver hung", None)}, {})]
+    for i, (cases, flakes) in enumerate(runs):
+        record(db, junit(tmp_path, f"r{i}", cases, flakes), f"rev{i}", i)
+    with sqlite3.connect(db) as conn:
+        stored = conn.execute("SELECT test, flake FROM results JOIN runs USING (run_id) "
+                              "ORDER BY time, test").fetchall()
+    assert [f for _, f in stored] == ["flaky", "consistent", None, "consistent", None, None]
+    by_test = {t.test.rsplit("::", 1)[1]: t for t in
+               history.summarize(history.last_runs(db, 10))}
+    a, b = by_test["test_a"], by_test["test_b"]
+    assert a.flakes == ("flaky", None, None) and a.flaky_reruns == 1
+    assert b.flakes == ("consistent", "consistent", None) and b.flaky_reruns == 0
+    assert a.flaky_on == b.flaky_on == ()  # one run per revision: no verdict disagreement
+    assert history.flaky_text(a) == "flaky on re-run in 1 of 3 runs"
+    assert history.flaky_text(b) == ""
+    # The flaky run falls out of the window: the flag goes with it.
+    assert history.summarize(history.last_runs(db, 2))[0].flaky_reruns == 0
+    assert main(["history", "--db", str(db), "--last", "3"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()
+            if line.startswith("test_scenarios::")}
+    assert rows["test_scenarios::test_a"].endswith("flaky on re-run in 1 of 3 runs")
+    assert "flaky" not in rows["test_scenarios::test_b"]
+
+
+def test_both_flags_side_by_side(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite"
+    record(db, junit(tmp_path, "r0", {"test_a": ("driver hung", None)}), "abc", 0)
+    record(db, junit(tmp_path, "r1", {"test_a": ("pass", None)}, {"test_a": "flaky"}),
+           "abc", 1)
+    (a,) = history.summarize(history.last_runs(db, 10))
+    assert history.flaky_text(a) == "flaky on re-run in 1 of 2 runs; flaky on abc@cfg1"
+
+
+def test_a_database_from_before_the_flake_column_stays_readable(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "h.sqlite"
+    with closing(sqlite3.connect(db)) as conn, conn:
+        for statement in OLD_SCHEMA:
+            conn.execute(statement)
+    (old,) = history.last_runs(db, 10)  # read-only: no column added yet
+    assert (old.run.run_id, old.verdict, old.flake) == ("old1", "driver hung", None)
+    with sqlite3.connect(db) as conn:
+        assert "flake" not in {row[1] for row in conn.execute("PRAGMA table_info(results)")}
+    record(db, junit(tmp_path, "r1", {"test_a": ("pass", 40.0)}, {"test_a": "flaky"}),
+           "abc", 0)
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT run_id, verdict, flake FROM results ORDER BY rowid")
+        assert [(r[1], r[2]) for r in rows] == [("driver hung", None), ("pass", "flaky")]
+    (a,) = history.summarize(history.last_runs(db, 10))
+    assert a.verdicts == ("driver hung", "pass") and a.flakes == (None, "flaky")
+    assert a.flaky_on == ("abc@cfg1",)
+    assert main(["history", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "old1" in out and "flaky on re-run in 1 of 2 runs; flaky on abc@cfg1" in out
