@@ -348,9 +348,13 @@ class NamespaceHost:
                             "\n".join(script)], check=True, capture_output=True, text=True,
                            timeout=START_TIMEOUT)
         except subprocess.CalledProcessError as exc:
+            # sshd logs to its -E file, which stop() removes with the state dir: quote it
+            log = d / "sshd.log"
+            said = exc.stderr.strip() or (log.read_text(errors="replace").strip()
+                                          if log.exists() else "")
             raise LabFailure(f"starting namespace host {self.spec.name} failed: "
-                             f"{exc.stderr.strip()[-800:]}",
-                             hint=f"see {d}/root/var/log/libvirt and {d}/sshd.log") from None
+                             f"{said[-800:]}", hint="fix what the daemon said, then start again "
+                             "(the half-started host is removed)") from None
         except subprocess.TimeoutExpired:
             raise LabFailure(f"starting namespace host {self.spec.name} did not return "
                              f"within {START_TIMEOUT:.0f}s", hint=f"see {d}/sshd.log") from None
