@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -12,8 +13,10 @@ from lab import config as config_mod
 from lab import inventory, netns, route_guard
 from lab.config import LabConfig, load_config
 from lab.errors import LabFailure
+from lab.gateway import Gateway
 from lab.guest import Guest, GuestAddress
 from lab.host import enter_existing, open_host
+from lab.hypervisor import Hypervisor
 from lab.lab_ref import down_text, lab_ref, read_inventory, up_command
 from lab.lablock import exclusive
 from lab.paths import StatePaths
@@ -138,28 +141,45 @@ def cmd_status(args: argparse.Namespace) -> int:
                   f"`{up_command(cfg)}` restarts {'it' if len(dead) == 1 else 'them'} and "
                   "keeps them")
         return 1
+    states: dict[str, str] = {}
     with hv:
-        states = {}
         for vm in inv.vms:
-            dom = hv.domain(vm.domain)
-            states[vm.name] = "missing" if dom is None else hv.describe_state(dom)
-            if dom is not None:
-                live = {n["alias"] for n in hv.interfaces(dom)}
-                states[vm.name] += "".join(f" [{n.alias[3:]} unplugged]" for n in vm.nics
-                                           if n.alias not in live)
+            if vm.host == "local":
+                states[vm.name] = _vm_state(hv, vm)
+    for host in inv.hosts:  # each other host through its own connection
+        try:
+            with Hypervisor(host.uri, str(cfg.path)) as remote:
+                remote.check()
+                states.update({vm.name: _vm_state(remote, vm) for vm in inv.vms
+                               if vm.host == host.name})
+        except LabFailure as exc:
+            states.update({vm.name: "host unreachable" for vm in inv.vms
+                           if vm.host == host.name})
+            print(f"host {host.name} unreachable: {exc.summary}")
     print(status_table(inv, states))
     return 0
 
 
+def _vm_state(hv: Hypervisor, vm: inventory.VmEntry) -> str:
+    dom = hv.domain(vm.domain)
+    if dom is None:
+        return "missing"
+    live = {n["alias"] for n in hv.interfaces(dom)}
+    return hv.describe_state(dom) + "".join(f" [{n.alias[3:]} unplugged]" for n in vm.nics
+                                            if n.alias not in live)
+
+
 def status_table(inv: inventory.Inventory, states: dict[str, str] | None) -> str:
-    rows = [("VM", "STATE", "MANAGEMENT", "TEST NICS")]
+    """One row per VM; a HOST column when the lab spans several hypervisor hosts."""
+    multi = bool(inv.hosts)
+    rows = [(*(("HOST",) if multi else ()), "VM", "STATE", "MANAGEMENT", "TEST NICS")]
     for vm in inv.vms:
         tests = "  ".join(f"{n.alias[3:]}={n.address}({n.model})" for n in vm.test_nics)
         state = states.get(vm.name, "?") if states is not None else "running"
-        rows.append((vm.name, state, vm.mgmt.address, tests))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    return "\n".join(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}"
-                     for r in rows)
+        rows.append((*((vm.host,) if multi else ()), vm.name, state, vm.mgmt.address, tests))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join(f"{c:<{w}}" for c, w in zip(r, widths, strict=False)) + "  "
+                     + r[-1] for r in rows)
 
 
 def guest_address(inv: inventory.Inventory, vm_name: str) -> GuestAddress:
@@ -168,11 +188,30 @@ def guest_address(inv: inventory.Inventory, vm_name: str) -> GuestAddress:
 
 def interactive_ssh_argv(ssh: str, addr: GuestAddress, known_hosts: Path) -> list[str]:
     """OpenSSH to a guest reading no ssh_config (-F: no user ProxyCommand, HostName, Port)
-    and trusting only the lab's pinned host key."""
+    and trusting only the lab's pinned host key. A guest behind a gateway is reached
+    through a ProxyCommand that is the same kind of isolated OpenSSH to the gateway
+    (its own pinned key, the gateway's key file), forwarding with -W."""
+    proxy = "none" if addr.gateway is None else _gateway_proxy_command(ssh, addr.gateway)
     return [ssh, "-F", os.devnull, "-i", str(addr.key_file), "-o", "IdentitiesOnly=yes",
-            "-o", f"UserKnownHostsFile={known_hosts}", "-o", f"GlobalKnownHostsFile={os.devnull}",
-            "-o", "StrictHostKeyChecking=yes", "-o", "ProxyCommand=none", "-o", "ProxyJump=none",
-            f"{addr.user}@{addr.host}"]
+            "-o", "IdentityAgent=none", "-o", f"UserKnownHostsFile={known_hosts}",
+            "-o", f"GlobalKnownHostsFile={os.devnull}", "-o", "StrictHostKeyChecking=yes",
+            "-o", f"ProxyCommand={proxy}", "-o", "ProxyJump=none",
+            *(["-p", str(addr.port)] if addr.port != 22 else []), f"{addr.user}@{addr.host}"]
+
+
+def _gateway_proxy_command(ssh: str, gw: Gateway) -> str:
+    """The gateway hop as one ProxyCommand line: run by the user's shell (hence quoted),
+    with ssh's %-tokens escaped (twice in paths the hop's ssh expands again); %h:%p is
+    the guest."""
+    key, known = (path.replace("%", "%%") for path in (gw.key_file, gw.known_hosts))
+    argv = [ssh, "-F", os.devnull, "-i", key, "-o", "IdentitiesOnly=yes",
+            "-o", "IdentityAgent=none", "-o", f"UserKnownHostsFile={known}",
+            "-o", f"GlobalKnownHostsFile={os.devnull}", "-o", "StrictHostKeyChecking=yes",
+            "-o", "ProxyCommand=none", "-o", "ProxyJump=none", "-o", "BatchMode=yes",
+            "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
+            "-p", str(gw.port), "-W", "%h:%p", f"{gw.user}@{gw.address}"]
+    return " ".join(shlex.quote(arg).replace("%", "%%") if arg != "%h:%p" else arg
+                    for arg in argv)
 
 
 def cmd_ssh(args: argparse.Namespace) -> int:
@@ -183,7 +222,11 @@ def cmd_ssh(args: argparse.Namespace) -> int:
     # Interactive or not, the session starts inside the lab: in its namespace (gone after a
     # host reboot: refused, never sent out through the host's default route) and via the
     # management bridge.
-    route_guard.require_lab_target(inv, addr.host, f"lab ssh {args.vm}")
+    if addr.gateway is None:
+        route_guard.require_lab_target(inv, addr.host, f"lab ssh {args.vm}")
+    else:  # its network is on the gateway's host: the gateway is what must be in the lab
+        route_guard.require_gateway_target(inv, addr.host, addr.gateway.address,
+                                           f"lab ssh {args.vm}")
     if not args.cmd:
         ssh = shutil.which("ssh")
         if ssh is None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lab import config_checks as checks
+from lab import config_hosts
 from lab.errors import ConfigError
 from lab.naming import POOL_OWNER_SUFFIX
 
@@ -172,7 +173,8 @@ class ImageSection:
     )
     windows_host_key: str = _doc(
         "File holding the image's SSH host public key line (a copy of "
-        "C:\\ProgramData\\ssh\\ssh_host_ed25519_key.pub); the lab pins it.",
+        "C:\\ProgramData\\ssh\\ssh_host_ed25519_key.pub). Each VM gets its own key at "
+        "boot (identity media); this shared one is never accepted for such a VM.",
         "",
     )
     windows_ovmf_code: str = _doc(
@@ -300,6 +302,38 @@ class WindowsImageSection:
     echo_port: int = _doc("Port the image's firewall opens for the echo drivers.", 7007)
 
 
+class HostKind(StrEnum):
+    """How the lab reaches a hypervisor host of [[hosts]]."""
+
+    REMOTE = "remote"  #: another machine: its libvirt URI and its sshd as the guests' gateway
+    NAMESPACE = "namespace"  #: made by the lab on this machine (lab/nshost.py): for tests
+
+
+@dataclass(frozen=True)
+class HostSection:
+    """[[hosts]]: one more hypervisor host and the VMs it runs (others run on [lab] uri).
+    """
+
+    name: str = _doc("Short host name: 1-15 lowercase letters, digits or '-' (not 'local').", "")
+    kind: HostKind = _doc(
+        "remote | namespace. remote: another KVM host, reached with its URI; namespace: a "
+        "host the lab makes on this machine (own network namespace, libvirtd and sshd), "
+        "used to test a multi-host lab without a second machine.", HostKind.REMOTE)
+    uri: str = _doc("libvirt URI of the host (qemu+ssh://root@kvm2/system); empty for "
+                    "kind = \"namespace\" (the lab knows it).", "")
+    vms: list[str] = _doc("Names from [vms] names that run on this host.", [])
+    pool_path: str = _doc("Storage pool directory on that host (empty: "
+                          "/var/lib/libvirt/images/<lab name>).", "")
+    ssh_address: str = _doc("Address of the host's sshd, the gateway to its guests (empty: "
+                            "the URI's host).", "")
+    ssh_port: int = _doc("Port of the host's sshd.", 22)
+    ssh_user: str = _doc("User the gateway logs in as (empty: the URI's user, else root).", "")
+    ssh_key: str = _doc("Private key for the gateway (relative to this file); the lab never "
+                        "reads ~/.ssh.", "")
+    ssh_known_hosts: str = _doc("known_hosts file pinning the host's SSH key (relative to "
+                                "this file).", "")
+
+
 @dataclass(frozen=True)
 class LabConfig:
     """The whole of ``lab.toml``, after validation."""
@@ -310,6 +344,8 @@ class LabConfig:
     network: NetworkSection
     vms: VmsSection
     windows_image: WindowsImageSection = field(default_factory=WindowsImageSection)
+    #: the [[hosts]] array: more hypervisor hosts (empty: one local host, [lab] uri)
+    hosts: tuple[HostSection, ...] = ()
 
     @property
     def base_dir(self) -> Path:
@@ -395,11 +431,14 @@ def _read_toml(cfg_path: Path) -> dict[str, Any]:
 def parse_config(raw: dict[str, Any], path: Path) -> LabConfig:
     """Validate a parsed TOML document (pure: no I/O except image existence checks)."""
     where = str(path)
+    raw = dict(raw)
+    hosts = _hosts(raw.pop("hosts", []), where)
     for key in raw:
         if key not in SECTIONS:
+            known = [*SECTIONS, "hosts"]
             raise ConfigError(where, key, "is not a known section",
-                              _suggest(key, SECTIONS) or f"known sections: {', '.join(SECTIONS)}")
-    parts: dict[str, Any] = {}
+                              _suggest(key, known) or f"known sections: {', '.join(known)}")
+    parts: dict[str, Any] = {"hosts": hosts}
     for section, cls in SECTIONS.items():
         table = raw.get(section, {})
         if not isinstance(table, dict):
@@ -408,6 +447,14 @@ def parse_config(raw: dict[str, Any], path: Path) -> LabConfig:
     config = LabConfig(path=path, **parts)
     _validate(config)
     return config
+
+
+def _hosts(raw: Any, where: str) -> tuple[HostSection, ...]:
+    """The [[hosts]] array of tables, each entry built like a section."""
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        raise ConfigError(where, "hosts", "must be an array of tables",
+                          "write each host as a [[hosts]] table")
+    return tuple(_build(HostSection, table, where, f"hosts[{i}]") for i, table in enumerate(raw))
 
 
 def _suggest(key: str, known: typing.Iterable[str]) -> str | None:
@@ -479,6 +526,7 @@ def _validate(config: LabConfig) -> None:
     _validate_vms(where, vms)
     _validate_subnets(where, net, len(vms.test_nics), len(vms.names))
     _validate_host_paths(where, config)
+    config_hosts.validate(where, config)
     checks.check_deb_package(where, "image.kernel_package", config.image.kernel_package)
     disk = config.base_dir / config.image.windows_disk
     if config.image.windows_disk and checks.path_exists(where, "image.windows_disk", disk):
@@ -660,8 +708,9 @@ def _validate_subnets(where: str, net: NetworkSection, n_test: int, n_vms: int) 
 def explain() -> str:
     """Every section and key with its default and documentation (for `lab config`)."""
     lines: list[str] = []
-    for section, cls in SECTIONS.items():
-        lines.append(f"[{section}]  # {cls.__doc__.splitlines()[0] if cls.__doc__ else ''}")
+    tables: list[tuple[str, type[Any]]] = [(f"[{k}]", v) for k, v in SECTIONS.items()]
+    for title, cls in [*tables, ("[[hosts]]", typing.cast(type[Any], HostSection))]:
+        lines.append(f"{title}  # {cls.__doc__.splitlines()[0] if cls.__doc__ else ''}")
         for f in fields(cls):
             default = f.default_factory() if f.default_factory is not MISSING else f.default
             if isinstance(default, Enum):

@@ -38,6 +38,9 @@ class BootSpec:
     cmdline: str | None = None
     #: the guest kind's firmware / enlightenment / disk-bus choices (default: the micro guest's)
     choices: BootChoices = field(default_factory=BootChoices)
+    #: the VM's identity media (its own SSH host key pair, lab.guests.windows_identity):
+    #: attached as a read-only SATA CD-ROM
+    identity_media: str | None = None
 
 
 #: Name of the guest agent's virtio-serial port (libvirt's qemuAgentCommand uses it).
@@ -190,6 +193,8 @@ def _devices(root: ET.Element, vm: VmSpec, boot: BootSpec) -> None:
         _sub(disk, "target", dev="sda", bus="sata")
     else:
         _sub(disk, "target", dev="vda", bus="virtio")
+    if boot.identity_media is not None:
+        _identity_media(dev, boot)
     _sub(dev, "controller", type="usb", model="none")
     if vm.machine is Machine.Q35:
         _sub(dev, "controller", type="pci", index="0", model="pcie-root")
@@ -212,6 +217,18 @@ def _devices(root: ET.Element, vm: VmSpec, boot: BootSpec) -> None:
     if boot.choices.watchdog:
         _watchdog(dev)
     _sub(dev, "memballoon", model="none")
+
+
+def _identity_media(dev: ET.Element, boot: BootSpec) -> None:
+    """The identity media as a SATA CD-ROM: read-only by nature (QEMU refuses a read-only
+    SATA/IDE hard disk) and read by Windows with no driver. It holds no boot record, and
+    libvirt gives <boot dev="hd"/> to the system disk only."""
+    assert boot.identity_media is not None
+    cdrom = _sub(dev, "disk", type="file", device="cdrom")
+    _sub(cdrom, "driver", name="qemu", type="raw")
+    _sub(cdrom, "source", file=boot.identity_media)
+    _sub(cdrom, "target", dev="sdb" if boot.choices.disk_bus == "sata" else "sda", bus="sata")
+    _sub(cdrom, "readonly")
 
 
 #: What QEMU does when the guest stops petting the watchdog: an NMI, which a guest

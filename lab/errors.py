@@ -122,6 +122,10 @@ class GuestUnreachable(GuestCommandError):
     """The guest's command channel (SSH) could not be opened or was lost."""
 
 
+class HostKeyRefused(GuestUnreachable):
+    """The guest's SSH server presented a host key other than the one pinned for this VM."""
+
+
 class CommandFailed(GuestCommandError):
     """A guest command the lab relies on exited non-zero."""
 
@@ -134,3 +138,12 @@ class CommandFailed(GuestCommandError):
 class LinkStateUnsupported(LabFailure):
     """The NIC's emulation never reported a link change to the guest (libvirt set the
     link state, the guest's own carrier did not follow): nothing to test the driver on."""
+
+
+class GatewayUnreachable(GuestUnreachable):
+    """The SSH gateway (a remote hypervisor host's sshd) in front of a guest could not be
+    reached or refused the lab's key: the guests behind it cannot be reached either."""
+
+
+class GatewayKeyRefused(GatewayUnreachable):
+    """An SSH gateway presented a host key other than the one pinned for it."""

@@ -25,8 +25,18 @@ from typing import TypeVar
 import paramiko
 from fabric import Config, Connection
 
-from lab import netns, route_guard
-from lab.errors import CommandFailed, CommandTimeout, GuestUnreachable, LabError, LabFailure
+from lab import gateway as gateways
+from lab import netns, route_guard, vmkeys
+from lab.errors import (
+    CommandFailed,
+    CommandTimeout,
+    GatewayUnreachable,
+    GuestUnreachable,
+    HostKeyRefused,
+    LabError,
+    LabFailure,
+)
+from lab.gateway import Gateway
 from lab.guests.base import CommandResult
 from lab.inventory import Inventory, VmEntry
 from lab.wait import CRASH_POLL, crash_error, crash_event, wait_for
@@ -59,6 +69,11 @@ class GuestAddress:
     host_key: str  # "ssh-ed25519 AAAA..."
     user: str = "root"
     port: int = 22  #: the guests' SSH port (only tests use another)
+    #: the SSH gateway of the remote hypervisor host the guest runs on; None: this host
+    gateway: Gateway | None = None
+    #: the golden image's shared host key when ``host_key`` is the VM's own (lab.vmkeys):
+    #: never accepted, only named when the guest presents it (its own key never arrived)
+    shared_host_key: str | None = None
 
     @classmethod
     def of(cls, inv: Inventory, vm: VmEntry) -> GuestAddress:
@@ -66,7 +81,18 @@ class GuestAddress:
         return cls(name=vm.name, host=vm.mgmt.address, subnet=inv.management_subnet,
                    bridge=vm.mgmt.bridge, key_file=Path(inv.key_file),
                    host_key=vm.host_key or inv.host_key,
-                   user=inv.login_user)
+                   user=inv.login_user, gateway=vm.gateway,
+                   shared_host_key=inv.host_key if vm.host_key else None)
+
+
+def _refusal(addr: GuestAddress, presented: paramiko.PKey) -> HostKeyRefused:
+    """The one-line refusal of a host key other than the pinned one (lab.vmkeys)."""
+    try:
+        vmkeys.check_host_key(addr.name, f"{presented.get_name()} {presented.get_base64()}",
+                              addr.host_key, addr.shared_host_key)
+    except HostKeyRefused as exc:
+        return exc
+    return HostKeyRefused(f"{addr.name}: SSH host key refused (paramiko)")
 
 
 def check_route(addr: GuestAddress) -> None:
@@ -78,6 +104,9 @@ def check_route(addr: GuestAddress) -> None:
     """
     if ipaddress.ip_address(addr.host) not in ipaddress.ip_network(addr.subnet):
         raise LabFailure(f"{addr.name}: {addr.host} is outside the lab subnet {addr.subnet}")
+    if addr.gateway is not None:  # its bridge and route are on the gateway's host
+        route_guard.require_gateway_route(addr.gateway.address, f"ssh to {addr.name}")
+        return
     if not netns.has_interface(addr.bridge):
         raise LabFailure(
             f"{addr.name}: the lab bridge {addr.bridge} is not in this network namespace; "
@@ -200,8 +229,11 @@ class Guest:
         self.addr = addr
         self.connect_timeout = connect_timeout
         self._conn: Connection | None = None
-        self._sock: socket.socket | None = None  # the TCP socket under _conn (for sever)
+        #: the TCP socket (or gateway channel) under _conn, for sever
+        self._sock: socket.socket | gateways.ChannelSocket | None = None
         self._deadline: float | None = None  # monotonic; set by guarded()
+        #: set when the guest presented a host key other than the pinned one
+        self.host_key_refused: HostKeyRefused | None = None
 
     @property
     def name(self) -> str:
@@ -230,11 +262,20 @@ class Guest:
         left = self._deadline - time.monotonic() - WATCHDOG_GRACE / 2
         return min(self.connect_timeout, max(left, 0.1))
 
-    def _tcp(self, timeout: float) -> socket.socket:
+    def _tcp(self, timeout: float) -> socket.socket | gateways.ChannelSocket:
         """The TCP connection, made here (this thread's namespace) so sever() can cut it
-        while the SSH handshake is still running."""
+        while the SSH handshake is still running; through the guest's gateway, a
+        direct-tcpip channel of the gateway's shared transport instead."""
+        sock: socket.socket | gateways.ChannelSocket
         try:
-            sock = socket.create_connection((self.addr.host, self.addr.port), timeout=timeout)
+            if self.addr.gateway is not None:
+                sock = gateways.ChannelSocket(gateways.open_channel(
+                    self.addr.gateway, self.addr.host, self.addr.port, timeout))
+            else:
+                sock = socket.create_connection((self.addr.host, self.addr.port),
+                                                timeout=timeout)
+        except GuestUnreachable as exc:
+            raise type(exc)(f"{self.name}: {exc.summary}", hint=exc.hint) from exc
         except OSError as exc:
             raise GuestUnreachable(f"{self.name}: cannot connect to "
                                    f"{self.addr.host}:{self.addr.port}: {exc}") from exc
@@ -260,6 +301,10 @@ class Guest:
                                    paramiko.PKey.from_type_string(kind, base64.b64decode(blob)))
         try:
             conn.open()
+        except paramiko.BadHostKeyException as exc:
+            self.close()
+            self.host_key_refused = _refusal(self.addr, exc.key)
+            raise self.host_key_refused from exc
         except (OSError, paramiko.SSHException) as exc:
             self.close()
             raise GuestUnreachable(f"{self.name}: cannot connect to "
@@ -374,7 +419,9 @@ class Guest:
         """Cut the SSH transport now, from any thread: every blocked read, write and
         request on it fails at once. The owner thread then :meth:`close`s."""
         conn, sock = self._conn, self._sock
-        if sock is not None:  # wakes paramiko's reader with a clean EOF (handshake too)
+        if isinstance(sock, gateways.ChannelSocket):  # through a gateway: EOF and CLOSE
+            sock.close()
+        elif sock is not None:  # wakes paramiko's reader with a clean EOF (handshake too)
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         transport = conn.client.get_transport() if conn is not None else None
@@ -393,12 +440,25 @@ class Guest:
                 self._conn = None
 
 
-def ssh_port_open(host: str, timeout: float = 1.0) -> bool:
+def ssh_port_open(host: str, timeout: float = 1.0, port: int = 22) -> bool:
     try:
-        with socket.create_connection((host, 22), timeout=timeout):
+        with socket.create_connection((host, port), timeout=timeout):
             return True
     except OSError:
         return False
+
+
+def _port_open(addr: GuestAddress) -> bool:
+    """The guest's SSH port takes connections (through its gateway, if it has one)."""
+    if addr.gateway is None:
+        return ssh_port_open(addr.host, port=addr.port)
+    try:
+        gateways.open_channel(addr.gateway, addr.host, addr.port, 2.0).close()
+    except GatewayUnreachable:
+        raise  # the gateway itself (down, key refused): no guest behind it boots into view
+    except GuestUnreachable:
+        return False
+    return True
 
 
 def wait_for_ssh(addr: GuestAddress, timeout: float, alive: Callable[[Guest], bool],
@@ -413,6 +473,13 @@ def wait_for_ssh(addr: GuestAddress, timeout: float, alive: Callable[[Guest], bo
     check_route(addr)
     start = time.monotonic()
     reported = [start]
+    refused: list[HostKeyRefused] = []  # the last host key refusal (alive() swallows it)
+
+    def seen_last() -> str | None:
+        seen = last_seen() if last_seen is not None else None
+        if refused:
+            return refused[-1].summary + (f"; {seen}" if seen else "")
+        return seen
 
     def probe() -> bool | None:
         now = time.monotonic()
@@ -423,11 +490,15 @@ def wait_for_ssh(addr: GuestAddress, timeout: float, alive: Callable[[Guest], bo
         if fatal is not None and (reason := fatal()):
             raise LabFailure(f"{addr.name} cannot boot: {reason}",
                              hint="see its serial console log")
-        if not ssh_port_open(addr.host):
+        if not _port_open(addr):
             return None
         with Guest(addr, connect_timeout=5) as guest:
-            return True if alive(guest) else None
+            if alive(guest):
+                return True
+            if guest.host_key_refused is not None:
+                refused[:] = [guest.host_key_refused]
+            return None
 
     wait_for(f"{addr.name} to answer SSH on {addr.host}:22", probe, timeout, interval=0.5,
-             last_seen=last_seen)
+             last_seen=seen_last)
     return time.monotonic() - start

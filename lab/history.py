@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lab.report_cases import FLAKE, FLAKY, SKIPPED, Case, read_cases
+from lab.report_cases import FLAKE, FLAKY, SKIPPED, UNCLASSIFIED, Case, read_cases
 from lab.verdict import PASS
 
 _SCHEMA: tuple[str, ...] = (
@@ -135,7 +135,7 @@ def last_runs(db: Path, last: int) -> list[Result]:
 
 #: One letter per verdict class in the VERDICTS column ('.' = not in that run).
 LETTERS = {PASS: "P", "driver crashed": "C", "driver hung": "H", "driver failed": "F",
-           "lab failed": "L", SKIPPED: "s"}
+           "lab failed": "L", SKIPPED: "s", UNCLASSIFIED: "?"}
 _SPARKS = "▁▂▃▄▅▆▇█"
 
 

@@ -112,4 +112,8 @@ def is_lab_volume(name: str, lab: str, vms: list[str]) -> bool:
         return True
     if name.startswith(f"{lab}.") and name.endswith((INSTALL_MARKER_SUFFIX, ".driver-lab-owner")):
         return True
+    # a VM's identity media (lab.guests.windows_identity.volume_name) and its done marks
+    for vol in (f"ident-{vm}.iso" for vm in vms):
+        if name == vol or name.startswith(vol + DONE_INFIX):
+            return True
     return name in {f"{vm}.qcow2" for vm in vms}

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.errors import LabFailure
+from lab.gateway import Gateway
 from lab.plan import Nic, VmSpec
 
 SNAPSHOT_NAME = "clean"
@@ -26,6 +27,10 @@ class VmEntry:
     nics: tuple[Nic, ...]
     #: this VM's own pinned SSH host key (lab.vmkeys); "" = the lab-wide ``host_key``
     host_key: str = ""
+    #: the hypervisor host that runs it (``Inventory.hosts``; "local": ``Inventory.uri``)
+    host: str = "local"
+    #: its host's sshd, through which the controller reaches it (None: directly)
+    gateway: Gateway | None = None
 
     @property
     def mgmt(self) -> Nic:
@@ -34,6 +39,15 @@ class VmEntry:
     @property
     def test_nics(self) -> tuple[Nic, ...]:
         return tuple(n for n in self.nics if n.role == "test")
+
+
+@dataclass(frozen=True)
+class HostEntry:
+    """One hypervisor host of a multi-host lab (the local host is ``Inventory.uri``)."""
+
+    name: str
+    uri: str
+    kind: str  #: "remote" or "namespace" (config.HostKind)
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,15 @@ class Inventory:
     vms: tuple[VmEntry, ...]
     guest_kind: str = "linux-micro"  #: the config's [image] kind (lab.guests registry)
     login_user: str = "root"  #: SSH login user of the guests
+    #: more hypervisor hosts ([[hosts]]); empty: every VM runs on ``uri``
+    hosts: tuple[HostEntry, ...] = ()
+
+    def uri_of(self, vm: VmEntry) -> str:
+        """The libvirt URI of the host that runs ``vm``."""
+        for host in self.hosts:
+            if host.name == vm.host:
+                return host.uri
+        return self.uri
 
     def vm(self, name: str) -> VmEntry:
         for vm in self.vms:
@@ -85,12 +108,18 @@ def read(path: Path) -> Inventory:
                          hint="run `make lab-up` first")
     try:
         data = json.loads(path.read_text())
-        vms = tuple(VmEntry(**{**v, "nics": tuple(Nic(**n) for n in v["nics"])})
-                    for v in data.pop("vms"))
-        return Inventory(**data, vms=vms)
+        vms = tuple(_vm_from_json(v) for v in data.pop("vms"))
+        hosts = tuple(HostEntry(**h) for h in data.pop("hosts", []))
+        return Inventory(**data, vms=vms, hosts=hosts)
     except (ValueError, TypeError, KeyError, AttributeError, OSError) as exc:
         raise LabFailure(f"{path} is not a valid inventory ({exc})",
                          hint="run `make lab-up` to rewrite it") from None
+
+
+def _vm_from_json(v: dict[str, Any]) -> VmEntry:
+    gateway = v.get("gateway")
+    return VmEntry(**{**v, "nics": tuple(Nic(**n) for n in v["nics"]),
+                      "gateway": Gateway(**gateway) if gateway else None})
 
 
 def known_hosts_text(inventory_vms: tuple[VmEntry, ...], host_key: str) -> str:

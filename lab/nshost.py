@@ -214,7 +214,9 @@ def _sshd_config(spec: HostSpec, files: SshFiles) -> str:
         "AllowTcpForwarding local", "AllowAgentForwarding no", "AllowStreamLocalForwarding no",
         "X11Forwarding no", "PermitTunnel no", "PrintMotd no", "StrictModes yes",
         # one controller opens many sessions at once (pytest-xdist workers)
-        "MaxStartups 64:30:128", "MaxSessions 64", "ClientAliveInterval 10", ""])
+        "MaxStartups 64:30:128", "MaxSessions 64", "ClientAliveInterval 10",
+        # the instrument agent is pushed over SFTP (lab.hostagent)
+        "Subsystem sftp internal-sftp", ""])
 
 
 def _ssh_config(files: SshFiles) -> str:

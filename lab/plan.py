@@ -6,7 +6,7 @@ inventory describe the same plan, so there is one source of names and addresses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lab import naming
 from lab.config import LabConfig, Machine
@@ -65,6 +65,8 @@ class VmSpec:
     hotplug_slots: int
     mgmt: Nic
     test_nics: tuple[Nic, ...]
+    #: the hypervisor host that runs it ([[hosts]] name; "local": [lab] uri)
+    host: str = "local"
 
     @property
     def nics(self) -> tuple[Nic, ...]:
@@ -85,10 +87,26 @@ class LabPlan:
                 return vm
         raise KeyError(name)
 
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """The hosts that run VMs of the lab, local first, each once."""
+        return tuple(dict.fromkeys(["local", *(vm.host for vm in self.vms)]))
+
+    def on_host(self, host: str) -> LabPlan:
+        """The part of the lab one host runs: its VMs, and every network (each host has
+        its own, isolated copy) with the DHCP entries of its VMs only."""
+        macs = {nic.mac for vm in self.vms if vm.host == host for nic in vm.nics}
+        nets = tuple(replace(n, hosts=tuple(h for h in n.hosts if h.mac in macs))
+                     for n in self.networks)
+        return LabPlan(lab=self.lab, networks=nets,
+                       vms=tuple(vm for vm in self.vms if vm.host == host))
+
 
 def make_plan(config: LabConfig) -> LabPlan:
     lab = config.lab.name
-    vms = tuple(_vm_spec(config, i, name) for i, name in enumerate(config.vms.names))
+    where = {vm: host.name for host in config.hosts for vm in host.vms}
+    vms = tuple(replace(_vm_spec(config, i, name), host=where.get(name, "local"))
+                for i, name in enumerate(config.vms.names))
     networks = [_network(naming.mgmt_network(lab), naming.mgmt_bridge(lab),
                          config.network.management, "management",
                          tuple(DhcpHost(vm.mgmt.mac, vm.name, vm.mgmt.address) for vm in vms))]

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab import accel, domxml, identity, inventory, naming, vmkeys
+from lab import accel, console_keeper, domxml, hosts, identity, inventory, naming, vmkeys
 from lab.config import Acceleration, LabConfig
 from lab.errors import LabError, LabFailure, NotOurs
+from lab.gateway import Gateway
 from lab.guest import Guest, GuestAddress, wait_for_ssh
-from lab.guests import guest_kind
+from lab.guests import guest_kind, windows_identity
 from lab.guests.base import GoldenImage, GuestKind
 from lab.host import LOCAL_URIS, decide, open_host
 from lab.hypervisor import DomainState, Hypervisor
@@ -53,6 +54,11 @@ class VmContext:
     kind: GuestKind
     #: run the kind's first-boot step (image contract, Driver Verifier) before the snapshot
     first_boot: bool = True
+    #: the hypervisor host these VMs run on ("local", else a [[hosts]] name) and, for a
+    #: remote one, the gateway to its guests and its directory for QEMU's console logs
+    host: str = "local"
+    gateway: Gateway | None = None
+    console_dir: str | None = None
 
 
 def console_log_path(config: LabConfig, vm: str) -> str:
@@ -79,13 +85,40 @@ def up(config: LabConfig, progress: Progress, first_boot: bool = True) -> invent
         _check_pool_dir(hv, config)  # before anything is created
         plan = make_plan(config)
         run = _existing_run(hv, me) or new_run_id()
-        _ensure_networks(hv, plan, run, me, progress)
-        boot = _upload_image(hv, config, image, me, progress)
-        ctx = VmContext(config=config, plan=plan, owner_run=run, me=me,
-                        domain_type=accel.domain_type(accel_choice), boot=boot,
-                        image=image, kind=kind, first_boot=first_boot)
-        entries = _bring_up_all(hv, ctx, progress)
-        return _write_inventory(ctx, entries)
+        ctx = VmContext(config=config, plan=plan.on_host("local"), owner_run=run, me=me,
+                        domain_type=accel.domain_type(accel_choice),
+                        boot=BootFiles("", 0), image=image, kind=kind, first_boot=first_boot)
+        entries = _up_on_host(hv, ctx, config.pool_path, progress)
+        for target in hosts.targets(config, progress):
+            entries += _up_on_remote(target, dataclasses.replace(
+                ctx, plan=plan.on_host(target.name), host=target.name,
+                gateway=target.gateway, console_dir=target.console_dir), progress)
+        return _write_inventory(dataclasses.replace(ctx, plan=plan), entries)
+
+
+def _up_on_host(hv: Hypervisor, ctx: VmContext, pool_path: str,
+                progress: Progress) -> list[inventory.VmEntry]:
+    """Networks, the image's volumes and the VMs of one host (nothing when it runs none)."""
+    if not ctx.plan.vms:
+        return []
+    _ensure_networks(hv, ctx.plan, ctx.owner_run, ctx.me, progress)
+    boot = _upload_image(hv, ctx.config, ctx.image, ctx.me, pool_path, progress)
+    return _bring_up_all(hv, dataclasses.replace(ctx, boot=boot), progress)
+
+
+def _up_on_remote(target: hosts.HostTarget, ctx: VmContext,
+                  progress: Progress) -> list[inventory.VmEntry]:
+    progress(f"host {target.name} ({target.kind}): {len(ctx.plan.vms)} VMs, "
+             f"pool {target.pool_path}")
+    with Hypervisor(target.uri, str(ctx.config.path)) as hv:
+        hv.check()
+        _check_libvirt(hv, ctx.kind)
+        if target.kind != "namespace" and ctx.config.lab.acceleration is Acceleration.AUTO:
+            ctx = dataclasses.replace(ctx, domain_type="kvm" if hv.domain_capable("kvm")
+                                      else "qemu")
+        console_keeper.start(ctx.config.state_dir, target.uri, {
+            vm.domain: Path(console_log_path(ctx.config, vm.name)) for vm in ctx.plan.vms})
+        return _up_on_host(hv, ctx, target.pool_path, progress)
 
 
 def _acceleration(config: LabConfig, image: GoldenImage, progress: Progress) -> Acceleration:
@@ -175,10 +208,10 @@ def _sha256(path: Path) -> str:
 
 
 def _upload_image(hv: Hypervisor, config: LabConfig, image: GoldenImage,
-                  me: identity.Identity, progress: Progress) -> BootFiles:
+                  me: identity.Identity, pool_path: str, progress: Progress) -> BootFiles:
     name = config.lab.name
     pool = hv.ensure_pool(naming.pool_name(name),
-                          domxml.pool_xml(naming.pool_name(name), config.pool_path),
+                          domxml.pool_xml(naming.pool_name(name), pool_path),
                           [f"{name}{naming.POOL_OWNER_SUFFIX}",
                            identity.install_marker(name, me.install)])
 
@@ -235,13 +268,14 @@ def _guest_address(ctx: VmContext, vm: VmSpec) -> GuestAddress:
     return GuestAddress(name=vm.name, host=vm.mgmt.address,
                         subnet=ctx.config.network.management, bridge=vm.mgmt.bridge,
                         key_file=ctx.image.key_file, host_key=_pinned_host_key(ctx, vm.name),
-                        user=ctx.kind.login_user)
+                        user=ctx.kind.login_user, shared_host_key=ctx.image.host_key_line)
 
 
 def _bring_up_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec,
                  say: SubjectProgress) -> inventory.VmEntry:
     log = console_log_path(ctx.config, vm.name)
-    entry = inventory.vm_entry(vm, log)
+    entry = dataclasses.replace(inventory.vm_entry(vm, log), host=ctx.host,
+                                gateway=ctx.gateway)
     dom = hv.domain(vm.domain)
     if dom is not None:
         owner = hv.owner_from_xml(dom.XMLDesc(0))
@@ -260,7 +294,8 @@ def _bring_up_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec,
             return entry
     if dom is None:
         say.step("define")
-        dom = _define_vm(hv, ctx, vm, log, say)
+        qemu_log = f"{ctx.console_dir}/{vm.domain}.console.log" if ctx.console_dir else log
+        dom = _define_vm(hv, ctx, vm, qemu_log, say)
     log_start = Path(log).stat().st_size if Path(log).exists() else 0
     say.step("boot")
     if hv.state(dom) != DomainState.RUNNING:
@@ -303,7 +338,8 @@ def _define_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec, log: str,
     choices = ctx.kind.boot_choices(vm)
     boot = domxml.BootSpec(disk_path=disk, console_log=log, kernel=ctx.boot.kernel,
                            initrd=_vm_initrd(hv, pool, ctx, vm, say),
-                           cmdline=choices.cmdline, choices=choices)
+                           cmdline=choices.cmdline, choices=choices,
+                           identity_media=_identity_media(hv, pool, ctx, vm, say))
     xml = domxml.domain_xml(vm, boot, ownership(ctx.me, ctx.owner_run, vm.name),
                             ctx.domain_type)
     dom = hv.define_domain(xml)
@@ -327,6 +363,29 @@ def _vm_initrd(hv: Hypervisor, pool: Any, ctx: VmContext, vm: VmSpec,
         hv.delete_volume(old)
     path = hv.upload(pool, name, local, "raw", domxml.volume_xml, identity.done_marker(name, sha))
     say(f"own SSH host key {key.public.split()[1][-12:]} (pinned; in its initramfs)")
+    return path
+
+
+def _identity_media(hv: Hypervisor, pool: Any, ctx: VmContext, vm: VmSpec,
+                    say: SubjectProgress) -> str | None:
+    """The VM's identity media carrying its own fresh SSH host key pair
+    (:mod:`lab.guests.windows_identity`), uploaded to the pool (a 0600 volume); the local
+    copy is deleted once uploaded. None for kinds that get their key another way."""
+    if not ctx.kind.identity_media:
+        return None
+    media = windows_identity.build_identity_media(ctx.config.state_dir, vm.name)
+    name = windows_identity.volume_name(vm.name)
+    try:
+        for stale in [name] + [v for v in hv.pool_volumes(pool) or []
+                               if v.startswith(name + identity.DONE_INFIX)]:
+            old = hv.volume(pool, stale)  # a former VM of this name: its media and marks
+            if old is not None:
+                hv.delete_volume(old)
+        path = hv.upload(pool, name, media.path, "raw", domxml.volume_xml,
+                         identity.done_marker(name, media.sha256))
+    finally:
+        media.path.unlink(missing_ok=True)
+    say(f"own SSH host key {media.public.split()[1][-12:]} (pinned; on its identity media)")
     return path
 
 
@@ -405,7 +464,9 @@ def _write_inventory(ctx: VmContext, entries: list[inventory.VmEntry]) -> invent
     entries = [dataclasses.replace(e, host_key=_pinned_host_key(ctx, e.name)) for e in entries]
     inventory.write_text_atomic(paths.known_hosts,
                                 inventory.known_hosts_text(tuple(entries), image.host_key_line))
+    targets = hosts.targets(config, lambda _line: None, start=False)
     inv = inventory.Inventory(
+        hosts=tuple(inventory.HostEntry(t.name, t.uri, t.kind) for t in targets),
         lab=plan.lab, run=ctx.owner_run, uri=config.lab.uri, netns=decide(config).netns,
         acceleration="kvm" if ctx.domain_type == "kvm" else "tcg",
         key_file=str(image.key_file),

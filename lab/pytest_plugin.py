@@ -31,9 +31,10 @@ import pytest
 from lab import flake, host, inventory, run_session, runs, suite_live, suite_progress, vm_watch
 from lab.config import LabConfig, load_config
 from lab.drivers import DriverManifest, load_manifests
-from lab.errors import LabError, NetworkBroken
+from lab.errors import LabError, LabFailure, NetworkBroken
 from lab.evidence import Evidence, collect
 from lab.guests import guest_kind
+from lab.host_connections import HostConnections
 from lab.hypervisor import Hypervisor
 from lab.journal import Vocabulary
 from lab.lab_ref import down_text, up_command
@@ -288,6 +289,15 @@ def lab_hypervisor(lab_inventory: inventory.Inventory) -> Iterator[Hypervisor]:
 
 
 @pytest.fixture(scope="session")
+def lab_hosts(lab_config: LabConfig, lab_inventory: inventory.Inventory,
+              lab_hypervisor: Hypervisor) -> Iterator[HostConnections]:
+    """A connection per hypervisor host (lab.host_connections)."""
+    conns = HostConnections(lab_config, lab_inventory, lab_hypervisor)
+    yield conns
+    conns.close()
+
+
+@pytest.fixture(scope="session")
 def lab_manifests(pytestconfig: pytest.Config, lab_config: LabConfig
                   ) -> dict[str, DriverManifest]:
     manifests = load_manifests()
@@ -324,28 +334,36 @@ def _size(path: str) -> int:
 
 @pytest.fixture
 def lab_vm(request: pytest.FixtureRequest, lab_config: LabConfig,
-           lab_inventory: inventory.Inventory, lab_hypervisor: Hypervisor,
+           lab_inventory: inventory.Inventory, lab_hosts: HostConnections,
            lab_manifests: dict[str, DriverManifest],
            lab_vocabulary: Vocabulary) -> Iterator[LeasedVm]:
     """One VM, leased exclusively, reverted to its clean snapshot, with evidence."""
     worker, index = _worker()
-    lease = Lease(StatePaths(lab_config.state_dir).leases, [v.name for v in lab_inventory.vms],
+    names = lab_hosts.leasable(lab_inventory.vms)
+    if not names:
+        raise LabFailure(f"no VM can be leased: every host is down ({lab_hosts.down_hosts()})",
+                         hint="check the hosts with `lab status`")
+    lease = Lease(StatePaths(lab_config.state_dir).leases, names,
                   f"{worker}:{request.node.nodeid}", index)
     name = lease.acquire(float(request.config.getoption("--lab-lease-timeout")))
     entry = lab_inventory.vm(name)
     status = _status(request.config, worker)
     timeline = Timeline(listener=status.step)
-    vm = Vm(lab_inventory, entry, lab_hypervisor, guest_kind(lab_config), timeline)
+    try:
+        hv = lab_hosts.for_vm(entry, timeline.add)
+    except LabError:
+        lease.release()
+        raise
+    vm = Vm(lab_inventory, entry, hv, guest_kind(lab_config), timeline)
     evidence = Evidence(_evidence_root(request.config) / _safe(request.node.nodeid))
     leased = LeasedVm(vm, evidence, lab_manifests, lab_vocabulary, _size(entry.console_log))
     cancel: Callable[[], None] | None = None
     try:
         status.begin(request.node.nodeid, name)
-        timeline.add(f"leased {name} by {worker}")
-        if host.reconnect(lab_config, lab_hypervisor, timeline.add):
-            timeline.add("libvirtd had gone away: reconnected before the test")
+        timeline.add(f"leased {name} by {worker}" + (
+            f" (host {entry.host})" if entry.host != "local" else ""))
         timeline.add(f"revert took {vm.revert():.1f}s")
-        cancel = vm_watch.watch(lab_hypervisor, vm,
+        cancel = vm_watch.watch(hv, vm,
                                 lambda: request.node.stash.__setitem__(CRASHED, True))
         request.node.stash[LEASE] = leased
         request.node.user_properties.append(("vm", name))

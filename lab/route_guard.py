@@ -64,6 +64,48 @@ def require_route(address: str, bridge: str, what: str, source: str | None = Non
                          f"bridge {bridge}; refusing to send outside the lab", hint=_HINT)
 
 
+def require_gateway_route(address: str, what: str) -> None:
+    """Refuse unless the SSH gateway ``address`` (a remote hypervisor host, whose guests
+    are reached through it) is loopback or on a link of this thread's namespace: the
+    kernel routes it directly (no next hop) through an interface other than the one of
+    this namespace's default route. The lab's namespace has no default route; the host's
+    namespace would send it out to the world."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise OutsideLab(f"{what}: gateway {address!r} is not an IP address",
+                         hint="name the host's sshd by the address the lab reaches it at") \
+            from None
+    if ip.is_loopback:
+        return
+    words = _route_words(address)
+    dev = words[words.index("dev") + 1] if "dev" in words else None
+    if dev is None or "via" in words:
+        via = f"via {words[words.index('via') + 1]}" if "via" in words else "nothing"
+        raise OutsideLab(f"{what}: gateway {address} is routed {via}, not on a link of this "
+                         "network namespace; refusing to send outside the lab", hint=_HINT)
+    if dev in _default_devices(ip.version):
+        raise OutsideLab(f"{what}: gateway {address} is routed via {dev}, this namespace's "
+                         "way out; refusing to send outside the lab", hint=_HINT)
+
+
+def _default_devices(version: int) -> set[str]:
+    """The interfaces of this namespace's default routes (none in the lab's namespace)."""
+    out = run_tool(["ip", f"-{version}", "-o", "route", "show", "default"],
+                   "looking up the default route", timeout=10)
+    return {line.split()[line.split().index("dev") + 1] for line in out.splitlines()
+            if "dev" in line.split()}
+
+
+def _route_words(address: str) -> list[str]:
+    """``ip route get address`` split into words (empty: no route at all)."""
+    try:
+        return run_tool(["ip", "-o", "route", "get", address],
+                        f"looking up the route to {address}", timeout=10).split()
+    except LabFailure:
+        return []
+
+
 def require_nic_route(nic: Nic, what: str) -> None:
     """A scenario's probe or echo toward ``nic`` stays on that NIC's lab bridge."""
     require_route(nic.address, nic.bridge, what)
@@ -88,6 +130,27 @@ def require_lab_target(inv: Inventory, address: str, what: str,
     nets = ", ".join(str(n.network) for n in lab_networks(inv))
     raise OutsideLab(f"{what}: {address} is on none of lab {inv.lab}'s networks ({nets})",
                      hint=_HINT)
+
+
+def require_gateway_target(inv: Inventory, address: str, gateway_address: str,
+                           what: str) -> None:
+    """A guest behind an SSH gateway: ``address`` is on one of ``inv``'s networks (they
+    live on the gateway's host, so no route here), this thread is in the lab's namespace
+    (if it has one) and the gateway is reached inside it (:func:`require_gateway_route`)."""
+    if inv.netns and not netns.current_is(inv.netns):
+        raise OutsideLab(f"{what}: this process is not in the lab's network namespace "
+                         f"{inv.netns}; refusing to send to gateway {gateway_address}",
+                         hint=_HINT)
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        raise OutsideLab(f"{what}: {address!r} is not an IP address of a lab network",
+                         hint=_HINT) from None
+    if not any(ip in net.network for net in lab_networks(inv)):
+        nets = ", ".join(str(n.network) for n in lab_networks(inv))
+        raise OutsideLab(f"{what}: {address} is on none of lab {inv.lab}'s networks ({nets})",
+                         hint=_HINT)
+    require_gateway_route(gateway_address, what)
 
 
 def require_load_targets(config: str | None, targets: list[tuple[str, str | None]]) -> None:

@@ -6,8 +6,9 @@ idempotent: a second run finds nothing and says so.
 
 from __future__ import annotations
 
-from lab import identity, naming, netns
+from lab import console_keeper, hosts, identity, naming, netns
 from lab.config import LabConfig
+from lab.errors import LabFailure
 from lab.host import decide, open_host
 from lab.hypervisor import Hypervisor
 from lab.lablock import sandbox_changes, sole_sandbox_user
@@ -29,7 +30,8 @@ def down(config: LabConfig, progress: Progress) -> int:
         hv = open_host(config, progress, start=True)
         assert hv is not None
         with hv:
-            removed = _remove_objects(hv, config, me, progress)
+            removed = _remove_objects(hv, config, me, progress, config.pool_path)
+            removed += _down_on_hosts(config, me, progress)
             others = hv.lab_object_names() if plan.use_sandbox else []
     if others:
         progress(f"sandbox libvirtd kept: it still holds {', '.join(others)}")
@@ -55,8 +57,30 @@ def _stop_sandbox(sandbox: Sandbox, progress: Progress) -> None:
             progress(f"network namespace {sandbox.netns} removed")
 
 
+def _down_on_hosts(config: LabConfig, me: identity.Identity, progress: Progress) -> int:
+    """The lab's objects on every [[hosts]] host, then its namespace hosts stopped. An
+    unreachable host is reported (its objects stay) and the others go on."""
+    removed = 0
+    console_keeper.stop(config.state_dir)
+    for target in hosts.targets(config, progress, start=False):
+        if target.kind == "namespace" and not hosts.namespace_host_running(config, target.name):
+            progress(f"host {target.name}: namespace host not running (nothing of the lab "
+                     "can be left in it)")
+            continue
+        try:
+            with Hypervisor(target.uri, str(config.path)) as hv:
+                hv.check()
+                progress(f"host {target.name}: removing the lab's objects")
+                removed += _remove_objects(hv, config, me, progress, target.pool_path)
+        except LabFailure as exc:
+            progress(f"host {target.name} unreachable, its objects are left: {exc.summary} "
+                     "(run `lab down` again once it answers)")
+    hosts.stop_namespace_hosts(config, progress)
+    return removed
+
+
 def _remove_objects(hv: Hypervisor, config: LabConfig, me: identity.Identity,
-                    progress: Progress) -> int:
+                    progress: Progress, pool_path: str) -> int:
     lab = config.lab.name
     removed = 0
     foreign: list[str] = []
@@ -77,7 +101,7 @@ def _remove_objects(hv: Hypervisor, config: LabConfig, me: identity.Identity,
         hv.remove_network(net)
         progress(f"network {net.name()} removed")
         removed += 1
-    removed += _remove_pool(hv, config, me, progress)
+    removed += _remove_pool(hv, config, me, progress, pool_path)
     if foreign:
         progress(f"not touched: {len(foreign)} objects named for lab {lab} belong to another "
                  f"config (state dir {', '.join(sorted(states))}): {', '.join(foreign)}")
@@ -85,7 +109,7 @@ def _remove_objects(hv: Hypervisor, config: LabConfig, me: identity.Identity,
 
 
 def _remove_pool(hv: Hypervisor, config: LabConfig, me: identity.Identity,
-                 progress: Progress) -> int:
+                 progress: Progress, pool_path: str) -> int:
     lab, name = config.lab.name, naming.pool_name(config.lab.name)
     pool = hv.pool(name)
     if pool is None:
@@ -93,7 +117,7 @@ def _remove_pool(hv: Hypervisor, config: LabConfig, me: identity.Identity,
     vols = hv.pool_volumes(pool)
     if vols is None:  # cannot start: its directory is gone, nothing in it to lose
         target = hv.pool_target(pool)
-        if target != config.pool_path:
+        if target != pool_path:
             progress(f"pool {name} ({target}) cannot start and is not this config's: kept")
             return 0
         hv.undefine_pool(pool)
@@ -106,6 +130,6 @@ def _remove_pool(hv: Hypervisor, config: LabConfig, me: identity.Identity,
     gone, kept = hv.remove_pool(pool, lambda v: identity.is_lab_volume(v, lab, config.vms.names))
     progress(f"pool {name} removed with {len(gone)} volumes")
     if kept:
-        progress(f"kept {len(kept)} files the lab did not make in {config.pool_path} "
+        progress(f"kept {len(kept)} files the lab did not make in {pool_path} "
                  f"(and the directory): {', '.join(sorted(kept)[:5])}")
     return 1 + len(gone)

@@ -16,19 +16,25 @@ Guest connection), so there is no trust-on-first-use window and no shared
 bootstrap key to steal: a guest that reads another VM's key file has nothing to
 read, and a key in the golden image (older images) is never accepted for a VM
 that has its own key. Reverting to the clean snapshot keeps the key (the domain
-keeps its initramfs; the key is in the snapshot's RAM). Guest kinds that boot
-their own disk (Windows) keep the image's host key (see the report's gaps).
+keeps its initramfs; the key is in the snapshot's RAM). Guest kinds that boot their
+own disk (Windows) get an OpenSSH-format key pair instead (:func:`new_openssh_host_key`),
+carried by a per-VM identity media (:mod:`lab.guests.windows_identity`).
 """
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from lab import keys
+from lab.errors import HostKeyRefused
 from lab.hosttools import run_tool
 from lab.paths import StatePaths
 
@@ -38,7 +44,7 @@ KEY_IN_INITRAMFS = "lab/host_key"
 
 @dataclass(frozen=True)
 class VmHostKey:
-    private: Path  #: dropbear format, 0600
+    private: Path  #: dropbear (micro) or OpenSSH (Windows) format, 0600
     public: str  #: "ssh-ed25519 AAAA..."
 
 
@@ -66,15 +72,70 @@ def new_host_key(state_dir: Path, vm: str) -> VmHostKey:
     return VmHostKey(private=private, public=public)
 
 
+def new_openssh_host_key(state_dir: Path, vm: str) -> VmHostKey:
+    """A fresh ed25519 host key pair for ``vm`` in OpenSSH format (what Win32-OpenSSH's
+    sshd reads), private half 0600 as ``<vm>.key``; replaces any older one."""
+    folder = _dir(state_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder.parent, 0o700)
+    os.chmod(folder, 0o700)
+    private = folder / f"{vm}.key"
+    pub_file = folder / f"{vm}.pub"
+    pub_file.unlink(missing_ok=True)  # no stale pin survives a failed generation
+    key = Ed25519PrivateKey.generate()
+    _write_private(private, key.private_bytes(serialization.Encoding.PEM,
+                                              serialization.PrivateFormat.OpenSSH,
+                                              serialization.NoEncryption()))
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH).decode("ascii")
+    tmp = pub_file.with_suffix(".tmp")
+    tmp.write_text(public + "\n")
+    os.replace(tmp, pub_file)
+    return VmHostKey(private=private, public=public)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a 0600 file atomically (created 0600, never wider)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
 def pinned_key(state_dir: Path, vm: str) -> str | None:
     """The public host key pinned for ``vm``, or None for a VM without its own key (a
-    Windows guest, or a micro guest defined before per-VM keys)."""
+    VM defined before per-VM keys)."""
     pub_file = _dir(state_dir) / f"{vm}.pub"
     try:
         line = pub_file.read_text().strip()
     except OSError:
         return None
     return line or None
+
+
+def fingerprint(line: str) -> str:
+    """``SHA256:<base64>`` of a public key line (what ``ssh-keygen -l`` prints)."""
+    blob = base64.b64decode(line.split()[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def check_host_key(vm: str, presented: str, pinned: str, image_key: str | None = None) -> None:
+    """Accept ``presented`` only if it is the key pinned for ``vm``; else one clear line
+    (naming the image's shared key when the VM fell back to it: its own never arrived)."""
+    if presented.split()[:2] == pinned.split()[:2]:
+        return
+    shared = image_key is not None and presented.split()[:2] == image_key.split()[:2]
+    what = "the golden image's shared host key" if shared else "an unknown host key"
+    raise HostKeyRefused(
+        f"{vm}: SSH host key refused: the guest presents {what} {fingerprint(presented)}, "
+        f"not its own pinned key {fingerprint(pinned)}",
+        hint="its own key never reached it (Windows: no identity media, or an image built "
+             "before per-VM host keys: rebuild it with `lab image windows`); `lab down` then "
+             "`lab up` makes the VM and its key again" if shared else
+             "something else answers on its address, or its key was replaced: `lab down` "
+             "and `lab up` make the VM and its key again")
 
 
 def _cpio_entry(name: str, mode: int, data: bytes, ino: int) -> bytes:

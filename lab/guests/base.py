@@ -372,6 +372,10 @@ class GuestKind(abc.ABC):
     #: manifest name of the independent TDI client that records what the transport's
     #: clients really receive (None: this kind has none yet, checks rest on the journal)
     observer_driver: ClassVar[str | None] = None
+    #: whether each VM gets its own SSH host key on an identity media its image's boot
+    #: step installs (lab.guests.windows_identity); kinds booting the lab's initramfs get
+    #: theirs in it (lab.vmkeys)
+    identity_media: ClassVar[bool] = False
 
     def __init__(self, config: LabConfig) -> None:
         self.config = config

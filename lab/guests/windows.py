@@ -111,6 +111,8 @@ class Windows(GuestKind):
     #: UEFI firmware: libvirt refuses to create them before 10.9 and to revert them
     #: before 10.10 (libvirt NEWS 10.9.0/10.10.0; virt-manager issue #851)
     min_libvirt = (10, 10)
+    #: each VM's own SSH host key comes on its identity media (lab.guests.windows_identity)
+    identity_media = True
 
     def __init__(self, config: LabConfig) -> None:
         super().__init__(config)

@@ -2,7 +2,8 @@
 
 It holds ``autounattend.xml`` at its root (Windows Setup looks for it on every removable
 and CD media), the provisioning script, the lab CA, the lab's authorized key, the image's
-SSH host key pair (made here, so the lab pins it before the guest ever boots), the
+SSH host key pair (made here; VMs replace it with their own at boot, see
+lab.guests.windows_identity), the per-VM host key boot step's script, the
 optional offline OpenSSH zip, and the virtio-win drivers Setup and the first logon need in
 ``$WinPEDriver$`` (a folder Setup loads by itself; dockur/windows src/install.sh does the
 same). The ISO is ISO 9660 + Joliet (what Windows reads) + Rock Ridge, volume label
@@ -30,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lab.errors import LabFailure
+from lab.guests.windows_identity import BOOT_SCRIPT_NAME, boot_script
 from lab.hosttools import run_tool
 from lab.image.answer import WINPE_DRIVER_DIR, answer_file
 from lab.image.markers import CONFIG_MEDIA_LABEL
@@ -93,6 +95,7 @@ def build_config_media(settings: WindowsImageSettings, workdir: Path,
         _put(stage, AUTHORIZED_KEYS_NAME, client_pub.encode("ascii"))
         _put(stage, HOST_KEY_NAME, (workdir / HOST_KEY_NAME).read_bytes())
         _put(stage, HOST_KEY_NAME + ".pub", host_pub.encode("ascii"))
+        _put(stage, BOOT_SCRIPT_NAME, boot_script().encode("ascii"))
         if settings.openssh_zip is not None:
             _put(stage, OPENSSH_ZIP_NAME, settings.openssh_zip.read_bytes())
         contents = _tree(stage)

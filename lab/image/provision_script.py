@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lab.guests import windows_identity as ident
 from lab.guests.windows_text import ps_quote
 from lab.image.markers import COMPLETION_MARKER, FAILURE_PREFIX, STEP_PREFIX
 from lab.image.settings import WindowsImageSettings
@@ -141,6 +142,27 @@ def _host_key() -> ProvisionStep:
     ))
 
 
+def _identity_boot_step() -> ProvisionStep:
+    """The boot step that gives each VM its own host key (lab.guests.windows_identity): its
+    script, writable by SYSTEM/Administrators only (it runs as SYSTEM), and a scheduled
+    task running it at every startup as SYSTEM (ScheduledTasks module: New-ScheduledTask*
+    and Register-ScheduledTask; -LogonType ServiceAccount needs no password)."""
+    folder, target = ident.BOOT_SCRIPT_DIR, ident.boot_script_path()
+    argument = f"-NoProfile -NonInteractive -ExecutionPolicy Bypass -File {target}"
+    return ProvisionStep("install the per-VM host key boot step (startup task as SYSTEM)", (
+        f"New-Item -ItemType Directory -Force -Path {_q(folder)} | Out-Null",
+        _checked("icacls.exe", folder, "/inheritance:r", "/grant", f"{SYSTEM_SID}:(OI)(CI)F",
+                 "/grant", f"{ADMINS_SID}:(OI)(CI)F"),
+        *_copy_locked(ident.BOOT_SCRIPT_NAME, target, SYSTEM_SID, ADMINS_SID),
+        f"$action = New-ScheduledTaskAction -Execute 'powershell.exe' -Argument {_q(argument)}",
+        "$trigger = New-ScheduledTaskTrigger -AtStartup",
+        "$principal = New-ScheduledTaskPrincipal -UserId 'S-1-5-18' -LogonType ServiceAccount "
+        "-RunLevel Highest",
+        f"Register-ScheduledTask -TaskName {_q(ident.BOOT_TASK_NAME)} -Action $action "
+        "-Trigger $trigger -Principal $principal -Force | Out-Null",
+    ))
+
+
 def _crash_control() -> ProvisionStep:
     key = "HKLM:\\SYSTEM\\CurrentControlSet\\Control\\CrashControl"
     return ProvisionStep("set CrashControl (kernel dump, keep it, NMI dump, auto reboot)", tuple(
@@ -198,6 +220,7 @@ def provision_steps(settings: WindowsImageSettings,
         _authorized_keys(),
         _default_shell(),
         _host_key(),
+        _identity_boot_step(),
         ProvisionStep("turn test signing on", (_checked("bcdedit.exe", "/set", "testsigning",
                                                          "on"),)),
         ProvisionStep("trust the lab CA (Root, TrustedPublisher)", tuple(

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Literal
 
 from lab.errors import CommandFailed, CommandTimeout, GuestCommandError, GuestUnreachable
+from lab.guests import windows_identity
 from lab.guests.base import CommandResult
 from tests.doubles import windows_outputs as out
 
@@ -286,6 +287,12 @@ class AdapterSpec:
     ipv4: str | None = None  #: "192.168.214.11/24"; None gives an APIPA 169.254.x.y/16
 
 
+#: The golden image's shared SSH host key in the double (a fixed valid ed25519 key line).
+IMAGE_HOST_KEY = ("ssh-ed25519 "
+                  "AAAAC3NzaC1lZDI1NTE5AAAAIAOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4")
+_SSH_DIR = "C:\\ProgramData\\ssh"
+
+
 @dataclass(frozen=True)
 class ImageState:
     """The golden image's state the image contract reads (test double input).
@@ -304,6 +311,20 @@ class ImageState:
     defender_installed: bool = True
     defender_realtime: bool = False
     wuauserv_start: Literal["Automatic", "Manual", "Disabled"] = "Disabled"
+    #: the image's startup task installing a VM's own host key from its identity media
+    #: (lab.guests.windows_identity); False: an image built before per-VM host keys
+    identity_boot_step: bool = True
+    #: the image's own SSH host key (the one its provisioning installs: every VM shares it)
+    host_key_pub: str = IMAGE_HOST_KEY
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    """A removable volume attached to the VM, e.g. its identity media as read back from the
+    real ISO (test double input)."""
+
+    label: str
+    files: dict[str, bytes]
 
 
 @dataclass(frozen=True)
@@ -780,11 +801,13 @@ class WindowsGuestDouble:
                  sign_puts: bool = True,
                  stop_mode: Literal["returns-pending", "blocks"] = "returns-pending",
                  crash_control: dict[str, int] | None = None,
-                 image: ImageState | None = None) -> None:
+                 image: ImageState | None = None,
+                 volumes: Sequence[VolumeSpec] = ()) -> None:
         """A freshly booted guest. ``stop_mode`` chooses how ``sc.exe stop`` behaves while
         an unload is blocked: it returns with STATE 3 STOP_PENDING (windows-notes B2/B4)
         or it does not return until the unload finishes. ``image`` is the rest of the
-        golden image's state (a good image by default; its knobs make failing ones)."""
+        golden image's state (a good image by default; its knobs make failing ones).
+        ``volumes`` are the removable media attached (the VM's identity media)."""
         self._name = name
         self.lock = threading.RLock()
         self.testsigning = testsigning
@@ -800,8 +823,14 @@ class WindowsGuestDouble:
         self.dirs: set[str] = set()
         for d in ("C:\\", "C:\\Windows", "C:\\Windows\\Temp", "C:\\Windows\\System32",
                   "C:\\Windows\\System32\\drivers", "C:\\Windows\\System32\\DriverStore",
-                  "C:\\Windows\\System32\\DriverStore\\FileRepository"):
+                  "C:\\Windows\\System32\\DriverStore\\FileRepository",
+                  "C:\\ProgramData", _SSH_DIR):
             self.dirs.add(d.lower())
+        self.volumes = tuple(volumes)
+        pub = f"{_SSH_DIR}\\{windows_identity.HOST_PUB_NAME}"  # the image's key pair
+        self.files[pub.lower()] = _File(pub, (self.image.host_key_pub + "\n").encode(), False)
+        key = f"{_SSH_DIR}\\{windows_identity.HOST_KEY_NAME}"
+        self.files[key.lower()] = _File(key, b"-----BEGIN OPENSSH PRIVATE KEY----- image", False)
         self.registry: dict[str, dict[str, tuple[str, str, object]]] = {}
         control = {"CrashDumpEnabled": 1, "AlwaysKeepMemoryDump": 1, "NMICrashDump": 1,
                    "AutoReboot": 1, **(crash_control or {})}
@@ -829,6 +858,7 @@ class WindowsGuestDouble:
         for spec in adapters:
             self._add_adapter(spec)
         self._log_event(6005, "EventLog", "Information", "The Event log service was started.")
+        self._identity_step()
 
     # ---- Shell protocol ---------------------------------------------------------------
 
@@ -1058,7 +1088,31 @@ class WindowsGuestDouble:
                 adapter.removal_pending, adapter.present = False, False
         self.verifier_active = list(self.verifier_pending)
         self._log_event(6005, "EventLog", "Information", "The Event log service was started.")
+        self._identity_step()
         self._start_at_boot()
+
+    def _identity_step(self) -> None:
+        """The image's startup task (lab.guests.windows_identity.boot_script) at boot: the
+        first volume whose label is LABIDENT (Win32_Volume.Label; WQL '=' ignores case) has
+        its files copied over C:\\ProgramData\\ssh\\ssh_host_ed25519_key, then .pub, stopping
+        at the first one missing (ErrorActionPreference Stop); no such volume: no change."""
+        if not self.image.identity_boot_step:
+            return
+        label = windows_identity.IDENTITY_LABEL.lower()
+        media = next((v for v in self.volumes if v.label.lower() == label), None)
+        if media is None:
+            return
+        for name in (windows_identity.HOST_KEY_NAME, windows_identity.HOST_PUB_NAME):
+            if name not in media.files:
+                return
+            path = f"{_SSH_DIR}\\{name}"
+            self.files[path.lower()] = _File(path, media.files[name], False)
+
+    def presented_host_key(self) -> str:
+        """The host key its sshd presents: ``<type> <base64>`` of ssh_host_ed25519_key.pub
+        (test double view; a real sshd derives it from the private key next to it)."""
+        found = self.files[f"{_SSH_DIR}\\{windows_identity.HOST_PUB_NAME}".lower()]
+        return " ".join(found.data.decode("ascii").split()[:2])
 
     def _write_dumps(self, bug: _Bugcheck) -> None:
         if not self._reg_dword(_CRASH_KEY, "CrashDumpEnabled"):

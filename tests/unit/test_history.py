@@ -115,6 +115,7 @@ def test_cli_records_and_shows(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["history", "--db", str(db), "--last", "5"]) == 0
     out = capsys.readouterr().out
     assert out.count("recorded in") == 2
+    assert "?=failed without a verdict" in out  # every letter the table can show is explained
     row = next(line for line in out.splitlines() if "test_a" in line)
     assert row.split()[1:4] == ["2", "50%", "PF"]
     assert "flaky on" in row  # same revision (this checkout), pass then driver failed

@@ -81,3 +81,8 @@ def test_two_make_lab_runs_both_appear_in_lab_history(tmp_path: Path) -> None:
     rows = {line.split()[0]: line.split() for line in lines if line.startswith("suite::")}
     assert rows["suite::test_a"][1:4] == ["2", "100%", "PP"]
     assert rows["suite::test_b"][1:3] == ["2", "50%"]
+    # The run folder's own JUnit, given by path, is the same run (same id): nothing added.
+    again = subprocess.run([sys.executable, "-m", "lab", "--config", str(config), "history",
+                            "--record", f"artifacts/dlhist/runs/{run_ids[0]}/junit.xml"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert f"history: run {run_ids[0]} was already recorded" in again.stdout, again.stderr

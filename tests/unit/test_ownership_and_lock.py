@@ -81,6 +81,10 @@ def test_only_the_labs_files_count_as_its_volumes() -> None:
     assert identity.is_lab_volume("l.driver-lab-owner", "l", ["vm1"])
     assert not identity.is_lab_volume("thesis.txt", "l", ["vm1"])
     assert not identity.is_lab_volume("vm2.qcow2", "l", ["vm1"])
+    assert identity.is_lab_volume("ident-vm1.iso", "l", ["vm1"])  # Windows identity media
+    assert identity.is_lab_volume(identity.done_marker("ident-vm1.iso", "f" * 64), "l", ["vm1"])
+    assert not identity.is_lab_volume("ident-vm2.iso", "l", ["vm1"])
+    assert not identity.is_lab_volume("ident-vm1.iso.bak", "l", ["vm1"])
 
 
 def test_metadata_round_trips_install_and_state_dir() -> None:

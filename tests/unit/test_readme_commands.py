@@ -161,3 +161,15 @@ def test_every_variable_the_readme_sets_is_read_somewhere() -> None:
     tools = {"W", "WINEDEBUG"}  # kbuild's warning level, Wine's debug channels
     unread = sorted(n for n in names - make_variables() - tools if f'"{n}"' not in code)
     assert unread == [], "variables the README sets that nothing reads"
+
+
+def test_every_source_path_the_readme_names_exists() -> None:
+    """Paths in inline code under the tree's own folders (``lab/flake.py``,
+    ``tests/unit/test_history.py``, ``drivers/events.txt``); ``var/`` and ``artifacts/``
+    hold what runs make and are not checked, nor patterns (``<lab>``, ``*``, ``{a,b}``)."""
+    folders = {p.name for p in ROOT.iterdir() if p.is_dir()} - {"var", "artifacts"}
+    spans = INLINE.findall(FENCE.sub("", readme()))
+    paths = {tok for span in spans for tok in re.findall(r"[\w.+-]+(?:/[\w.*<>{},+-]+)+/?", span)
+             if tok.split("/")[0] in folders and not set(tok) & set("<>{}*")}
+    assert {"lab/flake.py", "tests/unit/test_history.py", "drivers/events.txt"} <= paths
+    assert sorted(p for p in paths if not (ROOT / p).exists()) == []

@@ -22,6 +22,7 @@ from lab.plan import VmSpec, make_plan
 OWNER = domxml.Ownership(lab="dlab", run="20260101-000000-abcd", vm="vm1")
 CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
 VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+IDENT = "/pool/ident-vm1.iso"
 
 
 def _vm(**vms: object) -> VmSpec:
@@ -44,6 +45,8 @@ def _documents() -> dict[str, str]:
         "domain-windows-q35-tcg.xml": domxml.domain_xml(_vm(), _boot("sata"), OWNER, "qemu"),
         "domain-windows-virtio-disk.xml": domxml.domain_xml(_vm(hotplug_slots=2),
                                                             _boot("virtio"), OWNER, "kvm"),
+        "domain-windows-identity.xml": domxml.domain_xml(
+            _vm(), replace(_boot("sata"), identity_media=IDENT), OWNER, "kvm"),
     }
 
 
@@ -77,6 +80,22 @@ def test_efi_without_secure_boot_and_enlightenments() -> None:
     assert models == ["e1000e", "e1000e"]
     assert root.find("os/kernel") is None
     assert root.find("devices/watchdog") is None  # no Windows driver (lab.guests.windows)
+
+
+@pytest.mark.parametrize(("bus", "dev"), [("sata", "sdb"), ("virtio", "sda")])
+def test_identity_media_is_a_read_only_sata_cdrom(bus: str, dev: str) -> None:
+    xml = domxml.domain_xml(_vm(), replace(_boot(bus), identity_media=IDENT), OWNER, "kvm")
+    disks = ET.fromstring(xml).findall("devices/disk")
+    assert [d.get("device") for d in disks] == ["disk", "cdrom"]
+    cdrom = disks[1]
+    source, target, driver = cdrom.find("source"), cdrom.find("target"), cdrom.find("driver")
+    assert source is not None and source.get("file") == IDENT
+    assert target is not None and target.attrib == {"dev": dev, "bus": "sata"}
+    assert driver is not None and driver.get("type") == "raw"
+    assert cdrom.find("readonly") is not None and cdrom.find("boot") is None
+    # without identity media nothing changes (the other goldens)
+    assert len(ET.fromstring(domxml.domain_xml(_vm(), _boot(bus), OWNER, "kvm"))
+               .findall("devices/disk")) == 1
 
 
 def test_efi_needs_both_firmware_files() -> None:

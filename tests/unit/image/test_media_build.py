@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from lab.errors import LabFailure
+from lab.guests.windows_identity import boot_script
 from lab.image.markers import CONFIG_MEDIA_LABEL
 from lab.image.media import build_config_media, read_media
 from lab.image.settings import WindowsImageSettings
@@ -78,6 +79,7 @@ def test_media_holds_every_file_with_its_bytes(settings: WindowsImageSettings, t
     assert set(files) == {
         "autounattend.xml", "provision.ps1", "lab-test-ca.cer", "administrators_authorized_keys",
         "ssh_host_ed25519_key", "ssh_host_ed25519_key.pub", "OpenSSH-Win64.zip",
+        "lab-identity.ps1",
         drivers.format("viostor", "viostor.inf"), drivers.format("viostor", "viostor.sys"),
         drivers.format("vioscsi", "vioscsi.inf"), drivers.format("NetKVM", "netkvm.inf"),
         drivers.format("pvpanic", "pvpanic.inf")}
@@ -91,6 +93,7 @@ def test_media_holds_every_file_with_its_bytes(settings: WindowsImageSettings, t
     assert files["ssh_host_ed25519_key.pub"] == media.host_key_pub.read_bytes()
     assert b"'$WinPEDriver$\\pvpanic\\2k22\\amd64\\*.inf'" in files["provision.ps1"]
     assert b"Expand-Archive" in files["provision.ps1"]
+    assert files["lab-identity.ps1"] == boot_script().encode("ascii")  # the per-VM key step
     password = (work / "admin-password").read_text()
     answer = ET.fromstring(files["autounattend.xml"])
     values = [el.text for el in answer.iter("{urn:schemas-microsoft-com:unattend}Value")]

@@ -27,6 +27,7 @@ EXPECTED = [
     ("default shell", "-Name DefaultShell -Value "
                       "'C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe'"),
     ("host key", "'C:\\ProgramData\\ssh\\ssh_host_ed25519_key'"),
+    ("per-VM host key boot step", "Register-ScheduledTask -TaskName 'driver-lab-identity'"),
     ("test signing", "@('/set', 'testsigning', 'on')"),
     ("lab CA", "-CertStoreLocation 'Cert:\\LocalMachine\\TrustedPublisher'"),
     ("CrashControl", "-Name NMICrashDump -Value 1"),
@@ -106,3 +107,24 @@ def test_ascii_crlf_and_balanced_braces() -> None:
     assert "\r\n" in script and "\n" not in script.replace("\r\n", "")
     code = re.sub(r"'(?:[^']|'')*'", "''", script)  # braces inside literals do not count
     assert code.count("{") == code.count("}") and code.count("(") == code.count(")")
+
+
+def test_per_vm_host_key_boot_step_runs_at_startup_as_system() -> None:
+    steps = step_bodies(provision_script(SETTINGS, PVPANIC))
+    names = [what for _, what, _ in steps]
+    host_key = next(i for i, what in enumerate(names) if what.startswith("install the pinned"))
+    body = steps[host_key + 1][2]
+    assert "per-VM host key boot step" in names[host_key + 1]
+    assert ("Copy-Item -Path (Join-Path $Media 'lab-identity.ps1') -Destination "
+            "'C:\\ProgramData\\driver-lab\\lab-identity.ps1' -Force") in body
+    # the folder and the script (run as SYSTEM) are writable by SYSTEM/Administrators only
+    assert ("@('C:\\ProgramData\\driver-lab', '/inheritance:r', '/grant', "
+            "'*S-1-5-18:(OI)(CI)F', '/grant', '*S-1-5-32-544:(OI)(CI)F')") in body
+    assert ("@('C:\\ProgramData\\driver-lab\\lab-identity.ps1', '/inheritance:r', "
+            "'/grant', '*S-1-5-18:F', '/grant', '*S-1-5-32-544:F')") in body
+    assert "New-ScheduledTaskTrigger -AtStartup" in body
+    assert ("New-ScheduledTaskPrincipal -UserId 'S-1-5-18' -LogonType ServiceAccount "
+            "-RunLevel Highest") in body
+    assert ("-File C:\\ProgramData\\driver-lab\\lab-identity.ps1'") in body
+    assert "Register-ScheduledTask -TaskName 'driver-lab-identity' -Action $action " \
+           "-Trigger $trigger -Principal $principal -Force" in body

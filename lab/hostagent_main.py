@@ -1,0 +1,136 @@
+"""The host agent: runs instrument operations on this host, answers in JSON.
+
+    python3 agent.pyz serve             one request line in, one result line out, until EOF
+    python3 agent.pyz OP                one request (OP: l2probe | load), then exit
+
+A request is one JSON object on a line (``{"op": ..., ...}`` in serve mode). The
+operation runs with the same code the controller runs in-process on its own host
+(:mod:`lab.l2probe`, :mod:`lab.load`); the answer is one JSON line on stdout:
+``{"ok": true, "result": ...}`` or ``{"ok": false, "error": {"class": ..., ...}}`` for a
+lab error (see :mod:`lab.hostagent_wire`). Anything else (a bad request, a crash)
+exits non-zero with the reason on stderr.
+
+stdin stays open while the controller wants the agent: when it closes the channel
+(its deadline, or it is done), stdin reaches EOF and the agent exits at once, even
+mid-operation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from lab import netns
+from lab.errors import LabError
+from lab.hostagent_wire import (
+    OP_L2PROBE,
+    OPS,
+    encode_error,
+    probe_to_json,
+    result_to_json,
+    spec_from_json,
+)
+from lab.l2probe import probe
+from lab.load import run_load
+
+#: exit code when the controller went away mid-operation
+EXIT_ABANDONED = 75
+#: exit code for a request the agent cannot read
+EXIT_BAD_REQUEST = 64
+
+
+class _Stdin:
+    """Request lines from stdin, read by a thread that also ends the process when the
+    controller goes away (EOF) during an operation. Raw reads of fd 0: a thread blocked
+    in sys.stdin's buffer would stall interpreter shutdown."""
+
+    def __init__(self) -> None:
+        self.lines: queue.Queue[bytes | None] = queue.Queue()
+        self.busy = threading.Event()
+        threading.Thread(target=self._read, name="stdin", daemon=True).start()
+
+    def _read(self) -> None:
+        pending = b""
+        while chunk := os.read(0, 1 << 16):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                self.lines.put(line)
+        if self.busy.is_set():
+            os._exit(EXIT_ABANDONED)
+        self.lines.put(None)
+
+
+def parse(op: str, request: dict[str, Any]) -> Callable[[], Any]:
+    """The operation ``request`` asks for, ready to run (KeyError/TypeError/ValueError:
+    not a request of ``op``; LoadConfigError: a spec its own checks refuse)."""
+    if op not in OPS:
+        raise ValueError(f"unknown op {op!r}")
+    where = request.get("netns")
+    if where is not None and not isinstance(where, str):
+        raise TypeError("netns is not a name")
+    if op == OP_L2PROBE:
+        bridge, mac, timeout = str(request["bridge"]), str(request["mac"]), \
+            float(request["timeout"])
+        return lambda: _in(where, lambda: probe_to_json(probe(bridge, mac, timeout=timeout)))
+    spec = spec_from_json({**request["spec"], "progress": False})
+    return lambda: _in(where, lambda: result_to_json(run_load(spec)))
+
+
+def _in(where: str | None, action: Callable[[], Any]) -> Any:
+    """``action`` run in network namespace ``where`` (this thread; None: where we are)."""
+    if where:
+        netns.enter(where)
+    return action()
+
+
+def handle(op: str, line: bytes, stdin: _Stdin) -> int | None:
+    """Run one request and answer it; an exit code when the agent must stop."""
+    try:
+        request = json.loads(line)
+        if not isinstance(request, dict):
+            raise TypeError("the request is not a JSON object")
+        action = parse(op if op in OPS else str(request["op"]), request)
+    except LabError as exc:
+        _answer({"ok": False, "error": encode_error(exc)})
+        return None
+    except (KeyError, TypeError, ValueError) as exc:
+        print(f"agent: {op}: bad request: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_BAD_REQUEST
+    stdin.busy.set()
+    try:
+        doc: dict[str, Any] = {"ok": True, "result": action()}
+    except LabError as exc:
+        doc = {"ok": False, "error": encode_error(exc)}
+    finally:
+        stdin.busy.clear()
+    _answer(doc)
+    return None
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[1] not in (*OPS, "serve"):
+        print(f"usage: agent.pyz {{serve|{'|'.join(OPS)}}} < requests", file=sys.stderr)
+        return EXIT_BAD_REQUEST
+    stdin = _Stdin()
+    while (line := stdin.lines.get()) is not None:
+        stop = handle(argv[1], line, stdin)
+        if stop is not None:
+            return stop
+        if argv[1] != "serve":
+            return 0
+    return 0
+
+
+def _answer(doc: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(doc) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

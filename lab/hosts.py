@@ -1,0 +1,77 @@
+"""The lab's hypervisor hosts beyond the local one ([[hosts]], issue 12).
+
+:func:`targets` resolves each configured host to what provisioning needs: its libvirt
+URI, its pool directory and the gateway to its guests. A ``namespace`` host is made
+here on this machine (:mod:`lab.nshost`) when the lab comes up and stopped when it
+goes down; a ``remote`` host is the user's machine, reached with the URI and the key
+files the config names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from lab.config import HostKind, HostSection, LabConfig
+from lab.gateway import Gateway
+from lab.nshost import HostSpec, NamespaceHost
+from lab.sandbox import NETNS
+
+
+@dataclass(frozen=True)
+class HostTarget:
+    """One hypervisor host of the lab, resolved."""
+
+    name: str
+    kind: str
+    uri: str
+    pool_path: str
+    gateway: Gateway
+    #: where QEMU writes a VM's console log on that host (the controller reads it
+    #: through libvirt's console stream, never from this path)
+    console_dir: str = "/var/log/libvirt/qemu"
+
+
+def namespace_host(section: HostSection) -> NamespaceHost:
+    """The lab's namespace host for ``section``, wired to the sandbox's namespace."""
+    return NamespaceHost(HostSpec(name=section.name, controller_netns=NETNS))
+
+
+def targets(config: LabConfig, say: Callable[[str], None], start: bool = True
+            ) -> list[HostTarget]:
+    """Every [[hosts]] entry resolved; namespace hosts are started first (``start``)."""
+    found: list[HostTarget] = []
+    for section in config.hosts:
+        pool = section.pool_path or f"/var/lib/libvirt/images/{config.lab.name}"
+        if section.kind is HostKind.NAMESPACE:
+            host = namespace_host(section)
+            if start and not host.running():
+                say(f"starting namespace host {section.name} (own network namespace "
+                    f"{host.spec.netns}, libvirtd and sshd at {host.spec.addr})")
+                host.start()
+            gateway = Gateway(section.name, host.spec.addr, 22, "root",
+                              str(host.ssh.client_key), str(host.ssh.known_hosts))
+            found.append(HostTarget(section.name, "namespace", host.uri("ssh"), pool, gateway))
+            continue
+        parts = urlsplit(section.uri)
+        base = config.base_dir
+        gateway = Gateway(section.name, section.ssh_address or parts.hostname or "",
+                          section.ssh_port, section.ssh_user or parts.username or "root",
+                          str(base / section.ssh_key), str(base / section.ssh_known_hosts))
+        found.append(HostTarget(section.name, "remote", section.uri, pool, gateway))
+    return found
+
+
+def stop_namespace_hosts(config: LabConfig, say: Callable[[str], None]) -> None:
+    """Stop the namespace hosts the lab made (after its objects there are removed)."""
+    for section in config.hosts:
+        if section.kind is HostKind.NAMESPACE:
+            host = namespace_host(section)
+            if host.state() is not None:
+                for line in host.stop():
+                    say(f"namespace host {section.name}: stopped {line}")
+
+
+def namespace_host_running(config: LabConfig, name: str) -> bool:
+    return any(namespace_host(s).running() for s in config.hosts if s.name == name)

@@ -1,0 +1,356 @@
+"""Host-side instruments on another host through the agent (lab/hostagent.py), for real.
+
+A namespace host (lab/nshost.py: its own network + mount namespace, sshd) and a
+controller namespace of this module's own (``dlctlia``). Both get the same kind of
+target: a TCP echo server on an address only that namespace has, and a veth pair
+with an L2 echo responder on one end. :class:`LocalInstruments` probes and loads the
+controller's targets in-process; :class:`RemoteInstruments` does the same to the host's
+targets through the agent zipapp it pushes over SFTP and runs with the host's own
+``python3`` (no venv there: the zipapp must be self-contained). Results must agree in
+type and shape, and with what the echo servers saw.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path, PurePosixPath
+
+import paramiko
+import pytest
+from labtier import REPO, require_lab_host
+
+from lab import netns
+from lab.errors import LabError, LabFailure
+from lab.hostagent import Instruments, LocalInstruments, RemoteInstruments, build_agent
+from lab.l2probe import ProbeReply
+from lab.load import ErrorClass, LoadResult, LoadSpec, Target
+from lab.nshost import HostSpec, NamespaceHost, wait_gone
+from lab.sandbox import RUN_DIR
+
+CONTROLLER_NS = "dlctlia"
+HOST_SPEC = dict(name="hia", netns="dlhostia", subnet="192.168.200.16/30")
+RUN_PARENT = RUN_DIR / "hostagent-test"
+#: the target address: on an empty bridge, in each namespace, that only it can reach
+TARGET_ADDR = "192.168.201.1"
+ECHO_PORT = 7001  # ECHO_PORT + 1: accepts, reads, never echoes (a stall)
+PROBE_IF, RESPONDER_IF = "dliap0", "dliar0"
+RESPONDER_MAC = "02:00:5e:10:20:30"
+NOBODY_MAC = "02:00:5e:10:20:99"
+
+#: echoes on port P, swallows on P+1; "report" on stdin -> echoed bytes, once idle
+ECHO_SERVER = """import json, socket, sys, threading, time
+addr, port = sys.argv[1], int(sys.argv[2]); lock = threading.Lock(); st = {"echoed": 0, "live": 0}
+def serve(c, echo):
+    with lock: st["live"] += 1
+    try:
+        while d := c.recv(65536):
+            if echo:
+                c.sendall(d)
+                with lock: st["echoed"] += len(d)
+    except OSError: pass
+    finally:
+        c.close()
+        with lock: st["live"] -= 1
+def listen(p, echo):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, p)); s.listen(64)
+    def loop():
+        while True: threading.Thread(target=serve, args=(s.accept()[0], echo), daemon=True).start()
+    threading.Thread(target=loop, daemon=True).start()
+listen(port, True); listen(port + 1, False); print("ready", flush=True)
+for line in sys.stdin:
+    end = time.monotonic() + 10
+    while st["live"] and time.monotonic() < end: time.sleep(0.05)
+    with lock: print(json.dumps(st), flush=True)
+"""
+
+#: answers every lab L2 echo request on argv[1] (as the labtdi transport does)
+RESPONDER = """import socket, sys
+sys.path.insert(0, sys.argv[2])
+from lab import l2probe as p
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(p.ETHERTYPE))
+s.bind((sys.argv[1], p.ETHERTYPE)); me = s.getsockname()[4][:6]
+index = socket.if_nametoindex(sys.argv[1]); print("ready", flush=True)
+while True:
+    f = s.recv(2048)
+    magic, ver, op, n, seq, _ = p.HEADER.unpack_from(f, p.ETH_HLEN)
+    if (magic, ver, op) != (p.MAGIC, p.VERSION, p.OP_REQUEST) or f[:6] != me: continue
+    body = f[p.ETH_HLEN + p.HEADER.size:p.ETH_HLEN + p.HEADER.size + n]
+    s.send(f[6:12] + me + f[12:14] + p.HEADER.pack(p.MAGIC, 1, p.OP_REPLY, n, seq, index) + body)
+"""
+
+
+@dataclass
+class Side:
+    """One namespace's targets and the instruments that reach them."""
+
+    ns: str
+    instruments: Instruments
+    echo: subprocess.Popen[str]
+    responder_ifindex: int
+    #: the namespace this thread enters to run the instruments (local ones: in-process)
+    enter: str | None
+
+    def _there(self) -> contextlib.AbstractContextManager[None]:
+        return netns.inside(self.enter) if self.enter else contextlib.nullcontext()
+
+    def run_load(self, spec: LoadSpec) -> LoadResult:
+        with self._there():
+            return self.instruments.run_load(spec)
+
+    def probe(self, mac: str, timeout: float = 2.0, bridge: str = PROBE_IF
+              ) -> ProbeReply | None:
+        with self._there():
+            return self.instruments.l2_probe(bridge, mac, timeout=timeout)
+
+    def echoed(self) -> int:
+        assert self.echo.stdin is not None and self.echo.stdout is not None
+        self.echo.stdin.write("report\n")
+        self.echo.stdin.flush()
+        return int(json.loads(self.echo.stdout.readline())["echoed"])
+
+
+def start_targets(ns: str, launch: Callable[[list[str]], list[str]],
+             procs: list[subprocess.Popen[str]]) -> tuple[subprocess.Popen[str], int]:
+    """Target address (on an empty bridge), veth pair, echo server and L2 responder in ``ns``."""
+    netns.ip("-n", ns, "link", "add", "dlia0", "type", "bridge")
+    netns.ip("-n", ns, "addr", "add", f"{TARGET_ADDR}/32", "dev", "dlia0")
+    netns.ip("-n", ns, "link", "add", PROBE_IF, "type", "veth", "peer", "name", RESPONDER_IF)
+    netns.ip("-n", ns, "link", "set", RESPONDER_IF, "address", RESPONDER_MAC)
+    for dev in ("dlia0", PROBE_IF, RESPONDER_IF):
+        netns.ip("-n", ns, "link", "set", dev, "up")
+    for script, args in ((ECHO_SERVER, [TARGET_ADDR, str(ECHO_PORT)]),
+                         (RESPONDER, [RESPONDER_IF, str(REPO)])):
+        proc = subprocess.Popen(launch([sys.executable, "-c", script, *args]), text=True,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        procs.append(proc)
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n", script[:40]
+    link = json.loads(netns.ip("-n", ns, "-j", "link", "show", RESPONDER_IF))
+    return procs[-2], int(link[0]["ifindex"])
+
+
+@pytest.fixture(scope="module")
+def sides(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Side, Side, NamespaceHost]]:
+    require_lab_host("sshd", "nsenter", "ssh-keygen")
+    netns.delete(CONTROLLER_NS)  # left by a killed run
+    netns.create(CONTROLLER_NS)
+    host = NamespaceHost(HostSpec(controller_netns=CONTROLLER_NS, run_dir=RUN_PARENT / "hia",
+                                  **HOST_SPEC))
+    procs: list[subprocess.Popen[str]] = []
+    client: paramiko.SSHClient | None = None
+    remote_instruments: RemoteInstruments | None = None
+    try:
+        host.start()
+        client = host.ssh_client()
+        transport = client.get_transport()
+        assert transport is not None
+        echo, index = start_targets(CONTROLLER_NS, lambda a: ["ip", "netns", "exec",
+                                                         CONTROLLER_NS, *a], procs)
+        local = Side(CONTROLLER_NS, LocalInstruments(), echo, index, CONTROLLER_NS)
+        echo, index = start_targets(host.spec.netns, host.in_host, procs)
+        remote_instruments = RemoteInstruments("hia", transport, agent_dir=agent_dir(host),
+                                               cache_dir=tmp_path_factory.mktemp("agent"))
+        remote = Side(host.spec.netns, remote_instruments, echo, index, None)
+        yield local, remote, host
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(timeout=10)
+        if remote_instruments is not None:
+            remote_instruments.close()
+        if client is not None:
+            client.close()
+        host.stop()
+        netns.delete(CONTROLLER_NS)
+    assert not RUN_PARENT.exists()
+    assert not netns.exists(host.spec.netns)
+
+
+def agent_dir(host: NamespaceHost) -> PurePosixPath:
+    """A lab-owned agent directory inside the host's state dir (removed by its stop)."""
+    return PurePosixPath(host.spec.run_dir / "var-lib-driver-lab" / "agent")
+
+
+def _spec(port: int = ECHO_PORT, **kw: object) -> LoadSpec:
+    base: dict[str, object] = dict(connections=2, duration=None,
+                                   bytes_per_connection=1 << 20, progress=False)
+    base.update(kw)
+    return LoadSpec(targets=(Target(TARGET_ADDR, port),), **base)  # type: ignore[arg-type]
+
+
+def _shape(result: LoadResult) -> tuple[object, ...]:
+    return (type(result), [f.name for f in fields(result)], result.mode, len(result.targets),
+            len(result.connections), result.bytes_echoed, result.bytes_sent, result.ok)
+
+
+def test_load_through_the_agent_matches_the_echo_server_and_local(
+        sides: tuple[Side, Side, NamespaceHost]) -> None:
+    local, remote, _ = sides
+    got: dict[str, LoadResult] = {}
+    timings: dict[str, float] = {}
+    for side in (local, remote):
+        before = side.echoed()
+        t0 = time.monotonic()
+        result = side.run_load(_spec())
+        timings[side.ns] = time.monotonic() - t0
+        assert result.ok, result.errors
+        assert result.bytes_echoed == 2 << 20
+        assert side.echoed() - before == result.bytes_echoed  # what the server echoed
+        got[side.ns] = result
+    assert _shape(got[local.ns]) == _shape(got[remote.ns])
+    assert isinstance(remote.instruments, RemoteInstruments)
+    assert remote.instruments.pushes == 1
+    pyz = Path(str(remote.instruments.ensure_agent()))
+    assert pyz.parent.name == build_agent(remote.instruments.cache_dir).hash
+    assert pyz.stat().st_mode & 0o777 == 0o600
+    assert pyz.parent.stat().st_mode & 0o777 == 0o700
+    print(f"2 MiB load: local {timings[local.ns] * 1000:.0f} ms, "
+          f"through the agent {timings[remote.ns] * 1000:.0f} ms (first: with the push)")
+
+
+def test_a_stall_is_the_same_verdict_on_both_sides(
+        sides: tuple[Side, Side, NamespaceHost]) -> None:
+    """Swallowed bytes: a TIMEOUT (stall) error class either way, never a lab error."""
+    local, remote, _ = sides
+    for side in (local, remote):
+        spec = _spec(ECHO_PORT + 1, connections=1, stall_timeout=0.5)
+        result = side.run_load(spec)
+        assert [e.cls for e in result.errors] == [ErrorClass.TIMEOUT], (side.ns, result.errors)
+
+
+def test_l2_probe_answers_and_times_out_alike(sides: tuple[Side, Side, NamespaceHost]) -> None:
+    local, remote, _ = sides
+    for side in (local, remote):
+        reply = side.probe(RESPONDER_MAC)
+        assert isinstance(reply, ProbeReply), (side.ns, reply)
+        assert (reply.mac, reply.ifindex) == (RESPONDER_MAC, side.responder_ifindex)
+        assert 0 < reply.rtt_s < 2.0
+        t0 = time.monotonic()
+        assert side.probe(NOBODY_MAC, timeout=0.3) is None
+        assert 0.3 <= time.monotonic() - t0 < 5.0
+
+
+def test_an_instrument_error_keeps_its_class(sides: tuple[Side, Side, NamespaceHost]) -> None:
+    local, remote, _ = sides
+    caught: list[LabError] = []
+    for side in (local, remote):
+        with pytest.raises(LabError) as info:
+            side.probe(RESPONDER_MAC, bridge="dlnosuch0")
+        caught.append(info.value)
+    here, there = caught
+    assert type(here) is type(there) is LabFailure
+    assert there.summary == f"host hia: {here.summary}"
+    assert there.hint == here.hint
+
+
+def test_the_agent_is_pushed_once_per_hash(sides: tuple[Side, Side, NamespaceHost]) -> None:
+    _, remote, host = sides
+    assert isinstance(remote.instruments, RemoteInstruments)
+    with RemoteInstruments("hia", remote.instruments.transport, agent_dir=agent_dir(host),
+                           cache_dir=remote.instruments.cache_dir) as again:
+        assert again.l2_probe(PROBE_IF, NOBODY_MAC, timeout=0.1) is None
+    assert again.pushes == 0  # the hash is on the host already
+
+
+def test_a_killed_agent_is_one_lab_failure_line(sides: tuple[Side, Side, NamespaceHost]) -> None:
+    _, remote, host = sides
+    assert isinstance(remote.instruments, RemoteInstruments)
+    _no_agents(remote.instruments, host)
+    short = RemoteInstruments("hia", remote.instruments.transport, agent_dir=agent_dir(host),
+                              cache_dir=remote.instruments.cache_dir, deadline_s=1.5)
+    t0 = time.monotonic()
+    with pytest.raises(LabFailure) as info:
+        short.run_load(_spec(duration=20.0, bytes_per_connection=None))
+    assert time.monotonic() - t0 < 4.0
+    err = info.value
+    assert "\n" not in str(err)
+    assert "host hia" in err.summary and "op load" in err.summary
+    assert "no result within 1.5s" in err.summary
+    assert wait_gone(_agents(host), timeout=5.0) == []  # the agent exited with the channel
+
+
+def test_no_result_and_a_non_zero_exit_are_one_line(
+        sides: tuple[Side, Side, NamespaceHost]) -> None:
+    _, remote, host = sides
+    assert isinstance(remote.instruments, RemoteInstruments)
+    for python, said in (("echo", "no JSON result"), ("false", "the agent exited 1")):
+        broken = RemoteInstruments("hia", remote.instruments.transport,
+                                   agent_dir=agent_dir(host), python=python,
+                                   cache_dir=remote.instruments.cache_dir)
+        with pytest.raises(LabFailure) as info:
+            broken.l2_probe(PROBE_IF, NOBODY_MAC, timeout=0.1)
+        assert "\n" not in str(info.value)
+        assert info.value.summary.startswith("host hia: instrument agent, op l2probe: " + said)
+
+
+def _agents(host: NamespaceHost) -> list[int]:
+    """Processes in the host's namespace running an agent zipapp."""
+    found = []
+    for pid in netns.pids(host.spec.netns):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"agent.pyz" in cmdline:
+            found.append(pid)
+    return found
+
+
+def test_agents_stay_up_and_a_probe_during_a_load_gets_its_own(
+        sides: tuple[Side, Side, NamespaceHost]) -> None:
+    _, remote, host = sides
+    assert isinstance(remote.instruments, RemoteInstruments)
+    _no_agents(remote.instruments, host)
+    assert remote.probe(NOBODY_MAC, timeout=0.05) is None
+    first = _agents(host)
+    assert len(first) == 1  # one idle agent, kept between calls
+    assert remote.probe(NOBODY_MAC, timeout=0.05) is None
+    assert _agents(host) == first  # reused, no new interpreter
+    box: dict[str, LoadResult] = {}
+    loader = threading.Thread(target=lambda: box.update(
+        r=remote.run_load(_spec(duration=2.0, bytes_per_connection=None))))
+    loader.start()
+    try:
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        reply = remote.probe(RESPONDER_MAC)
+        took = time.monotonic() - t0
+        running = loader.is_alive()
+    finally:
+        loader.join(timeout=30)
+    assert isinstance(reply, ProbeReply) and running
+    assert took < 1.0, f"the probe waited for the load ({took:.2f}s)"
+    assert box["r"].ok, box["r"].errors
+    assert len(_agents(host)) == 2  # the second agent started for the probe, now idle too
+
+
+def _no_agents(instruments: RemoteInstruments, host: NamespaceHost) -> None:
+    """Stop ``instruments``' idle agents; none is left running on the host."""
+    instruments.close()
+    assert wait_gone(_agents(host), timeout=5.0) == []
+
+
+def test_an_agent_that_died_idle_is_replaced(sides: tuple[Side, Side, NamespaceHost]) -> None:
+    _, remote, host = sides
+    assert isinstance(remote.instruments, RemoteInstruments)
+    _no_agents(remote.instruments, host)
+    assert remote.probe(NOBODY_MAC, timeout=0.05) is None
+    (idle,) = _agents(host)
+    os.kill(idle, signal.SIGKILL)  # the agent this test's call started
+    assert wait_gone([idle]) == []
+    ends = time.monotonic() + 5.0  # sshd tells the controller (EOF, exit signal)
+    while remote.instruments.idle_agents() and time.monotonic() < ends:
+        time.sleep(0.01)
+    assert remote.instruments.idle_agents() == 0
+    reply = remote.probe(RESPONDER_MAC)
+    assert isinstance(reply, ProbeReply)
+    assert len(_agents(host)) == 1 and _agents(host) != [idle]

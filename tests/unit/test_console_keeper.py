@@ -1,0 +1,106 @@
+"""The console keeper's file handling and process life cycle, without a VM.
+
+The process tests run the real keeper against libvirt's built-in test driver
+(``test:///default``: no daemon, its consoles cannot be opened), so it keeps retrying
+until stopped; the lab tier (tests/lab/test_console_keeper.py) mirrors a real console.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from lab import console_keeper
+from lab.console_keeper import ConsoleFile, bounded
+
+
+def test_a_console_file_appends_and_marks_on_a_line_of_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "consoles" / "vm1.log"
+    path.parent.mkdir()
+    path.write_bytes(b"old output, no newline")
+    path.chmod(0o644)
+    out = ConsoleFile(path)
+    out.note("attached now (stream)")
+    out.write(b"boot\r\npartial")
+    out.note("detached later (end of stream)")
+    out.close()
+    assert path.read_bytes() == (b"old output, no newline\n[lab console keeper: attached now "
+                                 b"(stream)]\nboot\r\npartial\n[lab console keeper: detached "
+                                 b"later (end of stream)]\n")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_console_file_removed_under_the_keeper_is_written_again(tmp_path: Path) -> None:
+    path = tmp_path / "vm1.log"
+    out = ConsoleFile(path)
+    out.write(b"first\n")
+    path.unlink()
+    out.reopen_if_replaced()
+    out.write(b"second\n")
+    out.close()
+    assert path.read_bytes() == b"second\n"
+
+
+def test_bounded_gives_up_on_a_stuck_call() -> None:
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError, match="stuck: no answer within 0s"):
+        bounded("stuck", lambda: time.sleep(5), 0.2)
+    assert time.monotonic() - t0 < 1.0
+    assert bounded("quick", lambda: 42, 1.0) == 42
+    with pytest.raises(ZeroDivisionError):
+        bounded("failing", lambda: 1 // 0, 1.0)
+
+
+def test_bounded_hands_a_late_result_over_and_stops_waiting_on_abort() -> None:
+    late: list[str] = []
+    released = threading.Event()
+
+    def slow() -> str:
+        time.sleep(0.5)
+        return "stream"
+
+    def release(value: str) -> None:
+        late.append(value)
+        released.set()
+
+    with pytest.raises(TimeoutError):
+        bounded("slow", slow, 0.1, on_late=release)
+    assert released.wait(5) and late == ["stream"]
+    stop = threading.Event()
+    stop.set()
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError):
+        bounded("stopped", lambda: time.sleep(5), 30, abort=stop)
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_start_and_stop_the_keeper_process(tmp_path: Path) -> None:
+    files = {"test": tmp_path / "consoles" / "test.log"}
+    pid = console_keeper.start(tmp_path, "test:///default", files)
+    try:
+        assert console_keeper.running(tmp_path) == pid
+        assert console_keeper.start(tmp_path, "test:///default", files) == pid  # kept
+        log = tmp_path / "logs" / "console-keeper.log"
+        deadline = time.monotonic() + 20
+        while b"console not open" not in log.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # several retries: the same error is logged once
+        assert log.read_bytes().count(b"console not open") == 1, log.read_text()
+    finally:
+        assert console_keeper.stop(tmp_path) is True
+    assert console_keeper.running(tmp_path) is None
+    assert not (tmp_path / "console-keeper.pid").exists()
+    assert not Path(f"/proc/{pid}").exists()
+    assert b"keeper exits" in (tmp_path / "logs" / "console-keeper.log").read_bytes()
+
+
+def test_a_pid_file_naming_another_process_is_not_a_keeper(tmp_path: Path) -> None:
+    (tmp_path / "console-keeper.pid").write_text(f"{os.getpid()}\n")
+    assert console_keeper.running(tmp_path) is None
+    assert console_keeper.stop(tmp_path) is False  # and this process is still here
+    assert not (tmp_path / "console-keeper.pid").exists()

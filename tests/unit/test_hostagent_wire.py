@@ -1,0 +1,204 @@
+"""The host agent's wire format and zipapp (lab/hostagent_wire.py, lab/hostagent.py).
+
+Real loads on loopback, a real zipapp run by the system's python3 in isolated mode
+(no venv: what a hypervisor host has). The namespace-host test
+(tests/lab/test_hostagent.py) runs it over SSH.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab.errors import (
+    DeadlineExceeded,
+    DriverFailure,
+    DriverHang,
+    LabError,
+    LabFailure,
+    NetworkBroken,
+    OutsideLab,
+    VmPaused,
+)
+from lab.hostagent import build_agent
+from lab.hostagent_wire import (
+    WireError,
+    decode_error,
+    encode_error,
+    probe_from_json,
+    probe_to_json,
+    result_from_json,
+    result_to_json,
+    spec_from_json,
+    spec_to_json,
+)
+from lab.l2probe import ProbeReply
+from lab.load import ErrorClass, LoadConfigError, LoadSpec, Mode, Target, run_load
+
+SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin")
+
+
+@pytest.fixture
+def echo_port() -> Iterator[int]:
+    """A loopback echo server: port P echoes, connections are served in threads."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield srv.getsockname()[1]
+    srv.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("mode", [Mode.STREAM, Mode.PING])
+def test_a_load_result_survives_json(echo_port: int, mode: Mode) -> None:
+    """Every field, errors included (a refused target), comes back equal."""
+    spec = LoadSpec(targets=(Target("127.0.0.1", echo_port), Target("127.0.0.1", _closed_port())),
+                    mode=mode, connections=2, duration=0.3, progress=False)
+    assert spec_from_json(json.loads(json.dumps(spec_to_json(spec)))) == spec
+    result = run_load(spec)
+    assert result.bytes_echoed > 0
+    assert {e.cls for e in result.errors} == {ErrorClass.REFUSED}
+    back = result_from_json(json.loads(json.dumps(result_to_json(result))))
+    assert back == result
+    assert back.latency == result.latency and (mode is Mode.STREAM) == (back.latency is None)
+
+
+def test_a_probe_reply_survives_json() -> None:
+    reply = ProbeReply(mac="52:54:00:00:00:01", ifindex=7, rtt_s=0.000123)
+    assert probe_from_json(json.loads(json.dumps(probe_to_json(reply)))) == reply
+    assert probe_from_json(probe_to_json(None)) is None
+
+
+@pytest.mark.parametrize("err, cls", [
+    (LabFailure("x", hint="h"), LabFailure),
+    (OutsideLab("outside"), OutsideLab),
+    (DeadlineExceeded("the load", 12.0, last_seen="3 lanes"), DeadlineExceeded),
+    (LoadConfigError("bad port"), LoadConfigError),
+    (DriverFailure("corrupt byte"), DriverFailure),
+    (DriverHang("hung"), DriverHang),
+    (NetworkBroken("unreachable"), DriverFailure),  # not registered: its registered base
+    (VmPaused("paused"), LabFailure),
+])
+def test_an_error_keeps_its_class_across_the_wire(err: LabError, cls: type[LabError]) -> None:
+    back = decode_error(json.loads(json.dumps(encode_error(err))), "host h2: ")
+    assert type(back) is cls
+    assert back.summary == f"host h2: {err.summary}"
+    assert back.hint == err.hint
+    if isinstance(err, DeadlineExceeded):
+        assert isinstance(back, DeadlineExceeded)
+        assert (back.what, back.seconds) == (err.what, err.seconds)
+
+
+@pytest.mark.parametrize("doc", [
+    {"class": "SystemExit", "summary": "x"},  # never a class outside the registry
+    {"class": "LabFailure"},
+    {"class": "LabFailure", "summary": 3},
+    "LabFailure",
+])
+def test_a_malformed_error_is_refused(doc: object) -> None:
+    with pytest.raises(WireError):
+        decode_error(doc)
+
+
+def test_a_malformed_result_is_refused(echo_port: int) -> None:
+    spec = LoadSpec(targets=(Target("127.0.0.1", echo_port),), duration=0.2, progress=False)
+    good = result_to_json(run_load(spec))
+    for broken in ({}, {**good, "mode": "warp"}, {**good, "connections": [{"conn": "0"}]},
+                   {**good, "duration": "1"}, {**good, "timeline": [{"per_target": ["x"]}]}):
+        with pytest.raises(WireError):
+            result_from_json(broken)
+
+
+def test_the_zipapp_holds_only_the_instruments(tmp_path: Path) -> None:
+    bundle = build_agent(tmp_path)
+    assert build_agent(tmp_path) == bundle  # built once per content hash
+    names = zipfile.ZipFile(bundle.path).namelist()
+    assert "__main__.py" in names and "lab/hostagent_main.py" in names
+    assert "lab/l2probe.py" in names and "lab/load/engine.py" in names
+    for heavy in ("lab/vm.py", "lab/hypervisor.py", "lab/gateway.py", "lab/hostagent.py"):
+        assert heavy not in names
+    assert not [n for n in names if n.startswith(("paramiko", "libvirt", "fabric"))]
+    rebuilt = build_agent(tmp_path / "again")
+    assert rebuilt.hash == bundle.hash
+    assert rebuilt.path.read_bytes() == bundle.path.read_bytes()  # reproducible
+
+
+@pytest.mark.skipif(SYSTEM_PYTHON is None, reason="no /usr/bin/python3")
+def test_the_zipapp_runs_on_a_bare_python(tmp_path: Path, echo_port: int) -> None:
+    """`python3 -I agent.pyz load`: no venv, no site-packages; one JSON line out."""
+    assert SYSTEM_PYTHON is not None
+    bundle = build_agent(tmp_path)
+    spec = LoadSpec(targets=(Target("127.0.0.1", echo_port),), connections=2,
+                    duration=None, bytes_per_connection=1 << 20, progress=False)
+    proc = subprocess.Popen([SYSTEM_PYTHON, "-I", str(bundle.path), "load"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    proc.stdin.write(json.dumps({"spec": spec_to_json(spec)}).encode() + b"\n")
+    proc.stdin.flush()  # stdin stays open: its EOF would stop the agent
+    out, err = proc.stdout.read(), proc.stderr.read()
+    assert proc.wait(timeout=30) == 0, err
+    proc.stdin.close()
+    doc = json.loads(out)
+    assert doc["ok"] is True
+    result = result_from_json(doc["result"])
+    assert result.ok and result.bytes_echoed == 2 << 20
+
+
+@pytest.mark.skipif(SYSTEM_PYTHON is None, reason="no /usr/bin/python3")
+def test_a_serving_agent_answers_line_by_line_until_eof(tmp_path: Path, echo_port: int) -> None:
+    """`agent.pyz serve`: one answer line per request line, errors as documents, a bad
+    request ends it (non-zero, the reason on stderr), EOF while idle ends it cleanly."""
+    assert SYSTEM_PYTHON is not None
+    bundle = build_agent(tmp_path)
+    spec = LoadSpec(targets=(Target("127.0.0.1", echo_port),), duration=0.2, progress=False)
+    requests = [{"op": "load", "spec": spec_to_json(spec)},
+                {"op": "l2probe", "bridge": "dlnosuch0", "mac": "02:00:00:00:00:01",
+                 "timeout": 0.1},
+                {"op": "load", "spec": {**spec_to_json(spec), "connections": 0}}]
+    proc = subprocess.Popen([SYSTEM_PYTHON, "-I", str(bundle.path), "serve"], text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    answers = []
+    for request in requests:  # one at a time: EOF during an operation abandons it
+        proc.stdin.write(json.dumps(request) + "\n")
+        proc.stdin.flush()
+        answers.append(json.loads(proc.stdout.readline()))
+    pid = proc.pid
+    proc.stdin.close()
+    assert proc.wait(timeout=10) == 0, pid
+    first, second, third = answers
+    assert result_from_json(first["result"]).ok
+    assert type(decode_error(second["error"])) is LabFailure
+    assert type(decode_error(third["error"])) is LoadConfigError
+    bad = subprocess.run([SYSTEM_PYTHON, "-I", str(bundle.path), "serve"],
+                         input='{"op": "reboot"}\n', capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 64 and "unknown op 'reboot'" in bad.stderr
