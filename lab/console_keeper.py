@@ -334,6 +334,10 @@ class Keeper:
         lost = threading.Event()
         with suppress(libvirt.libvirtError):
             conn.registerCloseCallback(lambda *_: lost.set(), None)
+        events = -1
+        with suppress(libvirt.libvirtError):  # a started QEMU is attached at once
+            events = conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                                                 self._on_lifecycle, None)
         for console in self.consoles:
             console.next_try, console.backoff = 0.0, BACKOFF_FIRST_S
         try:
@@ -350,8 +354,19 @@ class Keeper:
                     console.attachment = None
             with suppress(libvirt.libvirtError):
                 conn.unregisterCloseCallback()
+            if events >= 0:
+                with suppress(libvirt.libvirtError):
+                    conn.domainEventDeregisterAny(events)
             with suppress(libvirt.libvirtError):
                 conn.close()
+
+    def _on_lifecycle(self, _conn: Any, dom: libvirt.virDomain, event: int, _detail: int,
+                      _opaque: Any) -> None:
+        """libvirt's event thread: a domain started or resumed, try its console now."""
+        if event in (libvirt.VIR_DOMAIN_EVENT_STARTED, libvirt.VIR_DOMAIN_EVENT_RESUMED):
+            for console in self.consoles:
+                if console.domain == dom.name():
+                    console.next_try, console.backoff = 0.0, BACKOFF_FIRST_S
 
     def _tend(self, conn: libvirt.virConnect, console: Console) -> None:
         try:
@@ -381,7 +396,7 @@ class Keeper:
                           self.stop, on_late=Attachment.release)
             att.begin()
         except (libvirt.libvirtError, TimeoutError) as exc:
-            console.failed(_text(exc), held=not force)
+            console.failed(_text(exc), held=not force and self._same_qemu(conn, console))
             return
         console.attachment = att
         console.attaches += 1
@@ -389,6 +404,16 @@ class Keeper:
         console.backoff, console.last_error, console.held = BACKOFF_FIRST_S, "", False
         log(f"{console.domain}: console attached (domain id {console.last_id}"
             f"{', forced' if force else ''}) -> {console.out.path}")
+
+    def _same_qemu(self, conn: libvirt.virConnect, console: Console) -> bool:
+        """Whether the domain still runs the QEMU last attached (the failed attempt met
+        another console session, not a domain that went away meanwhile)."""
+        try:
+            return bool(bounded(f"looking up {console.domain}",
+                                lambda: conn.lookupByName(console.domain).ID(),
+                                OPEN_TIMEOUT_S, self.stop) == console.last_id)
+        except (libvirt.libvirtError, TimeoutError):
+            return False
 
 
 def _close_quietly(conn: libvirt.virConnect) -> None:

@@ -13,9 +13,11 @@ import threading
 import time
 from collections.abc import Callable
 
+from lab import gateway
 from lab import host as host_mod
 from lab.config import LabConfig
 from lab.errors import LabFailure
+from lab.hostagent import Instruments, LocalInstruments, RemoteInstruments
 from lab.hypervisor import Hypervisor
 from lab.inventory import Inventory, VmEntry
 
@@ -31,6 +33,8 @@ class HostConnections:
         self._conns: dict[str, Hypervisor] = {"local": local}
         self._down: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()
+        self._local_instruments = LocalInstruments()
+        self._instruments: dict[str, RemoteInstruments] = {}
 
     def for_vm(self, vm: VmEntry, say: Callable[[str], None]) -> Hypervisor:
         """The connection to ``vm``'s host, usable (reconnected if it was lost)."""
@@ -53,6 +57,20 @@ class HostConnections:
             raise
         return hv
 
+    def instruments_for(self, vm: VmEntry) -> Instruments:
+        """The host-side instruments of ``vm``'s host: in-process for the local host,
+        else that host's agent over its gateway (one per host, reopened if it died)."""
+        if vm.host == "local" or vm.gateway is None:
+            return self._local_instruments
+        with self._lock:
+            inst = self._instruments.get(vm.host)
+            if inst is None or not inst.transport.is_active():
+                if inst is not None:
+                    inst.close()
+                inst = RemoteInstruments(vm.host, gateway.transport(vm.gateway))
+                self._instruments[vm.host] = inst
+            return inst
+
     def leasable(self, vms: tuple[VmEntry, ...]) -> list[str]:
         """Names of the VMs whose host is not known to be down (retried after RETRY_S)."""
         now = time.monotonic()
@@ -65,6 +83,8 @@ class HostConnections:
             return {h: why for h, (_t, why) in self._down.items()}
 
     def close(self) -> None:
+        for inst in self._instruments.values():
+            inst.close()
         for name, hv in list(self._conns.items()):
             if name != "local":
                 hv.close()

@@ -35,7 +35,9 @@ import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol, TypeVar
@@ -397,3 +399,25 @@ def _mkdirs(sftp: paramiko.SFTPClient, path: PurePosixPath) -> None:
         except FileNotFoundError:
             sftp.mkdir(str(part), 0o700)
             sftp.chmod(str(part), 0o700)
+
+
+# ---- the instruments of the running test --------------------------------------------
+
+_CURRENT: ContextVar[Instruments | None] = ContextVar("lab_instruments", default=None)
+_LOCAL = LocalInstruments()
+
+
+def current() -> Instruments:
+    """The instruments of the enclosing :func:`using` block (the test's VM host), else
+    the local, in-process ones. Threads a test starts take ``current()`` with them."""
+    return _CURRENT.get() or _LOCAL
+
+
+@contextmanager
+def using(instruments: Instruments) -> Iterator[Instruments]:
+    """Within this block (this thread), scenarios probe and load through ``instruments``."""
+    token = _CURRENT.set(instruments)
+    try:
+        yield instruments
+    finally:
+        _CURRENT.reset(token)

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from lab.config import HostKind, HostSection, LabConfig
 from lab.gateway import Gateway
 from lab.nshost import HostSpec, NamespaceHost
-from lab.sandbox import NETNS
+from lab.sandbox import NETNS, RUN_DIR
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,9 @@ class HostTarget:
 
 def namespace_host(section: HostSection) -> NamespaceHost:
     """The lab's namespace host for ``section``, wired to the sandbox's namespace."""
-    return NamespaceHost(HostSpec(name=section.name, controller_netns=NETNS))
+    return NamespaceHost(HostSpec(name=section.name, netns=f"dlh-{section.name}"[:15],
+                                  controller_netns=NETNS,
+                                  run_dir=RUN_DIR / "hosts" / section.name))
 
 
 def targets(config: LabConfig, say: Callable[[str], None], start: bool = True

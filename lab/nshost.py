@@ -176,6 +176,9 @@ def prepare_tree(spec: HostSpec) -> None:
         shutil.copytree("/etc/libvirt/nwfilter", etc / "nwfilter", dirs_exist_ok=True)
     for sub in ("qemu/networks/autostart", "storage/autostart", "secrets"):
         (etc / sub).mkdir(parents=True, exist_ok=True)
+    # as the libvirt package lays them out on a real host (QEMU's and the consoles' logs)
+    _private_dir(spec, "/var/log/libvirt").joinpath("qemu").mkdir(mode=0o700, exist_ok=True)
+    _private_dir(spec, "/var/lib/libvirt").joinpath("images").mkdir(mode=0o711, exist_ok=True)
     qemu_conf = etc / "qemu.conf"
     base = qemu_conf.read_text() if qemu_conf.exists() else ""
     _write(qemu_conf, base + SANDBOX_QEMU_CONF, 0o600)

@@ -268,7 +268,8 @@ def _guest_address(ctx: VmContext, vm: VmSpec) -> GuestAddress:
     return GuestAddress(name=vm.name, host=vm.mgmt.address,
                         subnet=ctx.config.network.management, bridge=vm.mgmt.bridge,
                         key_file=ctx.image.key_file, host_key=_pinned_host_key(ctx, vm.name),
-                        user=ctx.kind.login_user, shared_host_key=ctx.image.host_key_line)
+                        user=ctx.kind.login_user, shared_host_key=ctx.image.host_key_line,
+                        gateway=ctx.gateway)
 
 
 def _bring_up_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec,

@@ -28,7 +28,17 @@ from typing import Any
 
 import pytest
 
-from lab import flake, host, inventory, run_session, runs, suite_live, suite_progress, vm_watch
+from lab import (
+    flake,
+    host,
+    hostagent,
+    inventory,
+    run_session,
+    runs,
+    suite_live,
+    suite_progress,
+    vm_watch,
+)
 from lab.config import LabConfig, load_config
 from lab.drivers import DriverManifest, load_manifests
 from lab.errors import LabError, LabFailure, NetworkBroken
@@ -368,7 +378,7 @@ def lab_vm(request: pytest.FixtureRequest, lab_config: LabConfig,
         request.node.stash[LEASE] = leased
         request.node.user_properties.append(("vm", name))
         request.node.user_properties.append(("evidence", str(evidence.path)))
-        with crash_watch(vm.crash_seen):
+        with crash_watch(vm.crash_seen), hostagent.using(lab_hosts.instruments_for(entry)):
             yield leased
     finally:
         if cancel is not None:

@@ -6,7 +6,6 @@ from lab import budgets
 from lab.errors import DriverFailure
 from lab.guests.base import Deployment
 from lab.journal import Adapter, Journal, check_adapter_removal
-from lab.l2probe import probe
 from lab.plan import Nic
 from lab.scenarios.common import (
     Measurements,
@@ -15,6 +14,7 @@ from lab.scenarios.common import (
     echo_once,
     journal_mark,
     other_adapters,
+    probe,
     require_probe,
     wait_bound,
 )

@@ -6,12 +6,12 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab import budgets, route_guard
-from lab.errors import DriverFailure
+from lab import budgets, hostagent, route_guard
+from lab.errors import DriverFailure, LabFailure
 from lab.guests.base import Deployment
 from lab.journal import Adapter, Journal
-from lab.l2probe import probe
-from lab.load import LoadResult
+from lab.l2probe import ProbeReply
+from lab.load import LoadResult, LoadSpec, Target
 from lab.naming import ECHO_PORT
 from lab.plan import Nic
 from lab.vm import Vm
@@ -43,9 +43,26 @@ def adapter_of(vm: Vm, nic: Nic) -> Adapter:
 
 def require_inside_lab(nics: tuple[Nic, ...] | list[Nic], what: str) -> None:
     """Refuse (OutsideLab, a lab verdict) to probe or load a NIC whose traffic would not
-    stay on its lab bridge in this namespace (see :mod:`lab.route_guard`)."""
+    stay on its lab bridge in this namespace (see :mod:`lab.route_guard`). A VM on
+    another host is probed by that host's agent, on that host's own bridges."""
+    if hostagent.current().host != "local":
+        return
     for nic in nics:
         route_guard.require_nic_route(nic, f"{what} {nic.alias} ({nic.address})")
+
+
+def probe(bridge: str, mac: str, timeout: float = 2.0) -> ProbeReply | None:
+    """The host-side L2 echo of the test's VM host (:func:`lab.hostagent.current`)."""
+    return hostagent.current().l2_probe(bridge, mac, timeout)
+
+
+def require_remote_support(what: str) -> None:
+    """Refuse loudly what only works from the VM's own host so far (issue 12)."""
+    host = hostagent.current().host
+    if host != "local":
+        raise LabFailure(f"{what} is not supported yet for a VM on another hypervisor host "
+                         f"({host}): it opens its own sockets from the controller",
+                         hint="run this scenario on a VM of the local host")
 
 
 def require_probe(nic: Nic, what: str) -> float:
@@ -65,8 +82,12 @@ def await_probe(nic: Nic, state: str) -> float:
 
 
 def echo_once(nic: Nic, payload: bytes = b"driver-lab echo probe\n") -> None:
-    """One TCP echo round trip to the echo driver on ``nic`` within the FIRST_ECHO budget."""
+    """One TCP echo round trip to the echo driver on ``nic`` within the FIRST_ECHO budget
+    (from the VM's host: through its agent when that is another host)."""
     require_inside_lab([nic], "TCP echo to")
+    if hostagent.current().host != "local":
+        _echo_remote(nic, len(payload))
+        return
     try:
         with socket.create_connection((nic.address, ECHO_PORT),
                                       timeout=budgets.FIRST_ECHO.seconds) as sock:
@@ -81,6 +102,16 @@ def echo_once(nic: Nic, payload: bytes = b"driver-lab echo probe\n") -> None:
         raise DriverFailure(f"echo driver: no echo on {nic.alias} {nic.address}: {exc}") from exc
     if got != payload:
         raise DriverFailure(f"echo driver: echo on {nic.alias} returned {got!r}, sent {payload!r}")
+
+
+def _echo_remote(nic: Nic, size: int) -> None:
+    spec = LoadSpec(targets=(Target(nic.address, ECHO_PORT),), connections=1, duration=None,
+                    bytes_per_connection=size, connect_timeout=budgets.FIRST_ECHO.seconds,
+                    stall_timeout=budgets.FIRST_ECHO.seconds, progress=False)
+    result = hostagent.current().run_load(spec)
+    if result.errors or result.bytes_echoed < size:
+        why = result.errors[0] if result.errors else f"{result.bytes_echoed} of {size} bytes"
+        raise DriverFailure(f"echo driver: no echo on {nic.alias} {nic.address}: {why}")
 
 
 def journal_mark(dep: Deployment | None) -> int:

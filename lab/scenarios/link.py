@@ -15,7 +15,6 @@ from lab import budgets
 from lab.errors import DeadlineExceeded, DriverFailure, LabFailure, LinkStateUnsupported
 from lab.guests.base import Deployment
 from lab.journal import BIND_ORDER, REMOVAL_ORDER, Adapter, Journal
-from lab.l2probe import probe
 from lab.plan import Nic
 from lab.scenarios.adapters import others_intact
 from lab.scenarios.common import (
@@ -26,6 +25,7 @@ from lab.scenarios.common import (
     events_since,
     journal_mark,
     other_adapters,
+    probe,
     require_probe,
     wait_bound,
 )

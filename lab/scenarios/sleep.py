@@ -29,6 +29,7 @@ from lab.scenarios.common import (
     journal_mark,
     require_inside_lab,
     require_probe,
+    require_remote_support,
 )
 from lab.vm import Vm
 from lab.wait import wait_for
@@ -86,6 +87,7 @@ def wait_power_events(tdi: Deployment, nic: Nic, mark: int) -> Outcome:
 def open_connections(nics: tuple[Nic, ...]) -> list[tuple[Nic, socket.socket]]:
     """``OPEN_PER_NIC`` echo connections per NIC, each with one echo round trip done."""
     require_inside_lab(nics, "TCP echo to")
+    require_remote_support("a sleep with open connections (sockets held by the controller)")
     opened: list[tuple[Nic, socket.socket]] = []
     for nic in nics:
         for i in range(OPEN_PER_NIC):

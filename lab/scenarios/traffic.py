@@ -6,10 +6,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from lab import budgets
+from lab import budgets, hostagent
 from lab.errors import DriverFailure, LabFailure
 from lab.guests.base import Deployment
-from lab.load import ConnError, LoadResult, LoadSpec, Mode, Target, run_load
+from lab.load import ConnError, LoadResult, LoadSpec, Mode, Target
 from lab.naming import ECHO_PORT
 from lab.plan import Nic
 from lab.scenarios.common import Measurements, echo_once, record, require_inside_lab
@@ -51,7 +51,7 @@ def load(vm: Vm, nics: tuple[Nic, ...], seconds: float = 3.0,
     require_inside_lab(nics, "echo load to")
     m = Measurements()
     vm.timeline.add(f"load: {connections} connections x {len(nics)} NICs for {seconds}s")
-    result = run_load(_spec(nics, connections=connections, duration=seconds))
+    result = hostagent.current().run_load(_spec(nics, connections=connections, duration=seconds))
     record(vm, m, result)
     m.values["throughput_Bps"] = result.throughput
     vm.timeline.add(f"load done: {result.bytes_echoed} bytes, {len(result.errors)} errors")
@@ -75,7 +75,8 @@ def capacity(vm: Vm, nics: tuple[Nic, ...], connects: int = 400, streams: int = 
         if time.monotonic() - t0 > budget_s:
             raise DriverFailure(f"capacity: only {done} of {connects} connections served in "
                                 f"{budget_s:.0f}s (no errors, just too slow)")
-        result = run_load(_spec(nics, mode=Mode.CONNECT, connections=8, duration=2.0))
+        result = hostagent.current().run_load(
+            _spec(nics, mode=Mode.CONNECT, connections=8, duration=2.0))
         record(vm, m, result)
         if result.errors:
             _data_error(result.errors, " (connect mode)")
@@ -86,7 +87,7 @@ def capacity(vm: Vm, nics: tuple[Nic, ...], connects: int = 400, streams: int = 
     vm.timeline.add(f"capacity: {done} short connections served")
     m.values["connects"] = done
     per_nic = max(1, streams // len(nics))
-    result = run_load(_spec(nics, connections=per_nic, duration=3.0))
+    result = hostagent.current().run_load(_spec(nics, connections=per_nic, duration=3.0))
     record(vm, m, result)
     check_load(result)
     idle = [c for c in result.connections if c.received == 0]
@@ -157,10 +158,11 @@ def load_during(vm: Vm, nics: tuple[Nic, ...], action: Callable[[], None], what:
     require_inside_lab(nics, "echo load to")
     box: dict[str, LoadResult | BaseException] = {}
     spec = _spec(nics, connections=2, duration=seconds, reconnect=True)
+    instruments = hostagent.current()  # the thread below does not inherit the context
 
     def runner() -> None:
         try:
-            box["result"] = run_load(spec)
+            box["result"] = instruments.run_load(spec)
         except BaseException as exc:  # handed to the main thread below
             box["result"] = exc
 

@@ -12,7 +12,12 @@ from lab.guests.base import Deployment
 from lab.journal import check_unload
 from lab.naming import ECHO_PORT
 from lab.plan import Nic
-from lab.scenarios.common import Measurements, echo_once, require_inside_lab
+from lab.scenarios.common import (
+    Measurements,
+    echo_once,
+    require_inside_lab,
+    require_remote_support,
+)
 from lab.scenarios.traffic import load_churn
 from lab.vm import Vm
 
@@ -44,6 +49,7 @@ def _unload_with_clients(vm: Vm, driver: Deployment, count: int,
     if not nics:
         raise LabFailure("an unload with live connections needs a test NIC to connect through")
     require_inside_lab(nics, "unload client to")
+    require_remote_support("an unload with live clients (RST and FIN from the controller)")
     clients = []
     try:
         for i in range(count):
