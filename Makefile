@@ -20,6 +20,9 @@ JUNIT ?=
 REPORT_HTML ?=
 HISTORY_DB ?=
 E1000E_CONFIG := images/linux-micro/lab-e1000e.toml
+TWOHOST_CONFIG := images/linux-micro/lab-twohost.toml
+# the representative part of the suite that `make test` runs on the two-host lab
+TWOHOST_TESTS := test_hot_unplug_replug or (test_unbind_rebind and not unplug) or test_load_every_nic or test_link_flap or test_nic_reset
 # The inventory of the lab named by CONFIG (exists while that lab is up).
 INVENTORY = $(shell $(PY) -c "from lab.config import load_config; print(load_config('$(CONFIG)').state_dir / 'inventory.json')" 2>/dev/null)
 
@@ -75,8 +78,9 @@ lab: lab-up drivers-linux
 # Everything: unit, drivers and lab tiers, then the scenario suite on the default
 # lab (virtio + vmxnet3, cloud kernel) and on the e1000e lab (virtio + e1000e,
 # generic kernel; without the fault-knob tests there: they prove the oracles, which do
-# not depend on the NIC model, and run on the default lab). A lab that is already up is
-# used and left up; otherwise it is brought up and removed again, whatever the outcome.
+# not depend on the NIC model, and run on the default lab), then a representative part
+# on the two-host lab (2 VMs here, 2 on a namespace host: issue 12). A lab that is
+# already up is used and left up; otherwise it is brought up and removed again.
 test: setup
 	$(PY) -m pytest -p no:cacheprovider tests/unit tests/drivers tests/lab \
 		--junitxml=artifacts/junit-tiers.xml $(PYTEST_ARGS)
@@ -84,6 +88,8 @@ test: setup
 	$(MAKE) --no-print-directory scenarios SELFTEST=--quick
 	$(MAKE) --no-print-directory scenarios CONFIG=$(E1000E_CONFIG) \
 		SCENARIO_ARGS="--ignore=tests/scenarios/test_fault_knobs.py $(SCENARIO_ARGS)"
+	$(MAKE) --no-print-directory scenarios CONFIG=$(TWOHOST_CONFIG) \
+		SCENARIO_ARGS="-k '$(TWOHOST_TESTS)' $(SCENARIO_ARGS)"
 
 # SELFTEST=<args>: after the suite passes, run `lab selftest <args>` on the same lab.
 SELFTEST ?=

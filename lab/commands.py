@@ -257,7 +257,10 @@ def cmd_console(args: argparse.Namespace) -> int:
     if virsh is None:
         raise LabFailure("virsh is not installed", hint="run `make setup`")
     print(f"console of {vm.domain} (leave with Ctrl+]); log: {vm.console_log}", file=sys.stderr)
-    os.execv(virsh, [virsh, "-c", inv.uri, "console", vm.domain])
+    # --force: on another host the lab's console keeper holds the console stream (it
+    # leaves it to this session and takes it back when the session ends)
+    force = ["--force"] if vm.host != "local" else []
+    os.execv(virsh, [virsh, "-c", inv.uri_of(vm), "console", *force, vm.domain])
 
 
 def cmd_config(args: argparse.Namespace) -> int:

@@ -11,15 +11,23 @@ every attempt under a deadline. Each (re)attach and detach is one marked line in
 file, ``[lab console keeper: attached 2026-…Z (stream)]``, so evidence shows where
 output may be missing.
 
-One keeper process per lab (``python -m lab.console_keeper``): :func:`start` launches
-it detached (its pid in ``<state_dir>/console-keeper.pid``, its log in
-``<state_dir>/logs/console-keeper.log``), :func:`stop` ends exactly that pid. It never
-takes the lab's lock.
+A console has one stream at a time. The keeper opens it with
+``VIR_DOMAIN_CONSOLE_FORCE`` for a new QEMU (taking it from whoever held it), but when
+another session forces it away from a QEMU the keeper was attached to (``virsh console
+--force``), it leaves that session the console, notes ``waiting …`` in the file and
+attaches again, without force, once the session ends (QEMU's own log keeps that part).
+
+One keeper process per lab (``python -m lab.console_keeper``), one thread per URI:
+:func:`start` sets the consoles of one URI (in ``<state_dir>/console-keeper.json``, which
+a running keeper follows) and launches the keeper detached if none runs (its pid in
+``<state_dir>/console-keeper.pid``, its log in ``<state_dir>/logs/console-keeper.log``);
+:func:`stop` ends exactly that pid. It never takes the lab's lock.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -429,6 +437,12 @@ def _text(exc: BaseException) -> str:
 
 # --- the process: launched detached, found again by its pid file ---
 
+#: What the keeper keeps, per URI: {uri: {domain: file}}. :func:`start` updates it
+#: atomically, the running keeper reads it again when it changes (no restart, and only
+#: the consoles of a URI whose set changed are re-opened).
+SPEC_FILE = "console-keeper.json"
+Spec = dict[str, dict[str, str]]
+
 
 def pid_file(state_dir: Path) -> Path:
     return Path(state_dir) / PID_FILE
@@ -438,13 +452,32 @@ def log_path(state_dir: Path) -> Path:
     return Path(state_dir) / LOG_FILE
 
 
-def command(state_dir: Path, uri: str, vms: Mapping[str, Path]) -> list[str]:
+def spec_file(state_dir: Path) -> Path:
+    return Path(state_dir) / SPEC_FILE
+
+
+def command(state_dir: Path) -> list[str]:
     """The keeper's command line (also how a running keeper is recognised)."""
-    argv = [sys.executable, "-m", "lab.console_keeper", "--state-dir",
-            str(Path(state_dir).resolve()), "--uri", uri]
-    for dom, path in sorted(vms.items()):
-        argv += ["--console", f"{dom}={Path(path).resolve()}"]
-    return argv
+    return [sys.executable, "-m", "lab.console_keeper", "--state-dir",
+            str(Path(state_dir).resolve())]
+
+
+def read_spec(state_dir: Path) -> Spec:
+    try:
+        data = json.loads(spec_file(state_dir).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(uri): {str(d): str(f) for d, f in vms.items()}
+            for uri, vms in data.items() if isinstance(vms, dict)}
+
+
+def _write_spec(state_dir: Path, spec: Spec) -> None:
+    path = spec_file(state_dir)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(spec, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
 
 
 def _cmdline(pid: int) -> list[str] | None:
@@ -461,38 +494,35 @@ def _cmdline(pid: int) -> list[str] | None:
     return [a.decode(errors="replace") for a in raw.split(b"\0")[:-1]]
 
 
-def _recorded_pid(state_dir: Path) -> int | None:
-    """The pid in the pid file if that process is this lab's keeper, else None."""
+def running(state_dir: Path) -> int | None:
+    """The pid of this lab's running keeper (the pid file's process, if it is this lab's
+    keeper), or None."""
     try:
         pid = int(pid_file(state_dir).read_text().strip())
     except (OSError, ValueError):
         return None
     argv = _cmdline(pid)
-    want = str(Path(state_dir).resolve())
-    if argv is None or "lab.console_keeper" not in argv or want not in argv:
-        return None
-    return pid
-
-
-def running(state_dir: Path) -> int | None:
-    """The pid of this lab's running keeper, or None."""
-    return _recorded_pid(state_dir)
+    want = command(state_dir)
+    return pid if argv is not None and argv[1:5] == want[1:5] else None
 
 
 def start(state_dir: Path, uri: str, vms: Mapping[str, Path]) -> int:
-    """Launch the lab's keeper detached (already running with these consoles: kept) and
-    return its pid."""
-    argv = command(state_dir, uri, vms)
-    pid = _recorded_pid(state_dir)
-    if pid is not None:
-        if _cmdline(pid) == argv:
-            return pid
-        stop(state_dir)
+    """Keep the consoles ``vms`` (domain -> controller file) of ``uri`` (replacing what was
+    kept for that URI; other URIs' consoles stay) and return the keeper's pid: the
+    running keeper takes the change over, or one is launched detached."""
+    spec = read_spec(state_dir)
+    spec[uri] = {dom: str(Path(path).resolve()) for dom, path in sorted(vms.items())}
+    _write_spec(state_dir, spec)
+    pid = running(state_dir)
+    if pid is not None and _cmdline(pid) == command(state_dir):
+        return pid
+    if pid is not None:  # a keeper of an older command line: it does not read the spec
+        _stop_pid(state_dir, pid, STOP_TIMEOUT_S)
     logfile = log_path(state_dir)
     logfile.parent.mkdir(parents=True, exist_ok=True)
     with logfile.open("ab") as err:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                                start_new_session=True, close_fds=True,
+        proc = subprocess.Popen(command(state_dir), stdin=subprocess.DEVNULL, stdout=err,
+                                stderr=err, start_new_session=True, close_fds=True,
                                 cwd=Path(__file__).resolve().parents[1])
     tmp = pid_file(state_dir).with_suffix(".tmp")
     tmp.write_text(f"{proc.pid}\n")
@@ -506,11 +536,18 @@ def start(state_dir: Path, uri: str, vms: Mapping[str, Path]) -> int:
 
 
 def stop(state_dir: Path, timeout: float = STOP_TIMEOUT_S) -> bool:
-    """Stop this lab's keeper (SIGTERM, then SIGKILL after ``timeout``); True if one ran."""
-    pid = _recorded_pid(state_dir)
+    """Stop this lab's keeper (SIGTERM, then SIGKILL after ``timeout``) and forget what it
+    kept; True if one ran."""
+    spec_file(state_dir).unlink(missing_ok=True)
+    pid = running(state_dir)
     if pid is None:
         pid_file(state_dir).unlink(missing_ok=True)
         return False
+    _stop_pid(state_dir, pid, timeout)
+    return True
+
+
+def _stop_pid(state_dir: Path, pid: int, timeout: float) -> None:
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
         with suppress(ProcessLookupError):
             os.kill(pid, sig)
@@ -518,41 +555,76 @@ def stop(state_dir: Path, timeout: float = STOP_TIMEOUT_S) -> bool:
         while time.monotonic() < deadline:
             if _cmdline(pid) is None:
                 pid_file(state_dir).unlink(missing_ok=True)
-                return True
+                return
             time.sleep(0.05)
     raise LabFailure(f"the console keeper (pid {pid}) did not stop",
                      hint=f"kill {pid}; see {log_path(state_dir)}")
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m lab.console_keeper",
-                                description="mirror VM consoles through libvirt into files")
-    p.add_argument("--state-dir", required=True, type=Path)
-    p.add_argument("--uri", required=True)
-    p.add_argument("--console", action="append", default=[], metavar="DOMAIN=FILE",
-                   help="a domain and the controller file its console is appended to")
-    return p.parse_args(argv)
+@dataclass
+class Supervisor:
+    """One :class:`Keeper` thread per URI of the spec file, following its changes."""
+
+    state_dir: Path
+    stop: threading.Event = field(default_factory=threading.Event)
+    keepers: dict[str, tuple[Keeper, threading.Thread]] = field(default_factory=dict)
+
+    def run(self) -> None:
+        seen: Spec | None = None
+        while not self.stop.is_set():
+            spec = read_spec(self.state_dir)
+            if spec != seen or any(not t.is_alive() for _, t in self.keepers.values()):
+                self._follow(spec)
+                seen = spec
+            self.stop.wait(TICK_S if spec else 1.0)
+        for uri in list(self.keepers):
+            self._end(uri)
+
+    def _follow(self, spec: Spec) -> None:
+        for uri, (keeper, thread) in list(self.keepers.items()):
+            wanted = {d: Path(f) for d, f in spec.get(uri, {}).items()}
+            if keeper.files != wanted or not thread.is_alive():
+                self._end(uri)
+        for uri, vms in spec.items():
+            if uri not in self.keepers and vms:
+                keeper = Keeper(uri, {d: Path(f) for d, f in vms.items()})
+                thread = threading.Thread(target=self._keep, args=(keeper,),
+                                          name=f"keeper {uri}", daemon=True)
+                thread.start()
+                self.keepers[uri] = (keeper, thread)
+                log(f"keeping {uri}: " + ", ".join(f"{d} -> {f}" for d, f in vms.items()))
+
+    def _keep(self, keeper: Keeper) -> None:
+        try:
+            keeper.run()
+        except Exception as exc:  # the supervisor starts it again
+            log(f"keeper of {keeper.uri} failed: {exc!r}; starting it again")
+            self.stop.wait(BACKOFF_MAX_S)
+
+    def _end(self, uri: str) -> None:
+        keeper, thread = self.keepers.pop(uri)
+        keeper.stop.set()
+        thread.join(STOP_TIMEOUT_S)
+        if thread.is_alive():
+            log(f"keeper of {uri} did not stop within {STOP_TIMEOUT_S:.0f}s: abandoned")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
-    files: dict[str, Path] = {}
-    for item in args.console:
-        dom, sep, path = item.partition("=")
-        if not sep or not dom or not path:
-            log(f"--console {item!r}: expected DOMAIN=FILE")
-            return 2
-        files[dom] = Path(path)
-    keeper = Keeper(args.uri, files)
+    p = argparse.ArgumentParser(prog="python -m lab.console_keeper",
+                                description="mirror VM consoles through libvirt into files "
+                                            f"(what: <state dir>/{SPEC_FILE})")
+    p.add_argument("--state-dir", required=True, type=Path)
+    args = p.parse_args(argv)
+    supervisor = Supervisor(args.state_dir)
 
     def on_signal(_sig: int, _frame: FrameType | None) -> None:
-        keeper.stop.set()
+        supervisor.stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    log(f"keeper pid {os.getpid()} started: {args.uri}, consoles "
-        + ", ".join(f"{d} -> {p}" for d, p in files.items()))
-    keeper.run()
+    log(f"keeper pid {os.getpid()} started for {args.state_dir}")
+    start_event_loop()
+    supervisor.run()
     log("keeper exits")
     return 0
 

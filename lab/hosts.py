@@ -9,6 +9,7 @@ files the config names.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -34,9 +35,11 @@ class HostTarget:
 
 
 def namespace_host(section: HostSection) -> NamespaceHost:
-    """The lab's namespace host for ``section``, wired to the sandbox's namespace."""
+    """The lab's namespace host for ``section``, wired to the sandbox's namespace (shared
+    by every lab: each host gets its own /30 of 192.168.200.0/24, chosen by its name)."""
+    slot = int(hashlib.sha256(section.name.encode()).hexdigest(), 16) % 64
     return NamespaceHost(HostSpec(name=section.name, netns=f"dlh-{section.name}"[:15],
-                                  controller_netns=NETNS,
+                                  controller_netns=NETNS, subnet=f"192.168.200.{4 * slot}/30",
                                   run_dir=RUN_DIR / "hosts" / section.name))
 
 

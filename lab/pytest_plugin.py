@@ -107,6 +107,8 @@ def _config_path(config: pytest.Config) -> str | None:
 @pytest.hookimpl(tryfirst=True)  # before junitxml reads --junitxml
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "scenario: a Driver Lab scenario run on a leased VM")
+    config.addinivalue_line("markers", "local_host: the scenario opens sockets from the "
+                            "controller: lease only VMs of the local hypervisor host")
     cfg: LabConfig | None = None
     lab_session = run_session.likely_lab_session(config.args,
                                                  bool(config.getoption("--lab-config")))
@@ -217,7 +219,15 @@ def _forget_run(item: pytest.Item) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                               ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    if call.when != "call" or "lab_vm" not in getattr(item, "fixturenames", ()):
+    if "lab_vm" not in getattr(item, "fixturenames", ()):
+        return report
+    if call.when == "setup" and report.failed and call.excinfo is not None:
+        # the VM could not be leased, reached or reverted: the lab's verdict, said so
+        verdict = classify(call.excinfo.value, False)
+        item.stash[VERDICT] = verdict
+        item.user_properties.append(("verdict", verdict))
+        return report
+    if call.when != "call":
         return report
     crashed = item.stash.get(CRASHED, False)
     lease = item.stash.get(LEASE, None)
@@ -349,7 +359,9 @@ def lab_vm(request: pytest.FixtureRequest, lab_config: LabConfig,
            lab_vocabulary: Vocabulary) -> Iterator[LeasedVm]:
     """One VM, leased exclusively, reverted to its clean snapshot, with evidence."""
     worker, index = _worker()
-    names = lab_hosts.leasable(lab_inventory.vms)
+    local_only = request.node.get_closest_marker("local_host") is not None
+    names = lab_hosts.leasable(tuple(v for v in lab_inventory.vms
+                                     if v.host == "local" or not local_only))
     if not names:
         raise LabFailure(f"no VM can be leased: every host is down ({lab_hosts.down_hosts()})",
                          hint="check the hosts with `lab status`")
@@ -357,6 +369,7 @@ def lab_vm(request: pytest.FixtureRequest, lab_config: LabConfig,
                   f"{worker}:{request.node.nodeid}", index)
     name = lease.acquire(float(request.config.getoption("--lab-lease-timeout")))
     entry = lab_inventory.vm(name)
+    request.node.user_properties.append(("vm", name))  # also when the setup fails below
     status = _status(request.config, worker)
     timeline = Timeline(listener=status.step)
     try:
@@ -376,7 +389,6 @@ def lab_vm(request: pytest.FixtureRequest, lab_config: LabConfig,
         cancel = vm_watch.watch(hv, vm,
                                 lambda: request.node.stash.__setitem__(CRASHED, True))
         request.node.stash[LEASE] = leased
-        request.node.user_properties.append(("vm", name))
         request.node.user_properties.append(("evidence", str(evidence.path)))
         with crash_watch(vm.crash_seen), hostagent.using(lab_hosts.instruments_for(entry)):
             yield leased

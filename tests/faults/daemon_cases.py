@@ -216,8 +216,83 @@ def _free(path: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
+
+
+#: a two-host lab of the suite: f1 on the sandbox, f2 on a namespace host (issue 12)
+TWO_HOST = h.Lab("fth", h.REPO / "var" / "fth", h.REPO / "var" / "fth-pool", 233, "tcg")
+TWO_HOST_TESTS = ("test_hot_unplug_replug or (test_unbind_rebind and not unplug) "
+                  "or test_load_every_nic or test_link_flap or test_nic_reset")
+
+
+def _write_two_host() -> Path:
+    TWO_HOST.write()
+    text = TWO_HOST.config.read_text().replace('names = ["f1"]', 'names = ["f1", "f2"]')
+    TWO_HOST.config.write_text(text + '\n[[hosts]]\nname = "fh2"\nkind = "namespace"\n'
+                               'vms = ["f2"]\n')
+    return TWO_HOST.config
+
+
+def _junit_rows(junit: Path) -> list[tuple[str, str, str]]:
+    """(test, vm, verdict) of every test case in a run's JUnit."""
+    rows = []
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        props = {p.get("name"): p.get("value", "") for p in case.iter("property")}
+        rows.append((case.get("name", "?"), props.get("vm", "?"), props.get("verdict", "?")))
+    return rows
+
+
+def host_libvirtd_killed() -> Row:
+    """Two hosts, `pytest -n 2`: SIGKILL the second host's libvirtd while a test runs on
+    its VM. Its VM's tests get lab verdicts, the local VM's tests go on and pass, and
+    `lab down` leaves nothing on either host."""
+    from lab.nshost import HostSpec, NamespaceHost
+    from lab.sandbox import RUN_DIR
+
+    config = _write_two_host()
+    pre = _down_clean(TWO_HOST)
+    up = h.run_lab(config, "up")
+    if up.rc != 0:
+        return _row("second host's libvirtd killed mid-suite", False, pre, up.line())
+    host2 = NamespaceHost(HostSpec(name="fh2", netns="dlh-fh2", run_dir=RUN_DIR / "hosts" / "fh2"))
+    st = host2.state()
+    before = {p for p in (h.REPO / "artifacts" / "fth" / "runs").glob("*")} \
+        if (h.REPO / "artifacts" / "fth" / "runs").is_dir() else set()
+    argv = [str(h.REPO / ".venv" / "bin" / "python"), "-m", "pytest", "-p", "no:cacheprovider",
+            "-n", "2", "--lab-config", str(config), "tests/scenarios/test_scenarios.py",
+            "-k", TWO_HOST_TESTS]
+    killed: list[int] = []
+
+    def kill_when(_out: str) -> bool:
+        runs = sorted(set((h.REPO / "artifacts" / "fth" / "runs").glob("*")) - before)
+        logs = list(runs[-1].glob("progress/*.log")) if runs else []
+        if killed or st is None or not any("(host fh2)" in p.read_text() for p in logs):
+            return False
+        os.kill(st.libvirtd_pid, signal.SIGKILL)
+        killed.append(st.libvirtd_pid)
+        return False
+
+    run = h.run_until(argv, kill_when, 1200)
+    runs = sorted(set((h.REPO / "artifacts" / "fth" / "runs").glob("*")) - before)
+    rows = _junit_rows(runs[-1] / "junit.xml") if runs else []
+    on_f2 = [v for _t, vm, v in rows if vm == "f2"]
+    on_f1 = [v for _t, vm, v in rows if vm == "f1"]
+    bad = [(t, vm, v) for t, vm, v in rows if v not in ("pass", "lab failed")
+           or (v == "lab failed" and vm != "f2")]
+    ok = (not pre and bool(killed) and "INTERNALERROR" not in run.output and not bad
+          and "lab failed" in on_f2 and bool(on_f1) and all(v == "pass" for v in on_f1))
+    down = h.run_lab(config, "down")
+    left = h.leaks(TWO_HOST.name, (TWO_HOST.pool,))
+    left += ["namespace dlh-fh2"] if (Path("/run/netns") / "dlh-fh2").exists() else []
+    left += ["lab down failed"] if down.rc else []
+    return _row("second host's libvirtd killed mid-suite (two hosts, -n 2)", ok, left,
+                f"f1: {len(on_f1)} tests {sorted(set(on_f1))}; f2: {len(on_f2)} tests "
+                f"{sorted(set(on_f2))}; {down.line('unreachable', 'is down')}"
+                + (f"; unexpected {bad}" if bad else ""))
+
+
 CASES = (
     Case("libvirtd-killed-mid-test", False, libvirtd_killed_mid_test),
     Case("virtlogd-killed", False, virtlogd_killed),
     Case("pool-full", False, pool_full),
+    Case("host-libvirtd-killed", False, host_libvirtd_killed),
 )

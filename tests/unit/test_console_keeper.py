@@ -79,22 +79,38 @@ def test_bounded_hands_a_late_result_over_and_stops_waiting_on_abort() -> None:
     assert time.monotonic() - t0 < 1.0
 
 
+def _wait_for_log(state: Path, text: bytes, count: int = 1) -> bytes:
+    log = state / "logs" / "console-keeper.log"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        data = log.read_bytes() if log.exists() else b""
+        if data.count(text) >= count:
+            return data
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} not {count} times in {log}:\n{data.decode()}")
+
+
 def test_start_and_stop_the_keeper_process(tmp_path: Path) -> None:
-    files = {"test": tmp_path / "consoles" / "test.log"}
-    pid = console_keeper.start(tmp_path, "test:///default", files)
+    one = {"test": tmp_path / "consoles" / "test.log"}
+    pid = console_keeper.start(tmp_path, "test:///default", one)
     try:
         assert console_keeper.running(tmp_path) == pid
-        assert console_keeper.start(tmp_path, "test:///default", files) == pid  # kept
-        log = tmp_path / "logs" / "console-keeper.log"
-        deadline = time.monotonic() + 20
-        while b"console not open" not in log.read_bytes() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        assert (tmp_path / "console-keeper.pid").read_text() == f"{pid}\n"
+        _wait_for_log(tmp_path, b"console not open")
         time.sleep(1.0)  # several retries: the same error is logged once
-        assert log.read_bytes().count(b"console not open") == 1, log.read_text()
+        assert _wait_for_log(tmp_path, b"console not open").count(b"console not open") == 1
+        assert console_keeper.start(tmp_path, "test:///default", one) == pid  # unchanged
+        two = {**one, "other": tmp_path / "consoles" / "other.log"}
+        assert console_keeper.start(tmp_path, "test:///default", two) == pid  # taken over
+        assert console_keeper.read_spec(tmp_path) == {
+            "test:///default": {d: str(f) for d, f in two.items()}}
+        _wait_for_log(tmp_path, b"other: console not open")
+        assert _wait_for_log(tmp_path, b"keeping test:///default").count(b"keeping ") == 2
     finally:
         assert console_keeper.stop(tmp_path) is True
     assert console_keeper.running(tmp_path) is None
     assert not (tmp_path / "console-keeper.pid").exists()
+    assert not (tmp_path / "console-keeper.json").exists()
     assert not Path(f"/proc/{pid}").exists()
     assert b"keeper exits" in (tmp_path / "logs" / "console-keeper.log").read_bytes()
 
