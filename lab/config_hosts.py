@@ -9,6 +9,7 @@ guests, with a key and a known_hosts file the user gives (the lab never reads
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -92,6 +93,13 @@ def _check_remote(where: str, key: str, host: HostSection, base: Path) -> None:
                           "over SSH", "use qemu+ssh://user@host/system (its sshd is also "
                           "the gateway to its guests)")
     checks.check_range(where, f"{key}.ssh_port", host.ssh_port, 1, 65535)
+    address = host.ssh_address or (urlsplit(host.uri).hostname or "")
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        raise ConfigError(where, f"{key}.ssh_address", f"{address!r} is not an IP address",
+                          "give the host's sshd address as an IP (the lab checks the route "
+                          "to its guests' gateway by address and resolves no names)") from None
     for field in ("ssh_key", "ssh_known_hosts"):
         value = getattr(host, field)
         if not value:

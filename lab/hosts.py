@@ -12,11 +12,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from lab.config import HostKind, HostSection, LabConfig
 from lab.gateway import Gateway
-from lab.nshost import HostSpec, NamespaceHost
+from lab.nshost import HostSpec, NamespaceHost, write_ssh_wrapper
 from lab.sandbox import NETNS, RUN_DIR
 
 
@@ -64,7 +65,8 @@ def targets(config: LabConfig, say: Callable[[str], None], start: bool = True
         gateway = Gateway(section.name, section.ssh_address or parts.hostname or "",
                           section.ssh_port, section.ssh_user or parts.username or "root",
                           str(base / section.ssh_key), str(base / section.ssh_known_hosts))
-        found.append(HostTarget(section.name, "remote", section.uri, pool, gateway))
+        found.append(HostTarget(section.name, "remote", pinned_uri(config, section, gateway),
+                                pool, gateway))
     return found
 
 
@@ -80,3 +82,24 @@ def stop_namespace_hosts(config: LabConfig, say: Callable[[str], None]) -> None:
 
 def namespace_host_running(config: LabConfig, name: str) -> bool:
     return any(namespace_host(s).running() for s in config.hosts if s.name == name)
+
+
+def pinned_uri(config: LabConfig, section: HostSection, gateway: Gateway) -> str:
+    """``section``'s URI with the libvirt hop pinned too: for the ssh transport (which
+    ignores libvirt's known_hosts parameter) ``command=`` runs ssh with only the lab's
+    key and known_hosts, through a wrapper in the lab's state dir; libssh transports get
+    ``known_hosts`` and ``keyfile`` themselves."""
+    parts = urlsplit(section.uri)
+    transport = parts.scheme.partition("+")[2]
+    params = dict(parse_qsl(parts.query))
+    params.setdefault("keyfile", gateway.key_file)
+    if transport == "ssh":
+        folder = config.state_dir / "hosts" / section.name
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_ssh_wrapper(folder / "ssh", folder / "ssh_config", Path(gateway.known_hosts),
+                          Path(gateway.key_file))
+        params.update({"no_tty": "1", "no_verify": "0", "command": str(folder / "ssh")})
+    else:
+        params.setdefault("known_hosts", gateway.known_hosts)
+        params.setdefault("known_hosts_verify", "normal")
+    return urlunsplit(parts._replace(query=urlencode(params, safe="/")))

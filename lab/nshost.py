@@ -44,12 +44,12 @@ from lab.sandbox import (
     RUN_DIR,
     SANDBOX_QEMU_CONF,
     _alive_in,
-    _comm,
     _gone,
     _q,
     _read_pid,
     _terminate,
     libvirtd_answers,
+    stop_stragglers,
 )
 from lab.sandbox import NETNS as SANDBOX_NETNS
 from lab.wait import wait_for
@@ -202,9 +202,15 @@ def prepare_ssh(spec: HostSpec) -> SshFiles:
     kind, blob = files.host_key.with_suffix(".pub").read_text().split()[:2]
     _write(files.known_hosts, f"{spec.addr} {kind} {blob}\n", 0o600)
     _write(files.sshd_config, _sshd_config(spec, files), 0o600)
-    _write(files.ssh_config, _ssh_config(files), 0o600)
-    _write(files.ssh_command, f"#!/bin/sh\nexec ssh -F {_q(files.ssh_config)} \"$@\"\n", 0o700)
+    write_ssh_wrapper(files.ssh_command, files.ssh_config, files.known_hosts, files.client_key)
     return files
+
+
+def write_ssh_wrapper(wrapper: Path, config: Path, known_hosts: Path, key: Path) -> None:
+    """``wrapper``: the system ssh with only ``config`` (the lab's key and known_hosts,
+    strict host key checking, no agent, no user config) -- libvirt's ``command=``."""
+    _write(config, _ssh_config(known_hosts, key), 0o600)
+    _write(wrapper, f"#!/bin/sh\nexec ssh -F {_q(config)} \"$@\"\n", 0o700)
 
 
 def _sshd_config(spec: HostSpec, files: SshFiles) -> str:
@@ -222,11 +228,11 @@ def _sshd_config(spec: HostSpec, files: SshFiles) -> str:
         "Subsystem sftp internal-sftp", ""])
 
 
-def _ssh_config(files: SshFiles) -> str:
+def _ssh_config(known_hosts: Path, key: Path) -> str:
     return "\n".join([
-        "Host *", f"  UserKnownHostsFile {files.known_hosts}", "  GlobalKnownHostsFile /dev/null",
+        "Host *", f"  UserKnownHostsFile {known_hosts}", "  GlobalKnownHostsFile /dev/null",
         "  StrictHostKeyChecking yes", "  CheckHostIP no", "  IdentitiesOnly yes",
-        f"  IdentityFile {files.client_key}", "  IdentityAgent none", "  BatchMode yes",
+        f"  IdentityFile {key}", "  IdentityAgent none", "  BatchMode yes",
         "  ConnectTimeout 10", "  ServerAliveInterval 5", "  ServerAliveCountMax 3", ""])
 
 
@@ -434,15 +440,7 @@ class NamespaceHost:
                 if _alive_in(pid, spec.netns):
                     _terminate(pid)
                     stopped.append(f"{name} (pid {pid})")
-        for pid in netns.pids(spec.netns):
-            if pid == os.getpid() or _gone(pid):
-                continue
-            comm = _comm(pid)
-            if comm in HOST_CHILDREN:
-                _terminate(pid)
-                stopped.append(f"{comm} (pid {pid}, left in the namespace)")
-            else:
-                stopped.append(f"nothing: {comm} (pid {pid}) is not the lab's, left running")
+        stopped += stop_stragglers(spec.netns, HOST_CHILDREN, {os.getpid()})
         ctl = spec.veth[0]
         if netns.exists(spec.controller_netns) and \
                 ctl in netns.ip("-n", spec.controller_netns, "-o", "link", "show"):

@@ -218,19 +218,26 @@ class Sandbox:
                 if _alive_in(pid, self.netns):
                     _terminate(pid)
                     stopped.append(f"{name} (pid {pid})")
-        spare = _self_and_ancestors()
-        for pid in netns.pids(self.netns):
-            if pid in spare or _gone(pid):
-                continue
-            comm = _comm(pid)
-            if comm in DAEMON_CHILDREN:
-                _terminate(pid)
-                stopped.append(f"{comm} (pid {pid}, left in the namespace)")
-            else:
-                stopped.append(f"nothing: {comm} (pid {pid}) is not the lab's, left running")
+        stopped += stop_stragglers(self.netns, DAEMON_CHILDREN, _self_and_ancestors())
         netns.delete(self.netns)
         self.state_file.unlink(missing_ok=True)
         return stopped
+
+
+def stop_stragglers(ns: str, ours: frozenset[str], spare: set[int]) -> list[str]:
+    """Stop the processes left in namespace ``ns`` whose name is in ``ours`` (what the
+    lab's daemons start); name the others, which are left running. One line each."""
+    lines: list[str] = []
+    for pid in netns.pids(ns):
+        if pid in spare or _gone(pid):
+            continue
+        comm = _comm(pid)
+        if comm in ours:
+            _terminate(pid)
+            lines.append(f"{comm} (pid {pid}, left in the namespace)")
+        else:
+            lines.append(f"nothing: {comm} (pid {pid}) is not the lab's, left running")
+    return lines
 
 
 #: Processes the sandbox daemons start; only these are stopped when left behind.

@@ -3,11 +3,13 @@ inventory round trip and the status table's host column."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from lab import inventory
+from lab import hosts, inventory
 from lab.commands import status_table
 from lab.config import HostKind, load_config
 from lab.errors import ConfigError
@@ -66,8 +68,10 @@ def test_a_namespace_host_takes_its_vms(tmp_path: Path) -> None:
     ('[[hosts]]\nname = "h2"\nvms = ["b1"]\n', "hosts[0].uri", "qemu+ssh://"),
     ('[[hosts]]\nname = "h2"\nuri = "qemu:///system"\nvms = ["b1"]\n', "hosts[0].uri",
      "qemu+ssh://"),
-    ('[[hosts]]\nname = "h2"\nuri = "qemu+ssh://root@kvm2/system"\nvms = ["b1"]\n',
+    ('[[hosts]]\nname = "h2"\nuri = "qemu+ssh://root@192.0.2.20/system"\nvms = ["b1"]\n',
      "hosts[0].ssh_key", "never ~/.ssh"),
+    ('[[hosts]]\nname = "h2"\nuri = "qemu+ssh://root@kvm2/system"\nvms = ["b1"]\n',
+     "hosts[0].ssh_address", "as an IP"),
     ('[[hosts]]\nname = "h2"\nkind = "namespace"\nuri = "qemu+ssh://x/system"\nvms = ["b1"]\n',
      "hosts[0].uri", "leave it out"),
     ('[[hosts]]\nname = "h2"\nkind = "cloud"\nvms = ["b1"]\n', "hosts[0].kind", "remote"),
@@ -94,6 +98,7 @@ def test_a_remote_host_with_its_key_files(tmp_path: Path) -> None:
     (tmp_path / "kvm2.known_hosts").write_text("h")
     cfg = load_config(write(tmp_path, BASE + '[[hosts]]\nname = "kvm2"\n'
                             'uri = "qemu+ssh://root@kvm2.example/system"\nvms = ["b1"]\n'
+                            'ssh_address = "192.0.2.20"\n'
                             'ssh_key = "kvm2.key"\nssh_known_hosts = "kvm2.known_hosts"\n'))
     assert cfg.hosts[0].kind is HostKind.REMOTE
     assert make_plan(cfg).vm("b1").host == "kvm2"
@@ -130,3 +135,25 @@ def test_status_shows_a_host_column_only_for_several_hosts(tmp_path: Path) -> No
     assert table[3].split()[:3] == ["host2", "b1", "host"]
     single = status_table(inv.__class__(**{**inv.__dict__, "hosts": ()}), None).splitlines()
     assert single[0].split()[:2] == ["VM", "STATE"]
+
+
+def test_a_remote_hosts_libvirt_hop_pins_its_host_key(tmp_path: Path) -> None:
+    """The ssh transport ignores libvirt's known_hosts parameter: the URI runs ssh through
+    a wrapper with only the lab's key and known_hosts (what ssh -G resolves proves it)."""
+    (tmp_path / "kvm2.key").write_text("k")
+    (tmp_path / "kvm2.known_hosts").write_text("h")
+    cfg = load_config(write(tmp_path, BASE + '[[hosts]]\nname = "kvm2"\n'
+                            'uri = "qemu+ssh://root@192.0.2.20/system"\nvms = ["b1"]\n'
+                            'ssh_key = "kvm2.key"\nssh_known_hosts = "kvm2.known_hosts"\n'))
+    (target,) = hosts.targets(cfg, lambda _line: None, start=False)
+    query = dict(parse_qsl(urlsplit(target.uri).query))
+    assert query["keyfile"] == str(tmp_path / "kvm2.key") and query["no_verify"] == "0"
+    wrapper = Path(query["command"])
+    assert wrapper.stat().st_mode & 0o777 == 0o700
+    config = wrapper.read_text().split("-F ")[1].split()[0].strip("'")
+    resolved = subprocess.run(["ssh", "-G", "-F", config, "192.0.2.20"], capture_output=True,
+                              text=True, check=True, timeout=10).stdout.lower()
+    assert f"userknownhostsfile {tmp_path / 'kvm2.known_hosts'}" in resolved
+    assert f"identityfile {tmp_path / 'kvm2.key'}" in resolved
+    assert "stricthostkeychecking true" in resolved and "identityagent none" in resolved
+    assert target.gateway.address == "192.0.2.20" and target.gateway.user == "root"
