@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import threading
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from journal_contract import ContractViolation, Event, check_wsk_unload, parse
-from winehost import WinePrefix, free_loopback_port
+from winehost import WineError, WinePrefix, free_loopback_port
 
 SERVICE = "wskecho"
 PARAMS = r"HKLM\System\CurrentControlSet\Services\wskecho\Parameters"
@@ -54,7 +55,20 @@ class EchoHost:
         return journal
 
     def stop(self) -> None:
-        self.wine.run(["net", "stop", SERVICE], timeout=START_DEADLINE_S)
+        """Stop the service within START_DEADLINE_S. Wine's net.exe gives up waiting after
+        its own short timeout ("Service request timeout") while the unload may still be
+        finishing on a loaded machine (a CI run saw it): the deadline that judges the
+        driver is ours, read from the service state (sc query), not net.exe's."""
+        end = time.monotonic() + START_DEADLINE_S
+        asked = self.wine.run(["net", "stop", SERVICE], timeout=START_DEADLINE_S, check=False)
+        while True:
+            state = self.wine.run(["sc", "query", SERVICE], timeout=30, check=False).stdout
+            if re.search(r"STATE\s*:\s*1\s+STOPPED", state):
+                return
+            if time.monotonic() > end:
+                raise WineError(f"{SERVICE} did not stop within {START_DEADLINE_S}s: net stop "
+                                f"said {asked.stdout.strip()!r}; sc query: {state.strip()}")
+            time.sleep(0.5)
 
 
 def wait_for_journal(path: Path, event: str, deadline_s: float, count: int = 1) -> list[Event]:

@@ -22,7 +22,7 @@ import pytest
 
 from lab import host, inventory
 from lab.config import LabConfig
-from lab.errors import CommandTimeout, DriverCrash, GuestUnreachable
+from lab.errors import CommandTimeout, DriverCrash, HostKeyRefused
 from lab.guest import Guest, GuestAddress
 from lab.hypervisor import DomainState, Hypervisor
 from lab.paths import StatePaths
@@ -60,7 +60,7 @@ def test_each_vm_has_its_own_pinned_host_key(running_lab: LabConfig) -> None:
     with _vm(running_lab) as (_hv, _dom, addr):
         with Guest(addr) as guest:
             assert "tmpfs" in guest.run("grep ' /etc/dropbear ' /proc/mounts").stdout
-        with pytest.raises(GuestUnreachable, match="does not match"), \
+        with pytest.raises(HostKeyRefused, match="not its own pinned key"), \
                 Guest(dataclasses.replace(addr, host_key=inv.host_key)) as guest:
             guest.run("true")
 
