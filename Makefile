@@ -81,9 +81,14 @@ lab: lab-up drivers-linux
 # not depend on the NIC model, and run on the default lab), then a representative part
 # on the two-host lab (2 VMs here, 2 on a namespace host: issue 12). A lab that is
 # already up is used and left up; otherwise it is brought up and removed again.
+# The Wine tests run in a pytest process of their own: in one process with the whole
+# tiers, wskecho's service stop under Wine hung (3 clean-clone runs; alone they pass).
+WINE_TESTS := tests/drivers/test_wskecho_wine.py
 test: setup
 	$(PY) -m pytest -p no:cacheprovider tests/unit tests/drivers tests/lab \
-		--junitxml=artifacts/junit-tiers.xml $(PYTEST_ARGS)
+		--ignore=$(WINE_TESTS) --junitxml=artifacts/junit-tiers.xml $(PYTEST_ARGS)
+	$(PY) -m pytest -p no:cacheprovider $(WINE_TESTS) --junitxml=artifacts/junit-wine.xml \
+		$(PYTEST_ARGS)
 	$(MAKE) --no-print-directory faults-quick
 	$(MAKE) --no-print-directory scenarios SELFTEST=--quick
 	$(MAKE) --no-print-directory scenarios CONFIG=$(E1000E_CONFIG) \

@@ -66,8 +66,11 @@ class EchoHost:
             if re.search(r"STATE\s*:\s*1\s+STOPPED", state):
                 return
             if time.monotonic() > end:
+                journal = self.wine.drive_c / f"wskecho-{self.journals}.journal"
+                tail = journal.read_text().splitlines()[-6:] if journal.exists() else []
                 raise WineError(f"{SERVICE} did not stop within {START_DEADLINE_S}s: net stop "
-                                f"said {asked.stdout.strip()!r}; sc query: {state.strip()}")
+                                f"said {asked.stdout.strip()!r}; sc query: {state.strip()}; "
+                                f"journal ends: {tail}")
             time.sleep(0.5)
 
 
