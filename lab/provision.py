@@ -89,11 +89,12 @@ def up(config: LabConfig, progress: Progress, first_boot: bool = True) -> invent
                         domain_type=accel.domain_type(accel_choice),
                         boot=BootFiles("", 0), image=image, kind=kind, first_boot=first_boot)
         entries = _up_on_host(hv, ctx, config.pool_path, progress)
-        for target in hosts.targets(config, progress):
+        targets = hosts.targets(config, progress)
+        for target in targets:
             entries += _up_on_remote(target, dataclasses.replace(
                 ctx, plan=plan.on_host(target.name), host=target.name,
                 gateway=target.gateway, console_dir=target.console_dir), progress)
-        return _write_inventory(dataclasses.replace(ctx, plan=plan), entries)
+        return _write_inventory(dataclasses.replace(ctx, plan=plan), entries, targets)
 
 
 def _up_on_host(hv: Hypervisor, ctx: VmContext, pool_path: str,
@@ -457,7 +458,8 @@ def _fatal_console_line(kind: GuestKind, log: str, start: int) -> str | None:
     return kind.fatal_console_line(text)
 
 
-def _write_inventory(ctx: VmContext, entries: list[inventory.VmEntry]) -> inventory.Inventory:
+def _write_inventory(ctx: VmContext, entries: list[inventory.VmEntry],
+                     targets: list[hosts.HostTarget]) -> inventory.Inventory:
     config, plan, image = ctx.config, ctx.plan, ctx.image
     paths = StatePaths(config.state_dir)
     order = {vm.name: i for i, vm in enumerate(plan.vms)}
@@ -465,7 +467,6 @@ def _write_inventory(ctx: VmContext, entries: list[inventory.VmEntry]) -> invent
     entries = [dataclasses.replace(e, host_key=_pinned_host_key(ctx, e.name)) for e in entries]
     inventory.write_text_atomic(paths.known_hosts,
                                 inventory.known_hosts_text(tuple(entries), image.host_key_line))
-    targets = hosts.targets(config, lambda _line: None, start=False)
     inv = inventory.Inventory(
         hosts=tuple(inventory.HostEntry(t.name, t.uri, t.kind) for t in targets),
         lab=plan.lab, run=ctx.owner_run, uri=config.lab.uri, netns=decide(config).netns,

@@ -52,45 +52,49 @@ def _dir(state_dir: Path) -> Path:
     return StatePaths(state_dir).keys / "vms"
 
 
-def new_host_key(state_dir: Path, vm: str) -> VmHostKey:
-    """A fresh host key for ``vm`` (replacing any older one: a redefined VM is a new VM)."""
+def _fresh_pin(state_dir: Path, vm: str) -> tuple[Path, Path]:
+    """The 0700 key folder and ``vm``'s pin file, removed first: no stale pin survives a
+    failed generation."""
     folder = _dir(state_dir)
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder.parent, 0o700)
     os.chmod(folder, 0o700)
-    private = folder / f"{vm}.dropbear"
     pub_file = folder / f"{vm}.pub"
-    pub_file.unlink(missing_ok=True)  # no stale pin survives a failed generation
+    pub_file.unlink(missing_ok=True)
+    return folder, pub_file
+
+
+def _write_pin(pub_file: Path, public: str) -> None:
+    tmp = pub_file.with_suffix(".tmp")
+    tmp.write_text(public + "\n")
+    os.replace(tmp, pub_file)
+
+
+def new_host_key(state_dir: Path, vm: str) -> VmHostKey:
+    """A fresh host key for ``vm`` (replacing any older one: a redefined VM is a new VM)."""
+    folder, pub_file = _fresh_pin(state_dir, vm)
+    private = folder / f"{vm}.dropbear"
     private.unlink(missing_ok=True)  # dropbearkey refuses to overwrite
     run_tool(["dropbearkey", "-t", "ed25519", "-f", str(private)],
              f"generating the SSH host key of {vm}", timeout=60)
     os.chmod(private, 0o600)
     public = keys.host_public_line(private)
-    tmp = pub_file.with_suffix(".tmp")
-    tmp.write_text(public + "\n")
-    os.replace(tmp, pub_file)
+    _write_pin(pub_file, public)
     return VmHostKey(private=private, public=public)
 
 
 def new_openssh_host_key(state_dir: Path, vm: str) -> VmHostKey:
     """A fresh ed25519 host key pair for ``vm`` in OpenSSH format (what Win32-OpenSSH's
     sshd reads), private half 0600 as ``<vm>.key``; replaces any older one."""
-    folder = _dir(state_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chmod(folder.parent, 0o700)
-    os.chmod(folder, 0o700)
+    folder, pub_file = _fresh_pin(state_dir, vm)
     private = folder / f"{vm}.key"
-    pub_file = folder / f"{vm}.pub"
-    pub_file.unlink(missing_ok=True)  # no stale pin survives a failed generation
     key = Ed25519PrivateKey.generate()
     _write_private(private, key.private_bytes(serialization.Encoding.PEM,
                                               serialization.PrivateFormat.OpenSSH,
                                               serialization.NoEncryption()))
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                            serialization.PublicFormat.OpenSSH).decode("ascii")
-    tmp = pub_file.with_suffix(".tmp")
-    tmp.write_text(public + "\n")
-    os.replace(tmp, pub_file)
+    _write_pin(pub_file, public)
     return VmHostKey(private=private, public=public)
 
 
