@@ -239,6 +239,12 @@ class VmsSection:
     boot_timeout_s: int = _doc(
         "Deadline for a VM to answer on SSH after start (seconds, 10-7200).", 240
     )
+    template: bool = _doc(
+        "Make VMs from the lab's template: one VM booted once, its memory state saved "
+        "(cached beside the golden image) and restored into each VM, which then takes "
+        "its own identity. false: every VM boots.",
+        True,
+    )
 
 
 #: A Windows locale tag as Setup's International-Core-WinPE takes it ("en-US", "sr-Latn-RS").

@@ -41,6 +41,10 @@ class BootSpec:
     #: the VM's identity media (its own SSH host key pair, lab.guests.windows_identity):
     #: attached as a read-only SATA CD-ROM
     identity_media: str | None = None
+    #: False for a VM restored from the lab's template (lab.template) and for the template
+    #: itself: no NIC in the XML, one more spare hot-plug port per NIC instead; the NICs
+    #: are hot-plugged after the restore, so the restored devices match the template's
+    nics_at_boot: bool = True
 
 
 #: Name of the guest agent's virtio-serial port (libvirt's qemuAgentCommand uses it).
@@ -114,6 +118,8 @@ def domain_xml(vm: VmSpec, boot: BootSpec, owner: Ownership, domain_type: str) -
     """The domain of one lab VM (domain_type: 'qemu' for TCG, 'kvm')."""
     root = ET.Element("domain", type=domain_type)
     _sub(root, "name", vm.domain)
+    if boot.choices.vm_genid:
+        _sub(root, "genid")  # libvirt makes one per domain (formatdomain "General metadata")
     metadata(root, owner)
     _sub(root, "memory", str(vm.memory_mib), unit="MiB")
     _sub(root, "vcpu", str(vm.vcpus))
@@ -126,6 +132,10 @@ def domain_xml(vm: VmSpec, boot: BootSpec, owner: Ownership, domain_type: str) -
     features = _sub(root, "features")
     _sub(features, "acpi")
     _sub(features, "apic")
+    if domain_type == "qemu" and boot.choices.tb_cache_mib is not None:
+        # libvirt >= 8.0 formatdomain "TCG features": QEMU's -accel tcg,tb-size
+        tcg = _sub(features, "tcg")
+        _sub(tcg, "tb-cache", str(boot.choices.tb_cache_mib), unit="MiB")
     clock = _sub(root, "clock", offset="utc")
     if boot.choices.hyperv:
         _hyperv(features, clock)
@@ -199,9 +209,13 @@ def _devices(root: ET.Element, vm: VmSpec, boot: BootSpec) -> None:
     if vm.machine is Machine.Q35:
         _sub(dev, "controller", type="pci", index="0", model="pcie-root")
         # Spare PCIe root ports: a NIC can only be hot-plugged into an empty port.
-        for _ in range(vm.hotplug_slots):
+        for _ in range(vm.hotplug_slots + (0 if boot.nics_at_boot else len(vm.nics))):
             _sub(dev, "controller", type="pci", model="pcie-root-port")
-    for nic in vm.nics:
+        if not boot.nics_at_boot and any(n.model in CONVENTIONAL_PCI_NICS for n in vm.nics):
+            # at define time libvirt adds this bridge for such NICs itself; a hot-plug
+            # cannot add a controller, so the NIC-less domain has it from the start
+            _sub(dev, "controller", type="pci", model="pcie-to-pci-bridge")
+    for nic in vm.nics if boot.nics_at_boot else ():
         dev.append(_interface(nic))
     serial = _sub(dev, "serial", type="pty")
     _sub(serial, "log", file=boot.console_log, append="on")
@@ -216,7 +230,15 @@ def _devices(root: ET.Element, vm: VmSpec, boot: BootSpec) -> None:
     _sub(panic, "address", type="isa", iobase="0x505")
     if boot.choices.watchdog:
         _watchdog(dev)
-    _sub(dev, "memballoon", model="none")
+    if boot.choices.free_page_reporting:
+        _balloon(dev)
+    else:
+        _sub(dev, "memballoon", model="none")
+
+
+#: NIC models QEMU makes conventional PCI devices (not PCIe): on q35 libvirt places them
+#: behind a pcie-to-pci-bridge (formatdomain "Controllers": pcie-to-pci-bridge).
+CONVENTIONAL_PCI_NICS = frozenset({"vmxnet3", "e1000", "rtl8139"})
 
 
 def _identity_media(dev: ET.Element, boot: BootSpec) -> None:
@@ -224,11 +246,23 @@ def _identity_media(dev: ET.Element, boot: BootSpec) -> None:
     SATA/IDE hard disk) and read by Windows with no driver. It holds no boot record, and
     libvirt gives <boot dev="hd"/> to the system disk only."""
     assert boot.identity_media is not None
-    cdrom = _sub(dev, "disk", type="file", device="cdrom")
+    dev.append(_cdrom(boot.identity_media, boot.choices.disk_bus))
+
+
+def _cdrom(media: str | None, disk_bus: str) -> ET.Element:
+    cdrom = ET.Element("disk", type="file", device="cdrom")
     _sub(cdrom, "driver", name="qemu", type="raw")
-    _sub(cdrom, "source", file=boot.identity_media)
-    _sub(cdrom, "target", dev="sdb" if boot.choices.disk_bus == "sata" else "sda", bus="sata")
+    if media is not None:
+        _sub(cdrom, "source", file=media)
+    _sub(cdrom, "target", dev="sdb" if disk_bus == "sata" else "sda", bus="sata")
     _sub(cdrom, "readonly")
+    return cdrom
+
+
+def identity_media_xml(media: str | None, disk_bus: str) -> str:
+    """The identity media's CD-ROM for a live media change: None ejects the disc (a VM
+    restored from the template gets its own disc by an eject and an insert, lab.clone)."""
+    return _tostring(_cdrom(media, disk_bus))
 
 
 #: What QEMU does when the guest stops petting the watchdog: an NMI, which a guest
@@ -246,6 +280,19 @@ WATCHDOG_SLOT = "0x1b"
 def _watchdog(dev: ET.Element) -> None:
     wdt = _sub(dev, "watchdog", model="i6300esb", action=WATCHDOG_ACTION)
     _sub(wdt, "address", type="pci", domain="0x0000", bus="0x00", slot=WATCHDOG_SLOT,
+         function="0x0")
+
+
+#: The balloon's fixed PCI slot on bus 0, as the watchdog's: auto-placed on q35 it would
+#: take (or make) a pcie-root-port.
+BALLOON_SLOT = "0x1c"
+
+
+def _balloon(dev: ET.Element) -> None:
+    """A virtio balloon that only reports free pages (libvirt >= 6.9, QEMU >= 5.1): QEMU
+    drops the guest's free 2 MiB blocks from its resident memory. No stats polling."""
+    balloon = _sub(dev, "memballoon", model="virtio", freePageReporting="on")
+    _sub(balloon, "address", type="pci", domain="0x0000", bus="0x00", slot=BALLOON_SLOT,
          function="0x0")
 
 
@@ -277,4 +324,26 @@ def snapshot_xml(name: str, owner: Ownership) -> str:
     root = ET.Element("domainsnapshot")
     _sub(root, "name", name)
     _sub(root, "description", f"driver-lab lab={owner.lab} run={owner.run} vm={owner.vm}")
+    return _tostring(root)
+
+
+def restore_snapshot_xml(name: str, domain: str, created: int) -> str:
+    """The metadata of snapshot ``name`` (a running system checkpoint: memory and disks
+    internal), redefined on the domain whose inactive XML is ``domain``: reverting to it
+    starts that domain from the memory state saved in its disk under that name (QEMU's
+    loadvm). The lab's template restore (lab.template) uses it: the saved state is the
+    template's, the domain is the VM's own (libvirt formatsnapshot, REDEFINE; a
+    redefinition needs ``created``, seconds since 1970)."""
+    dom = ET.fromstring(domain)
+    root = ET.Element("domainsnapshot")
+    _sub(root, "name", name)
+    _sub(root, "state", "running")
+    _sub(root, "creationTime", str(created))
+    _sub(root, "memory", snapshot="internal")
+    disks = _sub(root, "disks")
+    for target in dom.iterfind("./devices/disk[@device='disk']/target"):
+        _sub(disks, "disk", name=target.get("dev", ""), snapshot="internal")
+    for target in dom.iterfind("./devices/disk[@device='cdrom']/target"):
+        _sub(disks, "disk", name=target.get("dev", ""), snapshot="no")
+    root.append(dom)
     return _tostring(root)

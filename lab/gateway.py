@@ -182,10 +182,13 @@ def _connect(gateway: Gateway, end: float) -> paramiko.Transport:
         raise GatewayUnreachable(f"{gateway.where}: cannot connect: {exc}",
                                  hint=_hint(gateway)) from exc
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, TCP_USER_TIMEOUT_MS)
+    # every guest packet is small and waited for: never held back for an earlier one's ACK
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     link = paramiko.Transport(sock)
     try:
         _handshake(link, gateway, pinned, end)
         _login(link, gateway, key)
+        _nodelay_on_host(link, end)
     except BaseException:
         link.close()
         sock.close()
@@ -242,6 +245,31 @@ def _handshake(link: paramiko.Transport, gateway: Gateway, pinned: dict[str, par
             f"{presented.fingerprint}, not the key pinned in {gateway.known_hosts}",
             hint="something else answers on its address, or its key was replaced: set the "
                  "host up again so the lab pins its new key")
+
+
+def _nodelay_on_host(link: paramiko.Transport, end: float) -> None:
+    """Have the host's sshd turn Nagle off on its end of the connection too.
+
+    OpenSSH's sshd does that only when a session runs a command (session.c: do_exec ->
+    ssh_packet_set_interactive -> set_nodelay); a connection that only forwards keeps
+    Nagle, so each small packet of a guest's SSH waits for the ACK of the one before
+    (a 40 ms delayed ACK, several times per guest command). One ``true`` sets it for the
+    connection's life; sshd answers the exec request after that. A host that refuses
+    commands still forwards (its side then keeps Nagle): nothing to report."""
+    try:
+        chan = link.open_session(timeout=_left(end))
+    except SSH_ERRORS:
+        return
+    timer = threading.Timer(_left(end), chan.close)  # exec_command has no deadline itself
+    timer.start()
+    try:
+        chan.exec_command("true")
+    except SSH_ERRORS:
+        pass
+    finally:
+        timer.cancel()
+        with contextlib.suppress(*SSH_ERRORS):
+            chan.close()
 
 
 def _login(link: paramiko.Transport, gateway: Gateway, key: paramiko.PKey) -> None:

@@ -451,7 +451,7 @@ def ssh_port_open(host: str, timeout: float = 1.0, port: int = 22) -> bool:
 def _port_open(addr: GuestAddress) -> bool:
     """The guest's SSH port takes connections (through its gateway, if it has one)."""
     if addr.gateway is None:
-        return ssh_port_open(addr.host, port=addr.port)
+        return ssh_port_open(addr.host, timeout=0.5, port=addr.port)
     try:
         gateways.open_channel(addr.gateway, addr.host, addr.port, 2.0).close()
     except GatewayUnreachable:
@@ -499,6 +499,7 @@ def wait_for_ssh(addr: GuestAddress, timeout: float, alive: Callable[[Guest], bo
                 refused[:] = [guest.host_key_refused]
             return None
 
-    wait_for(f"{addr.name} to answer SSH on {addr.host}:22", probe, timeout, interval=0.5,
-             last_seen=seen_last)
+    # a cheap port probe, often: a VM restored from the template answers within a second
+    wait_for(f"{addr.name} to answer SSH on {addr.host}:22", probe, timeout, interval=0.1,
+             max_interval=0.5, last_seen=seen_last)
     return time.monotonic() - start

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-import queue
+import select
 import sys
 import threading
 from collections.abc import Callable
@@ -45,25 +45,34 @@ EXIT_BAD_REQUEST = 64
 
 
 class _Stdin:
-    """Request lines from stdin, read by a thread that also ends the process when the
-    controller goes away (EOF) during an operation. Raw reads of fd 0: a thread blocked
-    in sys.stdin's buffer would stall interpreter shutdown."""
+    """Request lines from stdin, read by the thread that runs them (a request reaches
+    its operation without a hand-off between threads), and a watcher thread that ends
+    the process when the controller goes away (its end of stdin closed) during an
+    operation. The watcher waits for the hang-up alone and reads nothing. Raw reads of
+    fd 0: nothing buffered in sys.stdin."""
 
     def __init__(self) -> None:
-        self.lines: queue.Queue[bytes | None] = queue.Queue()
         self.busy = threading.Event()
-        threading.Thread(target=self._read, name="stdin", daemon=True).start()
+        self._pending = b""
+        self._lines: list[bytes] = []
+        threading.Thread(target=self._watch, name="stdin-hangup", daemon=True).start()
 
-    def _read(self) -> None:
-        pending = b""
-        while chunk := os.read(0, 1 << 16):
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                self.lines.put(line)
+    def _watch(self) -> None:
+        poller = select.poll()
+        poller.register(0, select.POLLRDHUP)  # POLLHUP and POLLERR come unasked
+        poller.poll()
         if self.busy.is_set():
             os._exit(EXIT_ABANDONED)
-        self.lines.put(None)
+        # idle: the lines still unread are served, then the main thread reads EOF
+
+    def get(self) -> bytes | None:
+        """The next request line; None at EOF."""
+        while not self._lines:
+            chunk = os.read(0, 1 << 16)
+            if not chunk:
+                return None
+            *self._lines, self._pending = (self._pending + chunk).split(b"\n")
+        return self._lines.pop(0)
 
 
 def parse(op: str, request: dict[str, Any]) -> Callable[[], Any]:
@@ -118,7 +127,7 @@ def main(argv: list[str]) -> int:
         print(f"usage: agent.pyz {{serve|{'|'.join(OPS)}}} < requests", file=sys.stderr)
         return EXIT_BAD_REQUEST
     stdin = _Stdin()
-    while (line := stdin.lines.get()) is not None:
+    while (line := stdin.get()) is not None:
         stop = handle(argv[1], line, stdin)
         if stop is not None:
             return stop
@@ -128,8 +137,9 @@ def main(argv: list[str]) -> int:
 
 
 def _answer(doc: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(doc) + "\n")
-    sys.stdout.flush()
+    data = memoryview((json.dumps(doc) + "\n").encode())
+    while data:
+        data = data[os.write(1, data):]
 
 
 if __name__ == "__main__":

@@ -539,6 +539,29 @@ class Hypervisor:
             dom.snapshotCreateXML(xml, 0)
 
     @staticmethod
+    def redefine_snapshot(dom: libvirt.virDomain, xml: str) -> None:
+        """Give ``dom`` the metadata of a snapshot whose state its disk already holds."""
+        with classified(f"redefining a snapshot of {dom.name()}"):
+            dom.snapshotCreateXML(xml, libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_REDEFINE)
+
+    @staticmethod
+    def forget_snapshot(dom: libvirt.virDomain, name: str) -> None:
+        """Drop the metadata of snapshot ``name``; the state stays in the disk."""
+        with classified(f"forgetting snapshot {name} of {dom.name()}"):
+            dom.snapshotLookupByName(name, 0).delete(
+                libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY)
+
+    @staticmethod
+    def inactive_xml(dom: libvirt.virDomain) -> str:
+        with classified(f"reading the definition of {dom.name()}"):
+            return str(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+
+    def hypervisor_version(self) -> int:
+        """The hypervisor's version (QEMU: major * 1,000,000 + minor * 1,000 + micro)."""
+        with classified("reading the hypervisor version"):
+            return int(self.conn.getVersion())
+
+    @staticmethod
     def revert_snapshot(dom: libvirt.virDomain, name: str) -> None:
         """Revert to a snapshot, running; FORCE also recovers a crashed/stuck domain."""
         with classified(f"reverting {dom.name()} to snapshot {name}"):
@@ -609,9 +632,13 @@ class Hypervisor:
             dom.detachDeviceAlias(alias, libvirt.VIR_DOMAIN_AFFECT_LIVE)
 
     @staticmethod
-    def attach(dom: libvirt.virDomain, xml: str) -> None:
+    def attach(dom: libvirt.virDomain, xml: str, persistent: bool = False) -> None:
+        """Hot-plug a device; ``persistent`` also adds it to the domain's definition."""
+        flags = libvirt.VIR_DOMAIN_AFFECT_LIVE
+        if persistent:
+            flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
         with classified(f"attaching a device to {dom.name()}"):
-            dom.attachDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            dom.attachDeviceFlags(xml, flags)
 
     def _watch(self, dom: libvirt.virDomain, event_id: int, what: str,
                handler: Callable[..., None]) -> Callable[[], None]:

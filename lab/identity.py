@@ -108,12 +108,13 @@ def done_marker(volume: str, sha256: str) -> str:
 
 def is_lab_volume(name: str, lab: str, vms: list[str]) -> bool:
     """Whether a file in the pool is one the lab makes (uploads, overlays, markers)."""
-    if name.startswith(("kernel-", "initrd-", "golden-")):
+    # the image's uploads and the lab's template (lab.template.volume_name), with marks
+    if name.startswith(("kernel-", "initrd-", "golden-", "template-")):
         return True
     if name.startswith(f"{lab}.") and name.endswith((INSTALL_MARKER_SUFFIX, ".driver-lab-owner")):
         return True
     # a VM's identity media (lab.guests.windows_identity.volume_name) and its done marks
-    for vol in (f"ident-{vm}.iso" for vm in vms):
+    for vol in (f"ident-{vm}.iso" for vm in [*vms, "_template"]):  # lab.template.NAME
         if name == vol or name.startswith(vol + DONE_INFIX):
             return True
     return name in {f"{vm}.qcow2" for vm in vms}

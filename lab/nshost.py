@@ -26,6 +26,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -66,6 +67,10 @@ HOST_CHILDREN = DAEMON_CHILDREN | {"sshd", "virt-ssh-helper"}
 #: appended to the host's own libvirtd.conf copy: its log stays in its state dir
 LIBVIRTD_CONF = ('\n# --- driver-lab namespace host ---\n'
                  'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"\n')
+#: libvirt's cache of QEMU's probed capabilities, as the controller's libvirtd keeps it
+#: (the sandbox's libvirtd shares the machine's /var/cache/libvirt)
+QEMU_CAPS_CACHE = Path("/var/cache/libvirt/qemu/capabilities")
+_CAPS_FIELD = re.compile(r"<(emulator|qemuctime)>([^<]*)</\1>")
 
 
 @dataclass(frozen=True)
@@ -185,6 +190,31 @@ def prepare_tree(spec: HostSpec) -> None:
     libvirtd_conf = etc / "libvirtd.conf"
     base = libvirtd_conf.read_text() if libvirtd_conf.exists() else ""
     _write(libvirtd_conf, base + LIBVIRTD_CONF)
+    seed_qemu_caps(_private_dir(spec, "/var/cache/libvirt") / "qemu" / "capabilities")
+
+
+def seed_qemu_caps(dest: Path, source: Path = QEMU_CAPS_CACHE) -> list[str]:
+    """Copy the controller libvirtd's cached QEMU capabilities into ``dest`` (the host's
+    private cache), each only when its emulator is this machine's binary as probed (its
+    ctime as recorded): the host's libvirtd then defines its first domain without
+    probing QEMU again (~4 s). libvirt revalidates every file itself (binary ctime, its
+    own version) and probes anew when one is stale. Returns the emulators seeded."""
+    seeded: list[str] = []
+    for cached in sorted(source.glob("*.xml")) if source.is_dir() else []:
+        try:
+            with cached.open(errors="replace") as head:
+                fields = dict(_CAPS_FIELD.findall(head.read(4096)))
+            emulator = Path(fields["emulator"])
+            fresh = int(fields["qemuctime"]) == int(emulator.stat().st_ctime)
+        except (OSError, KeyError, ValueError):  # unreadable, another layout, no binary
+            continue
+        if fresh:
+            dest.mkdir(mode=0o755, parents=True, exist_ok=True)
+            tmp = dest / f".{cached.name}.{os.getpid()}.tmp"
+            shutil.copy2(cached, tmp)  # keeps its mode (0600, root's)
+            os.replace(tmp, dest / cached.name)
+            seeded.append(str(emulator))
+    return seeded
 
 
 def prepare_ssh(spec: HostSpec) -> SshFiles:
@@ -414,6 +444,8 @@ class NamespaceHost:
         controller's namespace: the TCP socket is made there)."""
         with netns.inside(self.spec.controller_netns):
             sock = socket.create_connection((self.spec.addr, 22), timeout=timeout)
+        # requests on it are small and waited for (the instrument agent's lines)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client = paramiko.SSHClient()
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         client.load_host_keys(str(self.ssh.known_hosts))

@@ -16,7 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab import accel, console_keeper, domxml, hosts, identity, inventory, naming, vmkeys
+from lab import (
+    accel,
+    clone,
+    console_keeper,
+    domxml,
+    hosts,
+    identity,
+    inventory,
+    naming,
+    template_up,
+    vmkeys,
+)
+from lab import template as templates
 from lab.config import Acceleration, LabConfig
 from lab.errors import LabError, LabFailure, NotOurs
 from lab.gateway import Gateway
@@ -59,6 +71,9 @@ class VmContext:
     host: str = "local"
     gateway: Gateway | None = None
     console_dir: str | None = None
+    #: the lab's template in this host's pool (lab.template): missing VMs are made from
+    #: it; None: they boot
+    template: templates.Template | None = None
 
 
 def console_log_path(config: LabConfig, vm: str) -> str:
@@ -104,7 +119,9 @@ def _up_on_host(hv: Hypervisor, ctx: VmContext, pool_path: str,
         return []
     _ensure_networks(hv, ctx.plan, ctx.owner_run, ctx.me, progress)
     boot = _upload_image(hv, ctx.config, ctx.image, ctx.me, pool_path, progress)
-    return _bring_up_all(hv, dataclasses.replace(ctx, boot=boot), progress)
+    ctx = dataclasses.replace(ctx, boot=boot)
+    ctx = dataclasses.replace(ctx, template=_template(hv, ctx, progress))
+    return _bring_up_all(hv, ctx, progress)
 
 
 def _up_on_remote(target: hosts.HostTarget, ctx: VmContext,
@@ -120,6 +137,16 @@ def _up_on_remote(target: hosts.HostTarget, ctx: VmContext,
         console_keeper.start(ctx.config.state_dir, target.uri, {
             vm.domain: Path(console_log_path(ctx.config, vm.name)) for vm in ctx.plan.vms})
         return _up_on_host(hv, ctx, target.pool_path, progress)
+
+
+def _template(hv: Hypervisor, ctx: VmContext, progress: Progress) -> templates.Template | None:
+    return template_up.prepare(hv, template_up.TemplateSite(
+        config=ctx.config, plan=ctx.plan, kind=ctx.kind, golden_digest=ctx.image.digest,
+        golden=ctx.boot.golden, golden_size=ctx.boot.golden_size, kernel=ctx.boot.kernel,
+        initrd=ctx.boot.initrd, domain_type=ctx.domain_type,
+        owner=ownership(ctx.me, ctx.owner_run, templates.NAME),
+        fatal=lambda dom, log, start: _boot_fatal(hv, dom, ctx.kind, log, start),
+        local=ctx.host == "local"), progress)
 
 
 def _acceleration(config: LabConfig, image: GoldenImage, progress: Progress) -> Acceleration:
@@ -278,9 +305,10 @@ def _bring_up_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec,
     log = console_log_path(ctx.config, vm.name)
     entry = dataclasses.replace(inventory.vm_entry(vm, log), host=ctx.host,
                                 gateway=ctx.gateway)
-    dom = hv.domain(vm.domain)
-    if dom is not None:
-        owner = hv.owner_from_xml(dom.XMLDesc(0))
+    found = hv.domain_with_owner(vm.domain)
+    dom = found[0] if found is not None else None
+    if found is not None:
+        owner = found[1]
         if owner is None or owner.lab != ctx.plan.lab:
             raise NotOurs(f"domain {vm.domain} exists but is not this lab's",
                           hint="rename the lab ([lab] name) or remove that domain")
@@ -294,10 +322,12 @@ def _bring_up_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec,
             say.step("up")
             say("already up (running, clean snapshot present): unchanged")
             return entry
+    qemu_log = f"{ctx.console_dir}/{vm.domain}.console.log" if ctx.console_dir else log
+    if dom is None and ctx.template is not None:
+        dom = _from_template(hv, ctx, ctx.template, vm, qemu_log, say)
     if dom is None:
         say.step("define")
-        qemu_log = f"{ctx.console_dir}/{vm.domain}.console.log" if ctx.console_dir else log
-        dom = _define_vm(hv, ctx, vm, qemu_log, say)
+        dom, _key = _define_vm(hv, ctx, vm, qemu_log, say)
     log_start = Path(log).stat().st_size if Path(log).exists() else 0
     say.step("boot")
     if hv.state(dom) != DomainState.RUNNING:
@@ -325,8 +355,28 @@ def _bring_up_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec,
     return entry
 
 
-def _define_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec, log: str,
-               say: SubjectProgress) -> object:
+def _from_template(hv: Hypervisor, ctx: VmContext, template: templates.Template, vm: VmSpec,
+                   log: str, say: SubjectProgress) -> Any | None:
+    """The VM made from the template (lab.clone), running; None when that failed (said
+    why, the half-made VM removed): it boots instead."""
+    say.step("restore")
+    try:
+        dom, key = _define_vm(hv, ctx, vm, log, say, template)
+        clone.restore(hv, dom, vm, ctx.kind, key, say)
+        return dom
+    except LabError as exc:
+        say(f"restore from the template failed: {exc}; booting instead")
+        made = hv.domain(vm.domain)
+        if made is not None:
+            hv.remove_domain(made)
+        return None
+
+
+def _define_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec, log: str, say: SubjectProgress,
+               template: templates.Template | None = None) -> tuple[Any, Path | None]:
+    """Define the VM (its overlay: a linked clone of the golden image, or a copy of the
+    template's); the domain and the VM's own private host key (None: its kind gets it
+    from its identity media)."""
     pool = hv.pool(naming.pool_name(ctx.plan.lab))
     assert pool is not None
     stale = hv.volume(pool, naming.overlay_volume(vm.name))
@@ -337,25 +387,30 @@ def _define_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec, log: str,
     disk = hv.create_volume(pool, naming.overlay_volume(vm.name), domxml.volume_xml(
         naming.overlay_volume(vm.name), ctx.boot.golden_size, "qcow2",
         backing=ctx.boot.golden))
+    if template is not None:
+        clone.copy_disk(template.path, disk)
     choices = ctx.kind.boot_choices(vm)
+    initrd, key = _vm_initrd(hv, pool, ctx, vm, say)
     boot = domxml.BootSpec(disk_path=disk, console_log=log, kernel=ctx.boot.kernel,
-                           initrd=_vm_initrd(hv, pool, ctx, vm, say),
-                           cmdline=choices.cmdline, choices=choices,
-                           identity_media=_identity_media(hv, pool, ctx, vm, say))
+                           initrd=initrd, cmdline=choices.cmdline, choices=choices,
+                           identity_media=_identity_media(hv, pool, ctx, vm, say),
+                           nics_at_boot=template is None)
     xml = domxml.domain_xml(vm, boot, ownership(ctx.me, ctx.owner_run, vm.name),
                             ctx.domain_type)
     dom = hv.define_domain(xml)
-    say(f"defined {vm.domain} (linked clone {naming.overlay_volume(vm.name)}, "
+    what = "a copy of the template's" if template else "linked clone"
+    say(f"defined {vm.domain} ({what} {naming.overlay_volume(vm.name)}, "
         f"{len(vm.test_nics)} test NICs, {vm.machine.value})")
-    return dom
+    return dom, key
 
 
 def _vm_initrd(hv: Hypervisor, pool: Any, ctx: VmContext, vm: VmSpec,
-               say: SubjectProgress) -> str | None:
+               say: SubjectProgress) -> tuple[str | None, Path | None]:
     """The VM's own initramfs carrying its own fresh SSH host key (:mod:`lab.vmkeys`),
-    uploaded to the pool; kinds that do not boot the lab's initramfs keep the image's."""
+    uploaded to the pool, and that key's private file; kinds that do not boot the lab's
+    initramfs keep the image's (and no key)."""
     if ctx.boot.initrd is None or ctx.image.initrd is None:
-        return ctx.boot.initrd
+        return ctx.boot.initrd, None
     key = vmkeys.new_host_key(ctx.config.state_dir, vm.name)
     local = vmkeys.vm_initrd_path(ctx.config.state_dir, vm.name)
     sha = vmkeys.write_vm_initrd(ctx.image.initrd, key, local)
@@ -365,7 +420,7 @@ def _vm_initrd(hv: Hypervisor, pool: Any, ctx: VmContext, vm: VmSpec,
         hv.delete_volume(old)
     path = hv.upload(pool, name, local, "raw", domxml.volume_xml, identity.done_marker(name, sha))
     say(f"own SSH host key {key.public.split()[1][-12:]} (pinned; in its initramfs)")
-    return path
+    return path, key.private
 
 
 def _identity_media(hv: Hypervisor, pool: Any, ctx: VmContext, vm: VmSpec,

@@ -261,7 +261,8 @@ class Vm:
         self.hv.revert_snapshot(self.domain(), self.entry.snapshot)
         self.timeline.add(f"reverted to snapshot {self.entry.snapshot}")
         wait_for(f"{self.name} to answer SSH after revert",
-                 lambda: True if self.handle.alive() else None, REVERT_DEADLINE, interval=0.2)
+                 lambda: True if self.handle.alive() else None, REVERT_DEADLINE, interval=0.05,
+                 max_interval=0.25)
         return time.monotonic() - t0
 
     def agent_alive(self, deadline: float = agent.PING_DEADLINE_S) -> bool:

@@ -36,16 +36,23 @@ from lab.sandbox import RUN_DIR  # noqa: E402
 
 CONTROLLER_NS = "dlbenchia"
 TARGET = 1.2
-ROUNDS = 7
+#: rounds per measurement: many for the calls of a few ms (the machine's noise is of
+#: their size), few for the 2 s loads
+ROUNDS = {"L2 probe (answered)": 21, "L2 probe (silent, 0.5 s)": 7, "load 2 x 1 MiB": 41,
+          "load 2 conns x 2 s": 3}
 
 
-def median_s(fn: Callable[[], object], rounds: int = ROUNDS) -> float:
-    times = []
+def medians_s(local: Callable[[], object], remote: Callable[[], object],
+              rounds: int) -> tuple[float, float]:
+    """Median seconds of ``local`` and of ``remote``, their rounds interleaved (a change
+    in the machine's load meets both sides alike)."""
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(rounds):
-        t0 = time.monotonic()
-        fn()
-        times.append(time.monotonic() - t0)
-    return statistics.median(times)
+        for fn, out in ((local, times[0]), (remote, times[1])):
+            t0 = time.monotonic()
+            fn()
+            out.append(time.monotonic() - t0)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def line(what: str, local: float, remote: float) -> str:
@@ -63,9 +70,8 @@ def measure(local: Side, remote: Side) -> list[str]:
             ("load 2 x 1 MiB", lambda s: s.run_load(_spec())),
             ("load 2 conns x 2 s", lambda s: s.run_load(_spec(duration=2.0,
                                                               bytes_per_connection=None)))):
-        rounds = 3 if "2 s" in what else ROUNDS
-        lines.append(line(what, median_s(partial(run, local), rounds),
-                          median_s(partial(run, remote), rounds)))
+        lines.append(line(what, *medians_s(partial(run, local), partial(run, remote),
+                                            ROUNDS[what])))
     return lines
 
 

@@ -4,9 +4,11 @@
 artifacts/bench/load.md: bench/results/load.md is the tracked record the README quotes,
 copied there by hand), prints it, then PASS or FAIL per goal; exits 1 when a goal is missed.
 
-Usage: run_bench.py --bin DIR [--out FILE] [--seconds S] [--reps N]
-Each measurement runs N times, C reference and engine alternating, and the best run of
-each is kept (the host is shared; best-of-N filters out a neighbour's burst).
+Usage: run_bench.py --bin DIR [--out FILE] [--seconds S] [--reps N] [--only NAMES]
+Each measurement runs N times (default 5), C reference and engine alternating. Each figure
+is the median of its N runs, printed with its min-max spread; the ratio is the ratio of
+the medians, with the spread of the N paired (back-to-back) ratios beside it, so one
+noisy run on the shared host cannot decide a goal.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import platform
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -35,12 +38,22 @@ DEADLINE_SLACK = 30.0
 class Row:
     what: str
     ref_name: str
-    ref: float | None
-    engine: float | None
+    refs: list[float]
+    """The reference's figure in each run (empty: not measured)."""
+    engines: list[float]
+    """The engine's figure in each run, paired with ``refs`` (run i back to back)."""
     unit: str
     goal: float | None = None
     """The ratio the engine must reach (``>= goal``), or None when there is no goal."""
     higher_is_better: bool = True
+
+    @property
+    def ref(self) -> float | None:
+        return statistics.median(self.refs) if self.refs else None
+
+    @property
+    def engine(self) -> float | None:
+        return statistics.median(self.engines) if self.engines else None
 
     @property
     def goal_text(self) -> str:
@@ -54,9 +67,19 @@ class Row:
         return "PASS" if ratio is not None and ratio >= self.goal else "FAIL"
 
     def ratio(self) -> float | None:
-        if not self.ref or not self.engine:
-            return None
-        return self.engine / self.ref if self.higher_is_better else self.ref / self.engine
+        """The ratio of the medians, oriented so that higher is better for the engine."""
+        return _ratio(self.ref, self.engine, self.higher_is_better)
+
+    def paired_ratios(self) -> list[float]:
+        both = zip(self.refs, self.engines, strict=False)  # reference-only rows: no pairs
+        pairs = (_ratio(r, e, self.higher_is_better) for r, e in both)
+        return [x for x in pairs if x is not None]
+
+
+def _ratio(ref: float | None, engine: float | None, higher_is_better: bool) -> float | None:
+    if not ref or not engine:
+        return None
+    return engine / ref if higher_is_better else ref / engine
 
 
 def run_json(cmd: list[str], timeout: float) -> dict[str, Any]:
@@ -104,6 +127,7 @@ class Bench:
         self.seconds = seconds
         self.reps = reps
         self.python = sys.executable
+        self.load_before = os.getloadavg()[0]
 
     def start_server(self) -> None:
         self.server = subprocess.Popen(
@@ -136,45 +160,67 @@ class Bench:
             sys.exit(f"bench: the engine failed in {mode} x{conns}: {data['error_counts']}")
         return data
 
-    def best(
-        self, mode: str, conns: int, key: Callable[[dict[str, Any]], float], lower: bool = False,
-        extra: tuple[str, ...] = (), unit: str = "MB/s",
-    ) -> tuple[float, float]:
-        refs, engs = [], []
+    def runs(
+        self, mode: str, conns: int, extra: tuple[str, ...] = ()
+    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """``reps`` back-to-back pairs of (C client, engine) results."""
+        pairs = []
         for _ in range(self.reps):
-            refs.append(key(self.c_client(mode, conns)))
-            engs.append(key(self.engine(mode, conns, *extra)))
-        pick = min if lower else max
-        print(f"  {mode:8} x{conns:<3} C: {', '.join(fmt(v, unit) for v in refs)}   "
-              f"lab load: {', '.join(fmt(v, unit) for v in engs)}", file=sys.stderr)
-        return pick(refs), pick(engs)
+            pairs.append((self.c_client(mode, conns), self.engine(mode, conns, *extra)))
+        return pairs
 
 
-def c_tp(d: dict[str, Any]) -> float:
+Key = Callable[[dict[str, Any]], float]
+#: Goal ratio (engine/reference) per measurement that has one (issue 13).
+STREAM_GOAL = 0.9
+CONNECT_GOAL = 0.8
+#: Measurements by the name --only selects them with.
+MEASUREMENTS = ("iperf3", "stream1", "stream8", "stream64", "asyncio", "ping", "connect")
+
+
+def throughput(d: dict[str, Any]) -> float:
     return float(d["throughput"])
 
 
-def measure(bench: Bench) -> list[Row]:
-    rows = [Row("loopback limit, 1 TCP stream", "iperf3", iperf3(bench.seconds), None, "MB/s")]
-    goals: dict[int, float | None] = {1: 0.5, 8: 0.8, 64: None}
-    for conns in (1, 8, 64):
-        ref, eng = bench.best("stream", conns, c_tp)
-        rows.append(Row(f"echo stream, {conns} conn", "C client", ref, eng, "MB/s", goals[conns]))
-    ref, eng = bench.best("stream", 8, c_tp, extra=("--no-uvloop",))
-    rows.append(Row("echo stream, 8 conn, stock asyncio loop", "C client", ref, eng, "MB/s"))
-    def lat(name: str) -> Callable[[dict[str, Any]], float]:
-        return lambda d: float(d[name] if name in d else d["latency"][name.removesuffix("_us")])
+def ops_rate(d: dict[str, Any]) -> float:
+    return float(d["ops_per_second"])
 
-    ref, eng = bench.best("ping", 1, lat("p99_us"), lower=True, unit="us")
-    rows.append(Row("ping 64 B, 1 conn: p99 latency", "C client", ref, eng, "us",
-                    higher_is_better=False))
-    ref, eng = bench.best("ping", 1, lat("p50_us"), lower=True, unit="us")
-    rows.append(Row("ping 64 B, 1 conn: p50 latency", "C client", ref, eng, "us",
-                    higher_is_better=False))
-    ref, eng = bench.best("ping", 1, lambda d: float(d["ops_per_second"]), unit="/s")
-    rows.append(Row("ping 64 B, 1 conn: round trips", "C client", ref, eng, "/s"))
-    ref, eng = bench.best("connect", 8, lambda d: float(d["ops_per_second"]), unit="conn/s")
-    rows.append(Row("connect-echo-close, 8 conn", "C client", ref, eng, "conn/s"))
+
+def latency(name: str) -> Key:
+    return lambda d: float(d[name] if name in d else d["latency"][name.removesuffix("_us")])
+
+
+def row(what: str, pairs: list[tuple[dict[str, Any], dict[str, Any]]], key: Key, unit: str,
+        goal: float | None = None, higher_is_better: bool = True) -> Row:
+    r = Row(what, "C client", [key(c) for c, _ in pairs], [key(e) for _, e in pairs], unit,
+            goal, higher_is_better)
+    print(f"  {what}: C {spread(r.refs, unit)}   lab load {spread(r.engines, unit)}   "
+          f"ratio {ratio_text(r)}", file=sys.stderr)
+    return r
+
+
+def measure(bench: Bench, only: set[str]) -> list[Row]:
+    rows = []
+    if "iperf3" in only:
+        limits = [iperf3(bench.seconds) for _ in range(bench.reps)]
+        rows.append(Row("loopback limit, 1 TCP stream", "iperf3", limits, [], "MB/s"))
+    for conns in (1, 8, 64):
+        if f"stream{conns}" in only:
+            rows.append(row(f"echo stream, {conns} conn", bench.runs("stream", conns),
+                            throughput, "MB/s", STREAM_GOAL))
+    if "asyncio" in only:
+        rows.append(row("echo stream, 8 conn, stock asyncio loop",
+                        bench.runs("stream", 8, ("--no-uvloop",)), throughput, "MB/s"))
+    if "ping" in only:
+        pings = bench.runs("ping", 1)
+        rows.append(row("ping 64 B, 1 conn: p99 latency", pings, latency("p99_us"), "us",
+                        higher_is_better=False))
+        rows.append(row("ping 64 B, 1 conn: p50 latency", pings, latency("p50_us"), "us",
+                        higher_is_better=False))
+        rows.append(row("ping 64 B, 1 conn: round trips", pings, ops_rate, "/s"))
+    if "connect" in only:
+        rows.append(row("connect-echo-close, 8 conn", bench.runs("connect", 8), ops_rate,
+                        "conn/s", CONNECT_GOAL))
     return rows
 
 
@@ -188,28 +234,51 @@ def fmt(value: float | None, unit: str) -> str:
     return f"{value:,.0f} {unit}"
 
 
+def spread(values: list[float], unit: str) -> str:
+    """``median (min-max)`` of ``values``; '-' when there are none."""
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return fmt(values[0], unit)
+    low, high = fmt(min(values), unit).split()[0], fmt(max(values), unit).split()[0]
+    return f"{fmt(statistics.median(values), unit)} ({low}-{high})"
+
+
+def ratio_text(r: Row) -> str:
+    ratio, pairs = r.ratio(), r.paired_ratios()
+    if ratio is None:
+        return "-"
+    if len(pairs) < 2:
+        return f"{ratio:.2f}x"
+    return f"{ratio:.2f}x ({min(pairs):.2f}-{max(pairs):.2f})"
+
+
 def table(rows: list[Row], bench: Bench) -> str:
     lines = [
         "# Load engine bench (loopback)",
         "",
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"{bench.seconds:g} s per run, best of {bench.reps}, window {WINDOW // 1024} KiB, "
-        "server: bench/load/echo_server (C, epoll, 1 thread)",
+        f"{bench.seconds:g} s per run, median of {bench.reps} runs (min-max in brackets), "
+        f"window {WINDOW // 1024} KiB, "
+        "server: bench/load/echo_server (C, epoll, 1 thread); "
+        f"1-min load average {bench.load_before:.2f} before the bench, "
+        f"{os.getloadavg()[0]:.2f} after (the bench itself keeps ~2 CPUs busy)",
         "",
         "| measurement | reference | reference | lab load | ratio (engine/ref) | goal | met |",
         "|---|---|---:|---:|---:|---|---|",
     ]
     for r in rows:
-        ratio = r.ratio()
         lines.append(
-            f"| {r.what} | {r.ref_name} | {fmt(r.ref, r.unit)} | {fmt(r.engine, r.unit)} | "
-            f"{'-' if ratio is None else f'{ratio:.2f}x'} | {r.goal_text} | {r.verdict()} |"
+            f"| {r.what} | {r.ref_name} | {spread(r.refs, r.unit)} | "
+            f"{spread(r.engines, r.unit)} | {ratio_text(r)} | {r.goal_text} | {r.verdict()} |"
         )
     lines += [
         "",
         "Ratios are engine/reference for rates and reference/engine for latency, so higher "
         "is better for the engine everywhere; iperf3 shows the loopback limit for one stream.",
+        "A ratio is the ratio of the two medians; in brackets, the lowest and highest of the "
+        "ratios of the runs taken back to back (C client, then engine).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -219,12 +288,18 @@ def main() -> int:
     ap.add_argument("--bin", type=Path, required=True, help="directory of echo_server, echo_client")
     ap.add_argument("--out", type=Path, default=Path("artifacts/bench/load.md"))
     ap.add_argument("--seconds", type=float, default=float(os.environ.get("LOAD_BENCH_SECONDS", 3)))
-    ap.add_argument("--reps", type=int, default=int(os.environ.get("LOAD_BENCH_REPS", 2)))
+    ap.add_argument("--reps", type=int, default=int(os.environ.get("LOAD_BENCH_REPS", 5)),
+                    help="runs per figure (median and min-max are reported)")
+    ap.add_argument("--only", default=os.environ.get("LOAD_BENCH_ONLY", ",".join(MEASUREMENTS)),
+                    help=f"comma-separated subset of: {', '.join(MEASUREMENTS)}")
     args = ap.parse_args()
+    only = set(filter(None, args.only.split(",")))
+    if args.reps < 1 or not only or only - set(MEASUREMENTS):
+        ap.error(f"--reps must be >= 1 and --only a subset of {', '.join(MEASUREMENTS)}")
     bench = Bench(args.bin, args.seconds, args.reps)
     bench.start_server()
     try:
-        rows = measure(bench)
+        rows = measure(bench, only)
     finally:
         bench.stop_server()
     text = table(rows, bench)
@@ -240,7 +315,7 @@ def goal_lines(rows: list[Row]) -> list[str]:
     for r in rows:
         if r.goal is not None:
             ratio = r.ratio()
-            got = "not measured" if ratio is None else f"{ratio:.2f}x"
+            got = "not measured" if ratio is None else ratio_text(r)
             lines.append(f"{r.verdict()} {r.what}: {got} (goal {r.goal_text})")
     return lines
 

@@ -12,6 +12,13 @@
  *   {"execute":"lab-sysrq","arguments":{"keys":"wt"}} -> each key written to
  *       /proc/sysrq-trigger (w: blocked tasks, t: all tasks), then
  *       {"return": {"done": "wt"}}
+ *   {"execute":"lab-identity","arguments":{"hostname":"vm1","net":"<mac>=<ip/len>,...",
+ *       "hostkey":"<hex>","seed":"<hex>","epoch":N}} -> a VM restored from the lab's
+ *       template (lab/template.py) takes its own identity: the hostname, the NIC
+ *       addresses /sbin/lab-netup gives hot-plugged NICs (/run/lab/net), 32+ bytes
+ *       mixed into the kernel's random pool (so clones do not share its state), the
+ *       wall clock, and its own SSH host key, with which /sbin/lab-identity restarts
+ *       dropbear; then {"return": {"identity": "vm1"}}
  *   anything else -> {"error": {"class": "CommandNotFound", "desc": ...}}
  *
  * It answers as long as the kernel schedules user space, whatever happened to
@@ -20,6 +27,9 @@
  * Started (and respawned) by busybox init (/etc/inittab).
  */
 #include <dirent.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -31,6 +41,7 @@
 #define PORT_NAME "org.qemu.guest_agent.0"
 #define PORTS_DIR "/sys/class/virtio-ports"
 #define MAX_REQUEST 4096
+#define IDENTITY_DIR "/run/lab"
 
 static void say(const char *what, const char *detail)
 {
@@ -117,6 +128,109 @@ static int json_uint(const char *req, const char *key, unsigned long long *out)
 	return end != p;
 }
 
+/* Every character of s is in allowed (and s is not empty). */
+static int only(const char *s, const char *allowed)
+{
+	return *s && strspn(s, allowed) == strlen(s);
+}
+
+/* hex (an even count of [0-9a-f]) into out; the byte count, or -1. */
+static long unhex(const char *hex, unsigned char *out, size_t len)
+{
+	size_t n = strlen(hex), i;
+
+	if (n % 2 || n / 2 > len || !only(hex, "0123456789abcdef"))
+		return -1;
+	for (i = 0; i < n / 2; i++) {
+		unsigned int byte;
+
+		if (sscanf(hex + 2 * i, "%2x", &byte) != 1)
+			return -1;
+		out[i] = (unsigned char)byte;
+	}
+	return (long)(n / 2);
+}
+
+/* Write len bytes to path (created 0600, replaced whole: written then renamed). */
+static int put_file(const char *path, const void *data, size_t len)
+{
+	char tmp[256];
+	int fd, rc;
+
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	rc = write_all(fd, data, len);
+	if (close(fd) < 0 || rc < 0)
+		return -1;
+	return rename(tmp, path);
+}
+
+/* Run /sbin/lab-identity (it restarts dropbear with the new key); its exit status. */
+static int run_identity_script(void)
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		execl("/sbin/lab-identity", "lab-identity", (char *)NULL);
+		_exit(127);
+	}
+	if (waitpid(pid, &status, 0) < 0)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* lab-identity: see the header comment. Every argument is checked before anything
+ * changes. NULL on success, else what failed. */
+static const char *identity(const char *req, char *name, size_t name_len)
+{
+	static char net[2048], hexbuf[1024];
+	static unsigned char seed[256], key[512];
+	unsigned long long epoch = 0;
+	struct timeval now = { 0 };
+	long seed_len, key_len;
+	int fd, seeded;
+
+	if (!json_string(req, "\"hostname\"", name, name_len) ||
+	    !only(name, "abcdefghijklmnopqrstuvwxyz0123456789-"))
+		return "bad hostname";
+	if (!json_string(req, "\"net\"", net, sizeof(net)) ||
+	    !only(net, "0123456789abcdef:=./,"))
+		return "bad net";
+	if (!json_string(req, "\"seed\"", hexbuf, sizeof(hexbuf)) ||
+	    (seed_len = unhex(hexbuf, seed, sizeof(seed))) < 32)
+		return "bad seed (32+ bytes of hex)";
+	if (!json_string(req, "\"hostkey\"", hexbuf, sizeof(hexbuf)) ||
+	    (key_len = unhex(hexbuf, key, sizeof(key))) <= 0)
+		return "bad hostkey";
+	if (!json_uint(req, "\"epoch\"", &epoch) || epoch == 0)
+		return "bad epoch";
+	mkdir(IDENTITY_DIR, 0700);
+	if (sethostname(name, strlen(name)) < 0)
+		return "sethostname failed";
+	if (put_file(IDENTITY_DIR "/net", net, strlen(net)) < 0)
+		return "cannot write " IDENTITY_DIR "/net";
+	fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return "cannot open /dev/urandom";
+	seeded = write_all(fd, (const char *)seed, (size_t)seed_len);
+	close(fd);
+	if (seeded < 0)
+		return "cannot write /dev/urandom";
+	now.tv_sec = (time_t)epoch;
+	if (settimeofday(&now, NULL) < 0)
+		return "settimeofday failed";
+	if (put_file(IDENTITY_DIR "/host_key", key, (size_t)key_len) < 0)
+		return "cannot write " IDENTITY_DIR "/host_key";
+	if (run_identity_script() != 0)
+		return "/sbin/lab-identity failed (see the console)";
+	return NULL;
+}
+
 static void sysrq(const char *keys, char *reply, size_t len)
 {
 	char done[16] = "";
@@ -140,8 +254,9 @@ static void sysrq(const char *keys, char *reply, size_t len)
 
 static void answer(int fd, const char *req)
 {
-	char cmd[64], keys[16], reply[256];
+	char cmd[64], keys[16], reply[256], name[64];
 	unsigned long long id = 0;
+	const char *failed;
 
 	if (!json_string(req, "\"execute\"", cmd, sizeof(cmd)))
 		snprintf(reply, sizeof(reply), "{\"error\": {\"class\": \"GenericError\", "
@@ -156,6 +271,14 @@ static void answer(int fd, const char *req)
 		if (!json_string(req, "\"keys\"", keys, sizeof(keys)))
 			strcpy(keys, "w");
 		sysrq(keys, reply, sizeof(reply));
+	} else if (!strcmp(cmd, "lab-identity")) {
+		failed = identity(req, name, sizeof(name));
+		if (failed)
+			snprintf(reply, sizeof(reply), "{\"error\": {\"class\": \"GenericError\", "
+				 "\"desc\": \"lab-agent: lab-identity: %s\"}}\n", failed);
+		else
+			snprintf(reply, sizeof(reply), "{\"return\": {\"identity\": \"%s\"}}\n",
+				 name);
 	} else
 		snprintf(reply, sizeof(reply), "{\"error\": {\"class\": \"CommandNotFound\", "
 			 "\"desc\": \"lab-agent: unknown command %s\"}}\n", cmd);

@@ -145,6 +145,31 @@ class BootChoices:
     #: the i6300esb watchdog (lab.domxml.WATCHDOG_ACTION on expiry); the guest must arm
     #: and pet it (the micro guest's /sbin/lab-watchdog). Windows has no driver for it.
     watchdog: bool = True
+    #: TCG only: QEMU's translation-block cache in MiB (QEMU's own default is 1 GiB, most
+    #: of it resident after a boot); None keeps QEMU's default (bench/lab/rss.py)
+    tb_cache_mib: int | None = 32
+    #: a virtio balloon with free page reporting: the guest hands its free 2 MiB blocks
+    #: back to the host (needs the guest's virtio_balloon driver)
+    free_page_reporting: bool = True
+    #: a VM generation ID (libvirt <genid/>: one per domain): a guest restored from the
+    #: lab's template sees a new one and reseeds its random state (Windows does)
+    vm_genid: bool = False
+
+
+#: A guest agent command: (execute, arguments) -> its "return" value (lab.agent.command).
+AgentCall = Callable[[str, dict[str, object]], object]
+
+
+@dataclass(frozen=True)
+class RestoredIdentity:
+    """What makes a VM restored from the lab's template its own (GuestKind.take_identity)."""
+
+    vm: VmSpec
+    #: its own SSH host key (private; the kind's format, lab.vmkeys); None for kinds that
+    #: get theirs from their identity media (GuestKind.identity_media)
+    host_key: Path | None
+    epoch: int  #: the host's clock (seconds since 1970): the saved state's clock is old
+    seed: bytes  #: fresh random bytes for the guest's random pool (clones share its state)
 
 
 def wait_or_hang(running: RunningCommand, deadline: float, what: str,
@@ -376,6 +401,9 @@ class GuestKind(abc.ABC):
     #: step installs (lab.guests.windows_identity); kinds booting the lab's initramfs get
     #: theirs in it (lab.vmkeys)
     identity_media: ClassVar[bool] = False
+    #: the console line a booted guest prints once it is ready: the lab's template
+    #: (lab.template) is saved then. None: the guest agent answering is the sign.
+    ready_marker: ClassVar[str | None] = None
 
     def __init__(self, config: LabConfig) -> None:
         self.config = config
@@ -404,6 +432,20 @@ class GuestKind(abc.ABC):
         """First boot of a VM, before its clean snapshot: check the image contract and
         apply per-VM setup (e.g. Driver Verifier, which needs a reboot). Default: nothing."""
         del handle, say
+
+    def template_boot_choices(self, vm: VmSpec) -> BootChoices | None:
+        """How the lab's template boots (lab.template): ``vm``'s choices without anything
+        of its own (name, addresses, host key). None: this kind's VMs are not made from a
+        template; they boot (the default)."""
+        del vm
+        return None
+
+    def take_identity(self, restored: RestoredIdentity, agent: AgentCall) -> None:
+        """A VM restored from the template takes its own identity before its NICs are
+        hot-plugged, through its guest agent: ``agent(execute, arguments)`` returns the
+        command's ``return`` value. Raises LabError when it cannot."""
+        del restored, agent
+        raise NotImplementedError(f"{self.name} VMs are not made from a template")
 
     def fatal_console_line(self, text: str) -> str | None:
         """The first line of ``text`` that means the boot failed or the guest panicked."""

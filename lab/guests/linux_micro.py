@@ -22,6 +22,7 @@ from lab.drivers import DriverManifest, LinuxTwin
 from lab.errors import CommandTimeout, DriverFailure, DriverHang, LabFailure
 from lab.guests.base import (
     AdapterInfo,
+    AgentCall,
     BootChoices,
     CommandResult,
     ContractItem,
@@ -30,6 +31,7 @@ from lab.guests.base import (
     GuestHandle,
     GuestKind,
     PendingUnload,
+    RestoredIdentity,
     RunningCommand,
     Shell,
     wait_or_hang,
@@ -132,11 +134,37 @@ PCI_RESCAN_COMMAND = "echo 1 > /sys/bus/pci/rescan"
 SLEEP_COMMAND = "(sleep 1; echo mem > /sys/power/state) </dev/null >/dev/null 2>&1 &"
 
 
+def net_argument(vm: VmSpec) -> str:
+    """Each NIC's MAC -> address, as /sbin/lab-netup reads them (<mac>=<ip/len>,...)."""
+    return ",".join(f"{nic.mac}={nic.ip}" for nic in vm.nics)
+
+
 def micro_cmdline(vm: VmSpec) -> str:
     """Kernel command line of a micro guest: hostname and each NIC's MAC -> address."""
-    nets = ",".join(f"{nic.mac}={nic.ip}" for nic in vm.nics)
-    return (f"console=ttyS0,115200 root=/dev/vda rw lab.hostname={vm.name} lab.net={nets} "
+    return _cmdline(vm.name, net_argument(vm))
+
+
+#: The template's hostname (lab.template); each VM restored from it takes its own.
+TEMPLATE_HOSTNAME = "template"
+
+
+def template_cmdline() -> str:
+    """The template's kernel command line: no hostname or address of any VM."""
+    return _cmdline(TEMPLATE_HOSTNAME, "")
+
+
+def _cmdline(hostname: str, nets: str) -> str:
+    return (f"console=ttyS0,115200 root=/dev/vda rw lab.hostname={hostname} lab.net={nets} "
             f"{' '.join(PANIC_PARAMS + HANG_PARAMS)} log_buf_len=4M")
+
+
+def identity_arguments(restored: RestoredIdentity) -> dict[str, object]:
+    """The arguments of lab-agent's lab-identity command (images/linux-micro/lab-agent.c)."""
+    if restored.host_key is None:
+        raise LabFailure(f"{restored.vm.name}: no SSH host key of its own to take")
+    return {"hostname": restored.vm.name, "net": net_argument(restored.vm),
+            "hostkey": restored.host_key.read_bytes().hex(), "seed": restored.seed.hex(),
+            "epoch": restored.epoch}
 
 
 def parse_adapters(text: str) -> tuple[AdapterInfo, ...]:
@@ -165,6 +193,7 @@ class LinuxMicro(GuestKind):
     management_nic = "virtio"
     deploys_mutants = True
     observer_driver = "labtdiobs"
+    ready_marker = "lab-guest: ready"
 
     def check(self) -> None:
         """Nothing to check up front: the image is built here from Debian packages."""
@@ -180,6 +209,20 @@ class LinuxMicro(GuestKind):
 
     def boot_choices(self, vm: VmSpec) -> BootChoices:
         return BootChoices(cmdline=micro_cmdline(vm))
+
+    def template_boot_choices(self, vm: VmSpec) -> BootChoices | None:
+        del vm
+        return BootChoices(cmdline=template_cmdline())
+
+    def take_identity(self, restored: RestoredIdentity, agent: AgentCall) -> None:
+        """Hostname, NIC addresses, clock, random seed and SSH host key in one lab-agent
+        command; /sbin/lab-identity restarts dropbear with the key."""
+        reply = agent("lab-identity", identity_arguments(restored))
+        if reply != {"identity": restored.vm.name}:
+            raise LabFailure(f"{restored.vm.name}: lab-identity answered {reply!r}, "
+                             f"not {{'identity': {restored.vm.name!r}}}",
+                             hint="rebuild the image (`lab images`): its lab-agent may be "
+                                  "older than the lab")
 
     def handle(self, shell: Shell) -> LinuxMicroHandle:
         return LinuxMicroHandle(shell)

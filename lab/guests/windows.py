@@ -26,13 +26,16 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from lab.config import LabConfig
 from lab.drivers import REPO_ROOT, DriverManifest, load_manifests
 from lab.errors import CommandTimeout, ConfigError, DriverHang, LabFailure
+from lab.guests import windows_restore
 from lab.guests.base import (
     AdapterInfo,
+    AgentCall,
     BootChoices,
     ContractItem,
     GoldenImage,
     GuestHandle,
     GuestKind,
+    RestoredIdentity,
     Shell,
 )
 from lab.guests.windows_contract import windows_contract
@@ -138,7 +141,16 @@ class Windows(GuestKind):
         return BootChoices(firmware="efi", cpu="max",
                            loader=str(base / Path(image.windows_ovmf_code).expanduser()),
                            nvram_template=str(base / Path(image.windows_ovmf_vars).expanduser()),
-                           hyperv=True, disk_bus=image.windows_disk_bus, watchdog=False)
+                           hyperv=True, disk_bus=image.windows_disk_bus, watchdog=False,
+                           tb_cache_mib=None, free_page_reporting=False, vm_genid=True)
+
+    def template_boot_choices(self, vm: VmSpec) -> BootChoices | None:
+        """The template boots as every VM does (its computer name stays: see
+        lab.guests.windows_restore)."""
+        return self.boot_choices(vm)
+
+    def take_identity(self, restored: RestoredIdentity, agent: AgentCall) -> None:
+        windows_restore.take_identity(restored, agent)
 
     def handle(self, shell: Shell) -> WindowsGuest:
         return WindowsGuest(shell)

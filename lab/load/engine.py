@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import gc
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from lab.errors import DeadlineExceeded
 from lab.load.conns import ConnectConn, EchoConn, PingConn, StreamConn, classify, describe_exc
 from lab.load.histogram import LatencyHistogram
-from lab.load.pattern import Diagnosis, Pattern, pattern_for
+from lab.load.pattern import MAX_CHUNK, Diagnosis, Pattern, pattern_for
 from lab.load.progress import Progress
 from lab.load.result import (
     ConnError,
@@ -35,6 +36,10 @@ from lab.load.result import (
 TICK = 0.1
 #: Pause before a slot reconnects (reconnect / connect mode after a failure).
 RECONNECT_BACKOFF = 0.1
+#: Bytes of the shared receive buffer: larger than the default window, so a read that
+#: takes everything in flight is short of the buffer and uvloop (libuv) does not issue
+#: a second read just to get EAGAIN.
+RECV_BUFFER = 2 * MAX_CHUNK
 
 _CONN_TYPES: dict[Mode, type[EchoConn]] = {
     Mode.STREAM: StreamConn,
@@ -71,6 +76,8 @@ class Run:
     histogram: LatencyHistogram = field(default_factory=LatencyHistogram)
     stopping: bool = False
     stopped_at: float | None = None
+    rbuf: memoryview = field(default_factory=lambda: memoryview(bytearray(RECV_BUFFER)))
+    """The receive buffer of every connection (each read is checked before the next)."""
 
     def now(self) -> float:
         return self.loop.time() - self.t0
@@ -120,10 +127,10 @@ async def _connect(run: Run, lane: Lane, attempt: int) -> EchoConn | None:
     target = lane.target
     local = (target.source, 0) if target.source else None
     try:
-        await asyncio.wait_for(
-            run.loop.create_connection(lambda: conn, target.host, target.port, local_addr=local),
-            run.spec.connect_timeout,
-        )
+        async with asyncio.timeout(run.spec.connect_timeout):  # no extra task, unlike wait_for
+            await run.loop.create_connection(
+                lambda: conn, target.host, target.port, local_addr=local
+            )
     except TimeoutError:
         what = f"connect timed out after {run.spec.connect_timeout:g}s"
         run.fail(lane, attempt, ErrorClass.TIMEOUT, what)
@@ -337,5 +344,9 @@ def run_load(spec: LoadSpec) -> LoadResult:
     """
     if sys.platform == "win32":  # pragma: no cover - the lab host is Linux
         raise NotImplementedError("the load engine runs on the Linux host")
-    with asyncio.Runner(loop_factory=_loop_factory(spec.use_uvloop)) as runner:
-        return runner.run(run_load_async(spec))
+    gc.freeze()  # the run's garbage is young: spare its collections the rest of the heap
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory(spec.use_uvloop)) as runner:
+            return runner.run(run_load_async(spec))
+    finally:
+        gc.unfreeze()

@@ -50,6 +50,7 @@ NOBODY_MAC = "02:00:5e:10:20:99"
 ECHO_SERVER = """import json, socket, sys, threading, time
 addr, port = sys.argv[1], int(sys.argv[2]); lock = threading.Lock(); st = {"echoed": 0, "live": 0}
 def serve(c, echo):
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms tail (delayed ACK)
     with lock: st["live"] += 1
     try:
         while d := c.recv(65536):

@@ -6,6 +6,7 @@ Regenerate the golden files after an intended change with
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -46,7 +47,16 @@ def _documents() -> dict[str, str]:
         "volume-overlay.xml": domxml.volume_xml("vm1.qcow2", 512 << 20, "qcow2",
                                                 backing="/pool/golden-x.qcow2"),
         "snapshot.xml": domxml.snapshot_xml("clean", OWNER),
+        # the lab's template and the VMs restored from it (lab.template, lab.clone)
+        "domain-q35-nicless.xml": domxml.domain_xml(plan.vms[0], _nicless(plan), OWNER, "qemu"),
+        "snapshot-restore.xml": domxml.restore_snapshot_xml(
+            "lab-template", domxml.domain_xml(plan.vms[0], _nicless(plan), OWNER, "qemu"),
+            1796200000),
     }
+
+
+def _nicless(plan: LabPlan) -> domxml.BootSpec:
+    return dataclasses.replace(_boot(plan), nics_at_boot=False)
 
 
 @pytest.mark.parametrize("name", sorted(_documents()))
@@ -100,3 +110,32 @@ def test_micro_domain_has_the_nmi_watchdog_on_bus_0() -> None:
     addr = wdt.find("address")
     assert addr is not None and addr.get("bus") == "0x00"
     assert "unknown_nmi_panic" in micro_cmdline(plan.vms[0]).split()
+
+
+def test_a_nicless_domain_keeps_a_port_per_nic_and_a_bridge_for_pci_nics() -> None:
+    """A VM restored from the template gets its NICs by hot-plug: one more empty root
+    port per NIC, and the pcie-to-pci-bridge a conventional PCI NIC (vmxnet3) needs,
+    which a hot-plug cannot add."""
+    plan = _plan(hotplug_slots=2, test_nics=["virtio", "vmxnet3"])
+    booted = domxml.domain_xml(plan.vms[0], _boot(plan), OWNER, "qemu")
+    nicless = domxml.domain_xml(plan.vms[0], _nicless(plan), OWNER, "qemu")
+    assert booted.count("<interface ") == 3 and "<interface " not in nicless
+    assert booted.count('model="pcie-root-port"') == 2
+    assert nicless.count('model="pcie-root-port"') == 2 + 3
+    assert 'model="pcie-to-pci-bridge"' in nicless and "pcie-to-pci-bridge" not in booted
+    virtio_only = _plan(test_nics=["virtio", "e1000e"])
+    assert "pcie-to-pci-bridge" not in domxml.domain_xml(
+        virtio_only.vms[0], _nicless(virtio_only), OWNER, "qemu")
+
+
+def test_the_restore_snapshot_names_the_vms_own_domain_and_every_disk() -> None:
+    plan = _plan()
+    dom = domxml.domain_xml(plan.vms[1], _nicless(plan), OWNER, "qemu")
+    snap = ET.fromstring(domxml.restore_snapshot_xml("lab-template", dom, 1796200000))
+    assert snap.findtext("name") == "lab-template" and snap.findtext("state") == "running"
+    assert snap.findtext("creationTime") == "1796200000"
+    memory = snap.find("memory")
+    assert memory is not None and memory.get("snapshot") == "internal"
+    assert [(d.get("name"), d.get("snapshot")) for d in snap.iterfind("disks/disk")] == [
+        ("vda", "internal")]
+    assert snap.findtext("domain/name") == plan.vms[1].domain

@@ -73,3 +73,30 @@ def test_the_agent_source_is_in_the_image_recipe() -> None:
     recipe = Path(__file__).resolve().parents[2] / "images" / "linux-micro"
     assert (recipe / "lab-agent.c").exists()
     assert "::respawn:/sbin/lab-agent" in (recipe / "rootfs" / "etc" / "inittab").read_text()
+
+
+_GOOD_IDENTITY = {"hostname": "vm2", "net": "52:54:00:ab:02:01=192.168.214.12/24",
+                  "hostkey": "00" * 83, "seed": "5a" * 32, "epoch": 1000000000}
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    ({"hostname": "VM2; reboot"}, "bad hostname"),
+    ({"hostname": ""}, "bad hostname"),
+    ({"net": "52:54:00:ab:02:01=1.2.3.4/24;rm -rf /"}, "bad net"),
+    ({"seed": "5a" * 31}, "bad seed"),
+    ({"seed": "zz" * 32}, "bad seed"),
+    ({"hostkey": "abc"}, "bad hostkey"),
+    ({"epoch": 0}, "bad epoch"),
+])
+def test_lab_identity_refuses_bad_arguments_before_changing_anything(
+        port: int, change: dict[str, object], why: str) -> None:
+    """Every argument is checked before the first change (this runs on the host: a
+    refused request must leave its hostname and clock alone)."""
+    import socket
+    before = socket.gethostname()
+    request = {"execute": "lab-identity", "arguments": {**_GOOD_IDENTITY, **change}}
+    reply = json.loads(ask(port, json.dumps(request).encode() + b"\n"))
+    assert reply["error"]["class"] == "GenericError"
+    assert why in reply["error"]["desc"]
+    assert socket.gethostname() == before
+    assert time.time() > 1000000000 + 3600  # the clock was not set to the epoch (2001)

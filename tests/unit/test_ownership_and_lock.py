@@ -85,6 +85,11 @@ def test_only_the_labs_files_count_as_its_volumes() -> None:
     assert identity.is_lab_volume(identity.done_marker("ident-vm1.iso", "f" * 64), "l", ["vm1"])
     assert not identity.is_lab_volume("ident-vm2.iso", "l", ["vm1"])
     assert not identity.is_lab_volume("ident-vm1.iso.bak", "l", ["vm1"])
+    # the lab's template (lab.template) and its upload-complete mark
+    assert identity.is_lab_volume("template-0123456789abcdef01234567.qcow2", "l", ["vm1"])
+    assert identity.is_lab_volume(identity.done_marker("template-01.qcow2", "f" * 64), "l",
+                                  ["vm1"])
+    assert not identity.is_lab_volume("mytemplate-01.qcow2", "l", ["vm1"])
 
 
 def test_metadata_round_trips_install_and_state_dir() -> None:

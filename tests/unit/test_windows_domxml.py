@@ -114,6 +114,8 @@ def test_windows_kind_boot_choices_and_management_nic(tmp_path: Path) -> None:
     vm = make_plan(config).vms[0]
     choices = kind.boot_choices(vm)
     assert choices == BootChoices(firmware="efi", loader=CODE, nvram_template=VARS,
-                                  hyperv=True, disk_bus="sata", cpu="max", watchdog=False)
+                                  hyperv=True, disk_bus="sata", cpu="max", watchdog=False,
+                                  tb_cache_mib=None, free_page_reporting=False, vm_genid=True)
+    assert kind.template_boot_choices(vm) == choices  # the template boots as its VMs do
     assert kind.management_nic == "e1000e" and kind.login_user == "Administrator"
     assert all(nic.model == "e1000e" for nic in vm.nics)

@@ -13,7 +13,7 @@ import pytest
 from load_echo_servers import Fault, FaultyEchoServer
 
 from lab.load import ConnError, DataFault, ErrorClass, LoadResult, LoadSpec, Mode, Target, run_load
-from lab.load.pattern import Pattern, pattern_for
+from lab.load.pattern import MAX_CHUNK, Pattern, pattern_for
 
 AT = 300_000  # beyond the first window (256 KiB) and the first read
 SPAN = 4096
@@ -69,6 +69,22 @@ def test_a_flipped_byte_is_corrupt_with_expected_and_got(faulty: list[FaultyEcho
     assert f"expected 0x{want:02x} got 0x{want ^ 0xFF:02x} at offset {AT}" in err.detail
     assert " corrupt " in err.describe()
     assert err.describe().endswith(f"conn 0: expected 0x{want:02x} got 0x{got:02x} at offset {AT}")
+
+
+@pytest.mark.parametrize("use_uvloop", [True, False], ids=["uvloop", "asyncio"])
+def test_a_flipped_byte_is_caught_with_a_window_beyond_one_pattern_slice(
+    faulty: list[FaultyEchoServer], use_uvloop: bool
+) -> None:
+    # With a 1 MiB window one read can take more than one pattern slice (MAX_CHUNK): the
+    # read is then checked slice by slice, and the flip is still found at its offset.
+    at = 3 * MAX_CHUNK + 12_345
+    result = run_against(faulty, Fault("flip", at), window=4 * MAX_CHUNK, use_uvloop=use_uvloop)
+    err = only_data_error(result)
+    pattern = pattern_for(1)
+    want = pattern.byte_at(pattern.start_for(0), at)
+    assert (err.fault, err.offset, err.expected, err.got) == (DataFault.CORRUPT, at, want,
+                                                              want ^ 0xFF)
+    assert result.connections[0].received == at
 
 
 def test_ping_mode_loss_inside_one_message(faulty: list[FaultyEchoServer]) -> None:

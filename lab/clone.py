@@ -1,0 +1,87 @@
+"""One VM made from the lab's template (lab.template) instead of booting.
+
+Provisioning has already defined the VM's own domain -- its name, its overlay (a
+copy of the template's, :func:`copy_disk`), its kernel, initramfs and command line,
+no NIC but one spare hot-plug port per NIC, exactly the template's devices -- and
+:func:`restore` then:
+
+1. gives the domain the metadata of the template's saved state (the internal
+   snapshot :data:`lab.template.SNAPSHOT` its disk copy holds) and reverts to it:
+   QEMU starts the VM's own domain from the template's memory (loadvm);
+2. forgets that metadata (the VM's clean snapshot, taken later, is its only one);
+3. lets the guest kind give the VM its identity through its guest agent
+   (GuestKind.take_identity: hostname, addresses, clock, random seed, host key);
+4. hot-plugs its management and test NICs with their own MACs, persistently; the
+   guest's hotplug handling brings them up with the addresses of step 3.
+
+Provisioning then waits for SSH and takes the clean snapshot as for a booted VM.
+A failure raises LabError; provisioning removes the half-made VM and boots it instead.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from lab import agent, domxml, template
+from lab.guests.base import GuestKind, RestoredIdentity
+from lab.hypervisor import Hypervisor
+from lab.plan import VmSpec
+from lab.progress import SubjectProgress
+from lab.wait import wait_for
+
+#: Deadline for the guest agent's identity command (the guest was just restored).
+IDENTITY_DEADLINE_S = 30.0
+#: One ping of the restored guest's agent (it answers at once once libvirt sees it).
+AGENT_PING_S = 3.0
+
+
+def copy_disk(template_path: str, disk_path: str) -> None:
+    """The VM's overlay becomes a byte copy of the template's: the same backing file
+    (the golden image) and the saved state. Local hosts only (the files are here)."""
+    shutil.copyfile(template_path, disk_path)
+
+
+def restore(hv: Hypervisor, dom: Any, vm: VmSpec, kind: GuestKind, host_key: Path | None,
+            say: SubjectProgress) -> None:
+    """Steps 1-4 of the module docstring on the defined, shut-off domain ``dom``."""
+    t0 = time.monotonic()
+    xml = hv.inactive_xml(dom)
+    hv.redefine_snapshot(dom, domxml.restore_snapshot_xml(template.SNAPSHOT, xml,
+                                                         int(time.time())))
+    hv.revert_snapshot(dom, template.SNAPSHOT)
+    hv.forget_snapshot(dom, template.SNAPSHOT)
+    restored = time.monotonic() - t0
+    if kind.identity_media:
+        _reinsert_identity_media(hv, dom, xml)
+    # libvirt learns that the guest's agent port is open from an event QEMU sends once
+    # the restored VM runs (virtio-serial's post-load), so it may refuse at first
+    wait_for(f"the guest agent of {vm.name} after the restore",
+             lambda: True if agent.ping(hv, dom, AGENT_PING_S) else None,
+             IDENTITY_DEADLINE_S, interval=0.05, max_interval=0.25)
+    kind.take_identity(
+        RestoredIdentity(vm=vm, host_key=host_key, epoch=int(time.time()),
+                         seed=secrets.token_bytes(32)),
+        lambda execute, arguments: agent.command(hv, dom, execute, arguments,
+                                                 deadline_s=IDENTITY_DEADLINE_S))
+    for nic in vm.nics:
+        hv.attach(dom, domxml.interface_xml(nic), persistent=True)
+    say(f"restored from the template in {restored:.1f}s; identity taken, "
+        f"{len(vm.nics)} NICs hot-plugged ({time.monotonic() - t0:.1f}s in all)")
+
+
+def _reinsert_identity_media(hv: Hypervisor, dom: Any, xml: str) -> None:
+    """Eject the VM's identity media and insert it again: the guest was restored with the
+    template's disc in its caches, and only a media change makes it read the VM's own."""
+    found = ET.fromstring(xml).find("./devices/disk[@device='cdrom']")
+    source = found.find("source") if found is not None else None
+    target = found.find("target") if found is not None else None
+    if source is None or target is None:
+        return
+    bus = "sata" if target.get("dev") == "sdb" else "virtio"
+    hv.update_device(dom, domxml.identity_media_xml(None, bus))
+    hv.update_device(dom, domxml.identity_media_xml(source.get("file"), bus))

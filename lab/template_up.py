@@ -1,0 +1,135 @@
+"""`lab up`'s side of the template (lab.template): decide whether this host's missing VMs
+are made from it, and get it (pool, cache, or booted now) with the lab's domain XML.
+
+Any failure says so in one progress line and returns None: the VMs then boot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lab import agent, domxml, identity, naming
+from lab import template as templates
+from lab.config import LabConfig
+from lab.errors import LabError
+from lab.guests import windows_identity
+from lab.guests.base import BootChoices, GuestKind
+from lab.host import LOCAL_URIS
+from lab.hypervisor import Hypervisor
+from lab.paths import StatePaths
+from lab.plan import LabPlan
+from lab.progress import Progress
+
+#: How long one readiness ping of a kind without a ready line may take.
+PING_S = 3.0
+
+
+@dataclass(frozen=True)
+class TemplateSite:
+    """Where and how the template is built: what provisioning knows about this host."""
+
+    config: LabConfig
+    plan: LabPlan  #: this host's part of the lab
+    kind: GuestKind
+    golden_digest: str
+    golden: str  #: the golden image's pool path
+    golden_size: int
+    kernel: str | None
+    initrd: str | None  #: the image's shared initramfs (no host key)
+    domain_type: str
+    owner: domxml.Ownership  #: stamped on the template's build domain
+    #: why a boot can no longer succeed (dom, console log, offset), or None
+    fatal: Callable[[Any, str, int], str | None]
+    local: bool  #: the host is this machine (the template's files are here)
+
+
+def prepare(hv: Hypervisor, site: TemplateSite, progress: Progress) -> templates.Template | None:
+    """The template for ``site``'s missing VMs, or None (they boot; said why)."""
+    if not site.plan.vms or not site.config.vms.template:
+        return None
+    choices = site.kind.template_boot_choices(site.plan.vms[0])
+    if choices is None:
+        progress(f"template: {site.kind.name} VMs are not made from a template yet; they boot")
+        return None
+    if not site.local or site.config.lab.uri not in LOCAL_URIS:
+        progress("template: only on the local host for now; these VMs boot")
+        return None
+    if all(hv.domain(vm.domain) is not None for vm in site.plan.vms):
+        return None
+    try:
+        return _get(hv, site, choices, progress)
+    except LabError as exc:
+        progress(f"template: {exc}; every VM boots instead")
+        return None
+
+
+def _get(hv: Hypervisor, site: TemplateSite, choices: BootChoices,
+         progress: Progress) -> templates.Template:
+    pool = hv.pool(naming.pool_name(site.plan.lab))
+    assert pool is not None  # the image's volumes were uploaded into it
+    spec = templates.template_vm(site.plan.vms[0], site.plan.lab)
+    log = str(StatePaths(site.config.state_dir).console_log(templates.NAME))
+
+    media = (f"{hv.pool_target(pool)}/{windows_identity.volume_name(templates.NAME)}"
+             if site.kind.identity_media else None)
+
+    def xml(disk: str, owner: domxml.Ownership) -> str:
+        boot = domxml.BootSpec(disk_path=disk, console_log=log, kernel=site.kernel,
+                               initrd=site.initrd, cmdline=choices.cmdline, choices=choices,
+                               identity_media=media, nics_at_boot=False)
+        return domxml.domain_xml(spec, boot, owner, site.domain_type)
+
+    def define(disk: str) -> Any:
+        if media is not None:
+            _upload_template_media(hv, pool, site.config.state_dir)
+        return hv.define_domain(xml(disk, site.owner))
+
+    inputs = templates.TemplateInputs(
+        kind=site.kind.name, golden_digest=site.golden_digest,
+        domain_xml=xml("", domxml.Ownership(site.plan.lab, "-")),
+        qemu_version=hv.hypervisor_version(),
+        libvirt_version=".".join(map(str, hv.lib_version())))
+    stale = hv.domain(spec.domain)
+    if stale is not None:  # a build that `lab up` did not finish
+        hv.remove_domain(stale)
+    start = Path(log).stat().st_size if Path(log).exists() else 0
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    hooks = templates.BuildHooks(
+        define=define,
+        fatal=lambda dom: site.fatal(dom, log, start),
+        ready=lambda dom: _ready(hv, site.kind, dom, log, start),
+        snapshot_xml=domxml.snapshot_xml(templates.SNAPSHOT, site.owner),
+        backing_xml=lambda name: domxml.volume_xml(name, site.golden_size, "qcow2",
+                                                   backing=site.golden))
+    return templates.ensure(hv, pool, templates.template_key(inputs), site.config.state_dir,
+                            site.config.vms.boot_timeout_s, hooks, progress)
+
+
+def _upload_template_media(hv: Hypervisor, pool: Any, state_dir: Path) -> None:
+    """The template's identity media (its VMs' domains have one: the devices must match);
+    the key on it is the template's own, which no VM keeps (each gets its own disc)."""
+    made = windows_identity.build_identity_media(state_dir, templates.NAME)
+    name = windows_identity.volume_name(templates.NAME)
+    try:
+        old = hv.volume(pool, name)
+        if old is not None:
+            hv.delete_volume(old)
+        hv.upload(pool, name, made.path, "raw", domxml.volume_xml,
+                  identity.done_marker(name, made.sha256))
+    finally:
+        made.path.unlink(missing_ok=True)
+
+
+def _ready(hv: Hypervisor, kind: GuestKind, dom: Any, log: str, start: int) -> bool:
+    """The kind's ready line on the console since ``start``, else its agent answering."""
+    if kind.ready_marker is None:
+        return agent.ping(hv, dom, PING_S)
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(start)
+            return kind.ready_marker.encode() in fh.read()
+    except OSError:
+        return False
