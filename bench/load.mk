@@ -1,5 +1,8 @@
 # Load engine bench (issue 3): iperf3, a C epoll echo server, a C streaming echo
 # client and `lab load`, side by side on loopback. `make bench-load` alone, or `make bench`.
+# Each figure is the median of LOAD_BENCH_REPS runs (default 5) with its min-max; goals
+# (issue 13): >= 0.9x the C client in echo stream at 1, 8 and 64 connections, >= 0.8x in
+# connect-echo-close. LOAD_BENCH_SECONDS, LOAD_BENCH_ONLY, LOAD_BENCH_PIN=1: see run_bench.py.
 
 LOAD_BENCH_DIR := bench/load
 LOAD_BENCH_BIN := $(LOAD_BENCH_DIR)/build

@@ -9,10 +9,11 @@ no NIC but one spare hot-plug port per NIC, exactly the template's devices -- an
    snapshot :data:`lab.template.SNAPSHOT` its disk copy holds) and reverts to it:
    QEMU starts the VM's own domain from the template's memory (loadvm);
 2. forgets that metadata (the VM's clean snapshot, taken later, is its only one);
-3. lets the guest kind give the VM its identity through its guest agent
-   (GuestKind.take_identity: hostname, addresses, clock, random seed, host key);
-4. hot-plugs its management and test NICs with their own MACs, persistently; the
-   guest's hotplug handling brings them up with the addresses of step 3.
+3. hot-plugs its management and test NICs with their own MACs, persistently (the
+   guest's hotplug handling runs while step 4 goes on);
+4. lets the guest kind give the VM its identity through its guest agent
+   (GuestKind.take_identity: hostname, addresses, clock, random seed, host key); the
+   guest brings up every NIC it has with its address, and later ones as they come.
 
 Provisioning then waits for SSH and takes the clean snapshot as for a booted VM.
 A failure raises LabError; provisioning removes the half-made VM and boots it instead.
@@ -55,7 +56,12 @@ def restore(hv: Hypervisor, dom: Any, vm: VmSpec, kind: GuestKind, host_key: Pat
                                                          int(time.time())))
     hv.revert_snapshot(dom, template.SNAPSHOT)
     hv.forget_snapshot(dom, template.SNAPSHOT)
-    restored = time.monotonic() - t0
+    marks = [("restore", time.monotonic())]
+    # NICs first: the guest's hotplug handling (a second or so) overlaps the rest; a NIC
+    # it finds before the identity stays down until the identity configures it
+    for nic in vm.nics:
+        hv.attach(dom, domxml.interface_xml(nic), persistent=True)
+    marks.append((f"{len(vm.nics)} NICs hot-plugged", time.monotonic()))
     if kind.identity_media:
         _reinsert_identity_media(hv, dom, xml)
     # libvirt learns that the guest's agent port is open from an event QEMU sends once
@@ -63,16 +69,18 @@ def restore(hv: Hypervisor, dom: Any, vm: VmSpec, kind: GuestKind, host_key: Pat
     wait_for(f"the guest agent of {vm.name} after the restore",
              lambda: True if agent.ping(hv, dom, AGENT_PING_S) else None,
              IDENTITY_DEADLINE_S, interval=0.05, max_interval=0.25)
+    marks.append(("agent", time.monotonic()))
     kind.take_identity(
         RestoredIdentity(vm=vm, host_key=host_key, epoch=int(time.time()),
                          seed=secrets.token_bytes(32)),
         lambda execute, arguments: agent.command(hv, dom, execute, arguments,
                                                  deadline_s=IDENTITY_DEADLINE_S))
-    for nic in vm.nics:
-        hv.attach(dom, domxml.interface_xml(nic), persistent=True)
-    say(f"restored from the template in {restored:.1f}s; identity taken, "
-        f"{len(vm.nics)} NICs hot-plugged ({time.monotonic() - t0:.1f}s in all)")
-
+    marks.append(("identity", time.monotonic()))
+    steps, last = [], t0
+    for what, when in marks:
+        steps.append(f"{what} {when - last:.1f}s")
+        last = when
+    say(f"restored from the template: {', '.join(steps)}")
 
 def _reinsert_identity_media(hv: Hypervisor, dom: Any, xml: str) -> None:
     """Eject the VM's identity media and insert it again: the guest was restored with the

@@ -71,6 +71,14 @@ LIBVIRTD_CONF = ('\n# --- driver-lab namespace host ---\n'
 #: (the sandbox's libvirtd shares the machine's /var/cache/libvirt)
 QEMU_CAPS_CACHE = Path("/var/cache/libvirt/qemu/capabilities")
 _CAPS_FIELD = re.compile(r"<(emulator|qemuctime)>([^<]*)</\1>")
+#: libvirt 9.0 keeps CPUID leaf 0x1f in a capabilities file's host CPU data, and its EDX
+#: is the x2APIC ID of the CPU that ran it: a libvirtd whose QEMU driver started on
+#: another CPU than the probe ran on finds the file outdated ("host CPUID changed") and
+#: probes again. So the host's libvirtd starts on the probing CPU, then gets all back.
+_MAX_LEAF = re.compile(r"<cpuid eax_in='0x00000000' ecx_in='0x00000000' eax='(0x[0-9a-f]+)'")
+_X2APIC = re.compile(r"<cpuid eax_in='0x0000001f' ecx_in='0x00000000' [^>]*edx='(0x[0-9a-f]+)'")
+#: the emulator the lab's guests run (its capabilities decide where libvirtd starts)
+EMULATOR = "qemu-system-x86_64"
 
 
 @dataclass(frozen=True)
@@ -266,6 +274,51 @@ def _ssh_config(known_hosts: Path, key: Path) -> str:
         "  ConnectTimeout 10", "  ServerAliveInterval 5", "  ServerAliveCountMax 3", ""])
 
 
+def probing_cpu(cache: Path, emulator: str = EMULATOR) -> int | None:
+    """The CPU this machine's libvirt probed ``emulator``'s cached capabilities on, when
+    it matters (their CPU data has the x2APIC leaf; an all-zero leaf is left out: x2APIC
+    ID 0); None when it does not, or no such CPU is ours to use."""
+    for cached in sorted(cache.glob("*.xml")):
+        try:
+            text = cached.read_text(errors="replace")
+        except OSError:
+            continue
+        fields = dict(_CAPS_FIELD.findall(text[:4096]))
+        if Path(fields.get("emulator", "")).name != emulator:
+            continue
+        top, apic = _MAX_LEAF.search(text), _X2APIC.search(text)
+        if top is None or int(top.group(1), 16) < 0x1F:
+            return None
+        return _cpu_of(int(apic.group(1), 16) if apic else 0)
+    return None
+
+
+def _cpu_of(apic_id: int) -> int | None:
+    """The CPU number with x2APIC ID ``apic_id`` (/proc/cpuinfo), if this process may use it."""
+    cpu: int | None = None
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        key, _, value = (part.strip() for part in line.partition(":"))
+        if key == "processor":
+            cpu = int(value)
+        elif key == "apicid" and int(value) == apic_id:
+            return cpu if cpu in os.sched_getaffinity(0) else None
+    return None
+
+
+def unpin(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` may run on ``cpus`` again (threads started meanwhile by a
+    still pinned one are found on the next pass)."""
+    for _ in range(5):
+        pinned = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError):  # a thread that ended
+                if os.sched_getaffinity(int(task.name)) != cpus:
+                    pinned.append(int(task.name))
+                    os.sched_setaffinity(int(task.name), cpus)
+        if not pinned:
+            return
+
+
 def parse_state(text: str) -> HostState | None:
     """``state.json``'s content; None when half-written or garbage."""
     try:
@@ -285,6 +338,8 @@ class NamespaceHost:
         self.spec = spec or HostSpec()
         self.state_file = self.spec.run_dir / "state.json"
         self.ssh = SshFiles(self.spec.run_dir / "ssh")
+        #: the CPU libvirtd starts on (see probing_cpu); None: any
+        self._startup_cpu: int | None = None
 
     @property
     def libvirt_socket(self) -> Path:
@@ -326,6 +381,12 @@ class NamespaceHost:
             wait_for(f"libvirtd of {spec.name} to answer on {self.libvirt_socket}",
                      lambda: True if libvirtd_answers(self.libvirt_socket) else None,
                      START_TIMEOUT)
+            if self._startup_cpu is not None:
+                # its drivers are up once it serves a connection: then it gets all CPUs
+                run_tool(["virsh", "-c", f"qemu+unix:///system?socket={self.libvirt_socket}",
+                          "version"], f"asking libvirtd of {spec.name} for its version",
+                         timeout=START_TIMEOUT)
+                unpin(state.libvirtd_pid, os.sched_getaffinity(0))
             wait_for(f"sshd of {spec.name} to answer on {spec.addr}:22",
                      lambda: True if self._sshd_answers() else None, START_TIMEOUT)
         except LabError:
@@ -381,8 +442,11 @@ class NamespaceHost:
                    for m in (*PRIVATE_DIRS, SSHD_RUN)]
         for name in ("virtlogd", "libvirtd", "sshd"):
             (d / f"{name}.pid").unlink(missing_ok=True)
+        self._startup_cpu = probing_cpu(_private_dir(self.spec, "/var/cache/libvirt")
+                                        / "qemu" / "capabilities")
+        pin = "" if self._startup_cpu is None else f"taskset -c {self._startup_cpu} "
         script += [f"virtlogd -d -p {_q(d / 'virtlogd.pid')}",
-                   f"libvirtd -d -p {_q(d / 'libvirtd.pid')}",
+                   f"{pin}libvirtd -d -p {_q(d / 'libvirtd.pid')}",
                    f"{SSHD} -f {_q(self.ssh.sshd_config)} -E {_q(d / 'sshd.log')}"]
         try:
             subprocess.run(["ip", "netns", "exec", self.spec.netns, "sh", "-c",

@@ -124,12 +124,16 @@ def _upload_template_media(hv: Hypervisor, pool: Any, state_dir: Path) -> None:
 
 
 def _ready(hv: Hypervisor, kind: GuestKind, dom: Any, log: str, start: int) -> bool:
-    """The kind's ready line on the console since ``start``, else its agent answering."""
-    if kind.ready_marker is None:
-        return agent.ping(hv, dom, PING_S)
-    try:
-        with open(log, "rb") as fh:
-            fh.seek(start)
-            return kind.ready_marker.encode() in fh.read()
-    except OSError:
-        return False
+    """The kind's ready line on the console since ``start`` (if it has one), then its
+    agent answering: the micro guest's init starts the agent (and the watchdog petter)
+    only after the boot script that prints the line, and a template saved before they
+    run would start them again in every VM made from it."""
+    if kind.ready_marker is not None:
+        try:
+            with open(log, "rb") as fh:
+                fh.seek(start)
+                if kind.ready_marker.encode() not in fh.read():
+                    return False
+        except OSError:
+            return False
+    return agent.ping(hv, dom, PING_S)

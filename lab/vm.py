@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lab import agent, budgets, domxml, inventory
+from lab import agent, budgets, domxml, fast_revert, inventory
 from lab.errors import (
     DeadlineExceeded,
     DriverCrash,
@@ -258,8 +258,12 @@ class Vm:
         """Back to the clean snapshot (running); returns seconds until SSH answers again."""
         self.guest.close()
         t0 = time.monotonic()
-        self.hv.revert_snapshot(self.domain(), self.entry.snapshot)
-        self.timeline.add(f"reverted to snapshot {self.entry.snapshot}")
+        dom = self.domain()
+        in_place = fast_revert.revert_in_place(self.hv, dom, self.entry.snapshot)
+        if not in_place:
+            self.hv.revert_snapshot(dom, self.entry.snapshot)
+        self.timeline.add(f"reverted to snapshot {self.entry.snapshot}"
+                          + (" (loaded in place)" if in_place else ""))
         wait_for(f"{self.name} to answer SSH after revert",
                  lambda: True if self.handle.alive() else None, REVERT_DEADLINE, interval=0.05,
                  max_interval=0.25)

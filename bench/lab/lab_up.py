@@ -88,7 +88,7 @@ def up(n: int, template: bool = True, cold: bool = False, keep: bool = False) ->
 def revert_times() -> list[float]:
     """Each VM of the running bench lab reverted REVERTS times (seconds to SSH)."""
     sys.path.insert(0, str(REPO))
-    from lab import inventory
+    from lab import host, inventory
     from lab.config import load_config
     from lab.guests import guest_kind
     from lab.hypervisor import Hypervisor
@@ -97,7 +97,7 @@ def revert_times() -> list[float]:
     config = load_config(STATE / "lab.toml")
     inv = inventory.read(STATE / "inventory.json")
     times: list[float] = []
-    with Hypervisor(inv.uri) as hv:
+    with host.inside_lab(config), Hypervisor(inv.uri) as hv:
         for entry in inv.vms:
             vm = Vm(inv, entry, hv, guest_kind(config))
             try:

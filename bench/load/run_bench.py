@@ -4,11 +4,12 @@
 artifacts/bench/load.md: bench/results/load.md is the tracked record the README quotes,
 copied there by hand), prints it, then PASS or FAIL per goal; exits 1 when a goal is missed.
 
-Usage: run_bench.py --bin DIR [--out FILE] [--seconds S] [--reps N] [--only NAMES]
+Usage: run_bench.py --bin DIR [--out FILE] [--seconds S] [--reps N] [--only NAMES] [--pin]
 Each measurement runs N times (default 5), C reference and engine alternating. Each figure
 is the median of its N runs, printed with its min-max spread; the ratio is the ratio of
 the medians, with the spread of the N paired (back-to-back) ratios beside it, so one
-noisy run on the shared host cannot decide a goal.
+noisy run on the shared host cannot decide a goal. LOAD_BENCH_SECONDS, LOAD_BENCH_REPS,
+LOAD_BENCH_ONLY and LOAD_BENCH_PIN=1 set the defaults (for `make bench-load`).
 """
 
 from __future__ import annotations
@@ -82,8 +83,20 @@ def _ratio(ref: float | None, engine: float | None, higher_is_better: bool) -> f
     return engine / ref if higher_is_better else ref / engine
 
 
-def run_json(cmd: list[str], timeout: float) -> dict[str, Any]:
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+#: With --pin: the echo server (and iperf3 -s) runs on this CPU, every client on the other.
+SERVER_CPU, CLIENT_CPU = 0, 1
+
+
+def on_cpu(cpu: int | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that pins the child to ``cpu`` (None: no pinning)."""
+    if cpu is None:
+        return None
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
+def run_json(cmd: list[str], timeout: float, cpu: int | None = None) -> dict[str, Any]:
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
+                         preexec_fn=on_cpu(cpu))
     try:
         data: dict[str, Any] = json.loads(out.stdout)
     except json.JSONDecodeError:
@@ -97,19 +110,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def iperf3(seconds: float) -> float:
+def iperf3(seconds: float, pin: bool) -> float:
     port = free_port()
     server = subprocess.Popen(
         ["iperf3", "-s", "-B", HOST, "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=on_cpu(SERVER_CPU if pin else None),
     )
     try:
         end = time.monotonic() + 10
         while True:  # no probe connect: it would count as a test; retry the client instead
             data = run_json(
                 ["iperf3", "-c", HOST, "-p", str(port), "-t", str(seconds), "-J"],
-                seconds + DEADLINE_SLACK,
+                seconds + DEADLINE_SLACK, CLIENT_CPU if pin else None,
             )
             if "error" not in data:
                 return float(data["end"]["sum_received"]["bits_per_second"]) / 8
@@ -122,16 +136,19 @@ def iperf3(seconds: float) -> float:
 
 
 class Bench:
-    def __init__(self, bindir: Path, seconds: float, reps: int) -> None:
+    def __init__(self, bindir: Path, seconds: float, reps: int, pin: bool) -> None:
         self.bindir = bindir
         self.seconds = seconds
         self.reps = reps
+        self.pin = pin
+        self.client_cpu = CLIENT_CPU if pin else None
         self.python = sys.executable
         self.load_before = os.getloadavg()[0]
 
     def start_server(self) -> None:
         self.server = subprocess.Popen(
-            [str(self.bindir / "echo_server"), HOST], stdout=subprocess.PIPE, text=True
+            [str(self.bindir / "echo_server"), HOST], stdout=subprocess.PIPE, text=True,
+            preexec_fn=on_cpu(SERVER_CPU if self.pin else None),
         )
         assert self.server.stdout is not None
         line = self.server.stdout.readline()  # "PORT n", printed once listening
@@ -146,7 +163,7 @@ class Bench:
     def c_client(self, mode: str, conns: int) -> dict[str, Any]:
         cmd = [str(self.bindir / "echo_client"), "-m", mode, "-c", str(conns),
                "-t", str(self.seconds), "-w", str(WINDOW), "-s", "64", HOST, str(self.port)]
-        data = run_json(cmd, self.seconds + DEADLINE_SLACK)
+        data = run_json(cmd, self.seconds + DEADLINE_SLACK, self.client_cpu)
         if data["errors"]:
             sys.exit(f"bench: the C client saw {data['errors']} errors in {mode} x{conns}")
         return data
@@ -155,7 +172,7 @@ class Bench:
         cmd = [self.python, "-m", "lab", "load", f"{HOST}:{self.port}", "-m", mode,
                "-c", str(conns), "-t", str(self.seconds), "-w", str(WINDOW), "-s", "64",
                "--no-progress", "--json", "-", *extra]
-        data = run_json(cmd, self.seconds + DEADLINE_SLACK)
+        data = run_json(cmd, self.seconds + DEADLINE_SLACK, self.client_cpu)
         if not data["ok"]:
             sys.exit(f"bench: the engine failed in {mode} x{conns}: {data['error_counts']}")
         return data
@@ -202,7 +219,7 @@ def row(what: str, pairs: list[tuple[dict[str, Any], dict[str, Any]]], key: Key,
 def measure(bench: Bench, only: set[str]) -> list[Row]:
     rows = []
     if "iperf3" in only:
-        limits = [iperf3(bench.seconds) for _ in range(bench.reps)]
+        limits = [iperf3(bench.seconds, bench.pin) for _ in range(bench.reps)]
         rows.append(Row("loopback limit, 1 TCP stream", "iperf3", limits, [], "MB/s"))
     for conns in (1, 8, 64):
         if f"stream{conns}" in only:
@@ -254,6 +271,8 @@ def ratio_text(r: Row) -> str:
 
 
 def table(rows: list[Row], bench: Bench) -> str:
+    placement = (f"server pinned to CPU {SERVER_CPU}, clients to CPU {CLIENT_CPU}"
+                 if bench.pin else "not pinned to CPUs")
     lines = [
         "# Load engine bench (loopback)",
         "",
@@ -261,7 +280,7 @@ def table(rows: list[Row], bench: Bench) -> str:
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"{bench.seconds:g} s per run, median of {bench.reps} runs (min-max in brackets), "
         f"window {WINDOW // 1024} KiB, "
-        "server: bench/load/echo_server (C, epoll, 1 thread); "
+        f"server: bench/load/echo_server (C, epoll, 1 thread), {placement}; "
         f"1-min load average {bench.load_before:.2f} before the bench, "
         f"{os.getloadavg()[0]:.2f} after (the bench itself keeps ~2 CPUs busy)",
         "",
@@ -292,11 +311,19 @@ def main() -> int:
                     help="runs per figure (median and min-max are reported)")
     ap.add_argument("--only", default=os.environ.get("LOAD_BENCH_ONLY", ",".join(MEASUREMENTS)),
                     help=f"comma-separated subset of: {', '.join(MEASUREMENTS)}")
+    ap.add_argument("--pin", action="store_true",
+                    default=os.environ.get("LOAD_BENCH_PIN", "") == "1",
+                    help=f"run the server on CPU {SERVER_CPU} and each client on CPU "
+                    f"{CLIENT_CPU}: the same placement for reference and engine on a quiet "
+                    "host (unpinned, the scheduler's placement varies per run; pinned, a "
+                    "busy neighbour on a CPU cannot be dodged)")
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
     if args.reps < 1 or not only or only - set(MEASUREMENTS):
         ap.error(f"--reps must be >= 1 and --only a subset of {', '.join(MEASUREMENTS)}")
-    bench = Bench(args.bin, args.seconds, args.reps)
+    if args.pin and not {SERVER_CPU, CLIENT_CPU} <= os.sched_getaffinity(0):
+        ap.error(f"--pin needs CPUs {SERVER_CPU} and {CLIENT_CPU}")
+    bench = Bench(args.bin, args.seconds, args.reps, args.pin)
     bench.start_server()
     try:
         rows = measure(bench, only)

@@ -8,6 +8,7 @@ builder is :mod:`lab.guests.micro_image`.
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import shlex
@@ -182,6 +183,19 @@ def parse_adapters(text: str) -> tuple[AdapterInfo, ...]:
                  for name, (mac, index) in found.items())
 
 
+#: LAB_MEMORY_SAVING=off: micro VMs defined without the TB cache cap and the free page
+#: reporting balloon (BootChoices), to measure what they save.
+MEMORY_SAVING_ENV = "LAB_MEMORY_SAVING"
+
+
+def micro_choices(cmdline: str) -> BootChoices:
+    """The micro guest's domain choices (the template's as its VMs': same hardware)."""
+    if os.environ.get(MEMORY_SAVING_ENV) == "off":
+        # QEMU's 1 GiB translation cache and no balloon (bench/lab/rss.py's baseline)
+        return BootChoices(cmdline=cmdline, tb_cache_mib=None, free_page_reporting=False)
+    return BootChoices(cmdline=cmdline)
+
+
 class LinuxMicro(GuestKind):
     """Micro Linux guests, built here from Debian packages (the embedded default)."""
 
@@ -208,11 +222,11 @@ class LinuxMicro(GuestKind):
                            kernel=image.kernel, initrd=image.initrd)
 
     def boot_choices(self, vm: VmSpec) -> BootChoices:
-        return BootChoices(cmdline=micro_cmdline(vm))
+        return micro_choices(micro_cmdline(vm))
 
     def template_boot_choices(self, vm: VmSpec) -> BootChoices | None:
         del vm
-        return BootChoices(cmdline=template_cmdline())
+        return micro_choices(template_cmdline())
 
     def take_identity(self, restored: RestoredIdentity, agent: AgentCall) -> None:
         """Hostname, NIC addresses, clock, random seed and SSH host key in one lab-agent

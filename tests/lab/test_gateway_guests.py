@@ -13,9 +13,12 @@ reaches the guest through the same hop.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -253,3 +256,41 @@ def test_lab_ssh_reaches_the_guest_through_the_gateway_with_openssh(
                          capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
     assert res.returncode != 0 and "never" not in res.stdout
     assert "Host key verification failed" in res.stderr, res.stderr
+
+
+def _peer_socket_option(host: NamespaceHost, local_port: int, level: int, option: int) -> int:
+    """``option`` of the host sshd's end of our connection from ``local_port`` (its fd
+    copied out of sshd with pidfd_getfd: a socket option no tool prints)."""
+    line = next(ln for ln in netns.ip("netns", "exec", host.spec.netns, "ss", "-Htnp",
+                                      "state", "established").splitlines()
+                if ln.split()[3].endswith(f":{local_port}"))
+    found = re.search(r"pid=(\d+),fd=(\d+)", line)
+    assert found is not None, line
+    pid, fd = int(found[1]), int(found[2])
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = libc.syscall(434, pid, 0)  # pidfd_open
+    assert pidfd >= 0, os.strerror(ctypes.get_errno())
+    try:
+        copy = libc.syscall(438, pidfd, fd, 0)  # pidfd_getfd
+        assert copy >= 0, os.strerror(ctypes.get_errno())
+    finally:
+        os.close(pidfd)
+    with socket.socket(fileno=copy) as sock:
+        return sock.getsockopt(level, option)
+
+
+def test_neither_end_of_the_gateway_holds_small_packets_back(guest: RemoteGuest,
+                                                             host3: NamespaceHost) -> None:
+    """TCP_NODELAY on the controller's socket and on sshd's (which sets it only once a
+    session runs a command): no guest packet waits for a delayed ACK (40 ms)."""
+    gw = guest.addr.gateway
+    assert gw is not None
+    with netns.inside(CONTROLLER_NS):
+        link = gateways.transport(gw)
+        ours = link.sock
+        assert isinstance(ours, socket.socket)
+        assert ours.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        port = ours.getsockname()[1]
+        assert _peer_socket_option(host3, port, socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        with Guest(guest.addr, connect_timeout=5) as g:  # and the guests are reached
+            assert g.run("echo ok", timeout=10).stdout == "ok\n"

@@ -16,6 +16,7 @@ from golden_files import check_golden
 
 from lab import domxml
 from lab.config import parse_config
+from lab.guests.base import BootChoices
 from lab.guests.linux_micro import micro_cmdline
 from lab.plan import LabPlan, make_plan
 
@@ -139,3 +140,28 @@ def test_the_restore_snapshot_names_the_vms_own_domain_and_every_disk() -> None:
     assert [(d.get("name"), d.get("snapshot")) for d in snap.iterfind("disks/disk")] == [
         ("vda", "internal")]
     assert snap.findtext("domain/name") == plan.vms[1].domain
+
+
+def test_micro_domain_caps_the_tcg_cache_and_reports_free_pages() -> None:
+    """TCG only: QEMU's translation cache capped (its 1 GiB default is mostly resident);
+    a virtio balloon with free page reporting on bus 0; a kind that opts out keeps none."""
+    plan = _plan()
+    boot = _boot(plan)
+    tcg = ET.fromstring(domxml.domain_xml(plan.vms[0], boot, OWNER, "qemu"))
+    cache = tcg.find("features/tcg/tb-cache")
+    assert cache is not None and cache.attrib == {"unit": "MiB"}
+    assert cache.text == str(boot.choices.tb_cache_mib) and boot.choices.tb_cache_mib
+    balloon = tcg.find("devices/memballoon")
+    assert balloon is not None
+    assert balloon.attrib == {"model": "virtio", "freePageReporting": "on"}
+    addr = balloon.find("address")
+    assert addr is not None and addr.get("bus") == "0x00"
+    kvm = ET.fromstring(domxml.domain_xml(plan.vms[0], boot, OWNER, "kvm"))
+    assert kvm.find("features/tcg") is None
+    assert kvm.find("devices/memballoon[@freePageReporting='on']") is not None
+    off = domxml.BootSpec(disk_path=boot.disk_path, console_log=boot.console_log,
+                          choices=BootChoices(tb_cache_mib=None, free_page_reporting=False))
+    plain = ET.fromstring(domxml.domain_xml(plan.vms[0], off, OWNER, "qemu"))
+    assert plain.find("features/tcg") is None
+    memballoon = plain.find("devices/memballoon")
+    assert memballoon is not None and memballoon.attrib == {"model": "none"}

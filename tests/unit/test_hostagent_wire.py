@@ -7,11 +7,14 @@ Real loads on loopback, a real zipapp run by the system's python3 in isolated mo
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import shutil
 import socket
 import subprocess
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,7 +57,7 @@ def echo_port() -> Iterator[int]:
     srv.listen(16)
 
     def serve(conn: socket.socket) -> None:
-        with conn:
+        with conn, contextlib.suppress(OSError):  # reset: a client killed mid-load
             while data := conn.recv(65536):
                 conn.sendall(data)
 
@@ -202,3 +205,37 @@ def test_a_serving_agent_answers_line_by_line_until_eof(tmp_path: Path, echo_por
     bad = subprocess.run([SYSTEM_PYTHON, "-I", str(bundle.path), "serve"],
                          input='{"op": "reboot"}\n', capture_output=True, text=True, timeout=30)
     assert bad.returncode == 64 and "unknown op 'reboot'" in bad.stderr
+
+
+@pytest.mark.skipif(SYSTEM_PYTHON is None, reason="no /usr/bin/python3")
+def test_a_serving_agent_exits_at_once_when_stdin_closes_mid_operation(
+        tmp_path: Path, echo_port: int) -> None:
+    """The controller went away during a 20 s load: the agent exits within a second or
+    two (EX_TEMPFAIL), not when the load ends; it reads no request twice meanwhile."""
+    assert SYSTEM_PYTHON is not None
+    bundle = build_agent(tmp_path)
+    spec = LoadSpec(targets=(Target("127.0.0.1", echo_port),), duration=20.0, progress=False)
+    proc = subprocess.Popen([SYSTEM_PYTHON, "-I", str(bundle.path), "serve"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(json.dumps({"op": "load", "spec": spec_to_json(spec)}).encode() + b"\n")
+    proc.stdin.flush()
+    time.sleep(1.0)  # the load runs
+    assert proc.poll() is None
+    t0 = time.monotonic()
+    proc.stdin.close()
+    assert proc.wait(timeout=10) == 75
+    assert time.monotonic() - t0 < 5
+    assert proc.stdout.read() == b""  # no answer: the operation was abandoned
+
+
+def test_the_wire_documents_equal_asdicts_and_leave_derived_figures_out(
+        echo_port: int) -> None:
+    spec = LoadSpec(targets=(Target("127.0.0.1", echo_port),), connections=2,
+                    duration=None, bytes_per_connection=1 << 16, progress=False)
+    result = run_load(spec)
+    assert json.dumps(spec_to_json(spec)) == json.dumps(dataclasses.asdict(spec))
+    assert json.dumps(result_to_json(result)) == json.dumps(dataclasses.asdict(result))
+    assert "bytes_echoed" not in result_to_json(result)  # recomputed on decoding
+    assert result_from_json(json.loads(json.dumps(result_to_json(result)))).bytes_echoed \
+        == 2 << 16
