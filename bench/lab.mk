@@ -1,4 +1,5 @@
-# Lab provisioning benchmark: lab up wall time for 1/2/4 VMs vs bare QEMU boot.
+# Lab provisioning benchmark (issue 13): lab up of 4 VMs booting, from a cold and from a
+# warm template, and revert-to-ready, each beside a bare QEMU boot of the same guest.
 .PHONY: bench-lab
 bench-lab: setup
 	$(PY) bench/lab/lab_up.py
@@ -6,12 +7,13 @@ bench-lab: setup
 bench:: bench-lab
 
 help::
-	@echo "  bench-lab         lab up wall time for 1/2/4 VMs vs bare QEMU boot"
+	@echo "  bench-lab         lab up (booting, cold and warm template) and revert-to-ready vs bare QEMU boot"
 
 # QEMU RSS per micro VM: the lab's memory settings vs QEMU's defaults (issue 13).
+RSS_BENCH_OUT ?= artifacts/bench/rss.md
 .PHONY: bench-rss
 bench-rss: setup
-	$(PY) bench/lab/rss.py
+	RSS_BENCH_OUT=$(RSS_BENCH_OUT) $(PY) bench/lab/rss.py
 
 bench:: bench-rss
 

@@ -274,6 +274,8 @@ class Guest:
             else:
                 sock = socket.create_connection((self.addr.host, self.addr.port),
                                                 timeout=timeout)
+                # small packets each waited for: never held for an earlier one's ACK
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except GuestUnreachable as exc:
             raise type(exc)(f"{self.name}: {exc.summary}", hint=exc.hint) from exc
         except OSError as exc:

@@ -60,6 +60,9 @@ test = ["192.168.221.0/24"]
 [vms]
 names = ["{vm}"]
 test_nics = ["virtio"]
+# both VMs boot: the lab's template (issue 13) serves only the local host so far, and
+# this bench measures what the second host costs, not the template
+template = false
 """
 HOSTS = f'\n[[hosts]]\nname = "{HOST}"\nkind = "namespace"\nvms = ["{VM}"]\n'
 LINE = re.compile(r"^\[\s*([0-9.]+)s\] (\S+): (.*)$", re.MULTILINE)

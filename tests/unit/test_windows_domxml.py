@@ -34,7 +34,8 @@ def _vm(**vms: object) -> VmSpec:
 
 def _boot(disk_bus: str) -> domxml.BootSpec:
     choices = BootChoices(firmware="efi", loader=CODE, nvram_template=VARS, hyperv=True,
-                          disk_bus=disk_bus, cpu="max", watchdog=False)
+                          disk_bus=disk_bus, cpu="max", watchdog=False, tb_cache_mib=None,
+                          free_page_reporting=False)
     return domxml.BootSpec(disk_path="/pool/vm1.qcow2", console_log="/var/consoles/vm1.log",
                            choices=choices)
 
