@@ -12,16 +12,21 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
-from lab.errors import LabFailure
+from lab.errors import AgentUnavailable, LabFailure
 from lab.hypervisor import Hypervisor
 
 #: How long a guest-ping may take (libvirt's guest-sync included).
 PING_DEADLINE_S = 15.0
 #: SysRq t prints every task on the serial console: slow under TCG.
 SYSRQ_DEADLINE_S = 90.0
+#: How long a command retries while libvirt has no agent connection (the guest's port
+#: reopens within about a second of a snapshot loaded in place, lab.fast_revert).
+CONNECT_GRACE_S = 5.0
+CONNECT_RETRY_S = 0.1
 #: The lab-specific command of lab-agent.c.
 SYSRQ_COMMAND = "lab-sysrq"
 
@@ -58,8 +63,19 @@ def command(hv: Hypervisor, dom: Any, execute: str, arguments: dict[str, Any] | 
         request["arguments"] = arguments
     what = f"guest agent {execute} on {dom.name()}"
     # libvirt's own wait is shorter than ours: ours also covers its guest-sync.
-    text = _within(what, lambda: hv.agent_command(dom, json.dumps(request),
-                                                   max(1, int(deadline_s) - 11)), deadline_s)
+    end = time.monotonic() + deadline_s
+    grace = time.monotonic() + min(CONNECT_GRACE_S, deadline_s)
+    while True:
+        try:
+            text = _within(what, lambda: hv.agent_command(dom, json.dumps(request),
+                                                           max(1, int(deadline_s) - 11)),
+                           max(end - time.monotonic(), 0.1))
+            break
+        except AgentSilent as exc:
+            # a port closed for a moment (a snapshot just loaded): try again, briefly
+            if not isinstance(exc.__cause__, AgentUnavailable) or time.monotonic() >= grace:
+                raise
+            time.sleep(CONNECT_RETRY_S)
     try:
         reply = json.loads(text)
     except ValueError:

@@ -56,6 +56,12 @@ class HypervisorLost(LabFailure):
     what the test waited for can no longer be seen, so it is the lab's verdict."""
 
 
+class AgentUnavailable(LabFailure):
+    """libvirt has no guest agent connection to the VM right now (its port is closed,
+    e.g. for a moment after a snapshot was loaded) or the agent did not answer its sync
+    (libvirt's VIR_ERR_AGENT_UNRESPONSIVE)."""
+
+
 class VmPaused(LabFailure):
     """The hypervisor paused the VM on a disk I/O error (e.g. a full storage pool)."""
 

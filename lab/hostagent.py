@@ -7,14 +7,17 @@ echo load at the test NICs -- must run on the hypervisor host that owns the brid
 * :class:`LocalInstruments` runs today's code in this process (unchanged behaviour);
 * :class:`RemoteInstruments` runs the same code on another host: it pushes a
   self-contained zipapp (the instrument modules and their pure dependencies; no
-  libvirt, no paramiko) over SFTP once per content hash into a lab-owned directory
-  (0700), starts ``python3 agent.pyz serve`` through an SSH exec channel, writes each
-  request as one JSON line to its stdin and reads one JSON result line from its stdout,
-  under a hard deadline per call. Agents stay up between calls (an SSH session and an
-  interpreter start cost ~0.1-0.3 s, more than a probe); concurrent calls (a probe
-  during a load) each get their own. At a deadline the channel is closed and the agent,
-  seeing EOF on stdin, exits mid-operation.
+  libvirt, no paramiko) over SFTP once per content hash into the lab's own directory
+  on the host (0700; `lab down` removes it), starts ``python3 agent.pyz serve``
+  through an SSH exec channel, writes each request as one JSON line to its stdin and
+  reads one JSON result line from its stdout, under a hard deadline per call. Agents
+  stay up between calls (an SSH session and an interpreter start cost ~0.1-0.3 s, more
+  than a probe); concurrent calls (a probe during a load) each get their own. At a
+  deadline the channel is closed and the agent, seeing EOF on stdin, exits
+  mid-operation.
 
+Before it sends, the agent checks its targets' routes on its host
+(:func:`lab.route_guard.require_host_target`): only through the lab's bridges there.
 Lab errors cross the wire by class name (:mod:`lab.hostagent_wire`): a verdict the
 instruments give here is given with the same class there. Anything else that goes
 wrong with the agent is one LabFailure line naming the host and the operation.
@@ -60,7 +63,8 @@ from lab.load import LoadResult, LoadSpec
 
 T = TypeVar("T")
 
-#: where agents live on a host: one subdirectory per content hash
+#: where agents live on a host: one directory per lab (:func:`lab_agent_dir`), in it one
+#: subdirectory per content hash
 AGENT_DIR = PurePosixPath("/var/lib/driver-lab/agent")
 #: added to an operation's own bound for the SSH exec, the interpreter start, the push
 SLACK_S = 15.0
@@ -68,6 +72,7 @@ SLACK_S = 15.0
 BYTE_RUN_BOUND_S = 600.0
 #: the lab's modules the agent runs (and nothing that imports libvirt or paramiko)
 AGENT_MODULES = ("lab/__init__.py", "lab/errors.py", "lab/hosttools.py", "lab/netns.py",
+                 "lab/naming.py", "lab/route_guard.py",
                  "lab/l2probe.py", "lab/hostagent_wire.py", "lab/hostagent_main.py",
                  "lab/load/__init__.py", "lab/load/engine.py", "lab/load/conns.py",
                  "lab/load/histogram.py", "lab/load/pattern.py", "lab/load/progress.py",
@@ -164,23 +169,61 @@ def build_agent(cache_dir: Path | None = None) -> AgentBundle:
     return AgentBundle(bundle_hash, path)
 
 
+def lab_agent_dir(lab: str, base: PurePosixPath = AGENT_DIR) -> PurePosixPath:
+    """Lab ``lab``'s agent directory on a host (`lab down` removes it). A lab name is
+    unique on a host (its bridges and networks are named by it), so is this directory."""
+    return base / f"lab-{lab}"
+
+
+def remove_agent_dir(transport: paramiko.Transport, path: PurePosixPath) -> bool:
+    """Remove the agent directory ``path`` and what is in it on the host (symlinks are
+    removed, never followed); False when there is none. Raises paramiko.SSHException
+    or OSError when the host does not let it."""
+    sftp = paramiko.SFTPClient.from_transport(transport)
+    if sftp is None:
+        raise paramiko.SSHException("the host refused the sftp subsystem")
+    with contextlib.closing(sftp):
+        try:
+            st = sftp.lstat(str(path))
+        except FileNotFoundError:
+            return False
+        if st.st_mode is None or not stat.S_ISDIR(st.st_mode):
+            raise OSError(f"{path} is not a directory (not an agent directory): kept")
+        _rmtree(sftp, path)
+    return True
+
+
+def _rmtree(sftp: paramiko.SFTPClient, path: PurePosixPath) -> None:
+    for entry in sftp.listdir_attr(str(path)):  # lstat attributes (OpenSSH readdir)
+        child = path / entry.filename
+        if entry.st_mode is not None and stat.S_ISDIR(entry.st_mode):
+            _rmtree(sftp, child)
+        else:
+            sftp.remove(str(child))
+    sftp.rmdir(str(path))
+
+
 class RemoteInstruments:
     """The instruments of another host, run by the agent there over SSH.
 
     ``transport`` is an authenticated SSH connection to the host (its key pinned by
     whoever opened it); the agent runs as that user, so L2 probes need root there.
     ``netns``: the network namespace on the host the bridges live in (None: the SSH
-    session's own). ``deadline_s`` overrides every operation's own bound (tests).
+    session's own). ``lab``: the lab's name; the agent then goes to the lab's own
+    directory (:func:`lab_agent_dir`, unless ``agent_dir`` says otherwise) and sends
+    only through that lab's bridges (else through any bridge of the host).
+    ``deadline_s`` overrides every operation's own bound (tests).
     :meth:`close` (or the transport's end) stops the agents.
     """
 
     def __init__(self, host: str, transport: paramiko.Transport, *,
-                 agent_dir: PurePosixPath = AGENT_DIR, python: str = "python3",
+                 agent_dir: PurePosixPath | None = None, python: str = "python3",
                  netns: str | None = None, cache_dir: Path | None = None,
-                 deadline_s: float | None = None) -> None:
+                 deadline_s: float | None = None, lab: str | None = None) -> None:
         self.host = host
         self.transport = transport
-        self.agent_dir = agent_dir
+        self.lab = lab
+        self.agent_dir = agent_dir or (AGENT_DIR if lab is None else lab_agent_dir(lab))
         self.python = python
         self.netns = netns
         self.cache_dir = cache_dir
@@ -199,7 +242,8 @@ class RemoteInstruments:
         self.close()
 
     def l2_probe(self, bridge: str, mac: str, timeout: float = 2.0) -> ProbeReply | None:
-        request = {"bridge": bridge, "mac": mac, "timeout": timeout, "netns": self.netns}
+        request = {"bridge": bridge, "mac": mac, "timeout": timeout, "netns": self.netns,
+                   "lab": self.lab}
         doc = self._call(OP_L2PROBE, request, timeout + SLACK_S)
         return self._decode(OP_L2PROBE, probe_from_json, doc)
 
@@ -208,7 +252,7 @@ class RemoteInstruments:
             bound = BYTE_RUN_BOUND_S
         else:  # the engine's own deadline (lab.load.engine._deadline)
             bound = spec.duration + spec.connect_timeout + 2 * spec.stall_timeout + 10.0
-        request = {"spec": spec_to_json(spec), "netns": self.netns}
+        request = {"spec": spec_to_json(spec), "netns": self.netns, "lab": self.lab}
         doc = self._call(OP_LOAD, request, bound + SLACK_S)
         return self._decode(OP_LOAD, result_from_json, doc)
 

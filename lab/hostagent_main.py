@@ -3,7 +3,11 @@
     python3 agent.pyz serve             one request line in, one result line out, until EOF
     python3 agent.pyz OP                one request (OP: l2probe | load), then exit
 
-A request is one JSON object on a line (``{"op": ..., ...}`` in serve mode). The
+A request is one JSON object on a line (``{"op": ..., ...}`` in serve mode). Before
+it sends anything, the agent checks on its own host what the controller's route guard
+checks on the controller (:func:`lab.route_guard.require_host_target`): a target must
+be reached through a bridge of the lab (``"lab"`` in the request) in the namespace the
+operation runs in, else the answer is an OutsideLab error. The
 operation runs with the same code the controller runs in-process on its own host
 (:mod:`lab.l2probe`, :mod:`lab.load`); the answer is one JSON line on stdout:
 ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": {"class": ..., ...}}`` for a
@@ -37,6 +41,7 @@ from lab.hostagent_wire import (
 )
 from lab.l2probe import probe
 from lab.load import run_load
+from lab.route_guard import require_host_bridge, require_host_target
 
 #: exit code when the controller went away mid-operation
 EXIT_ABANDONED = 75
@@ -80,15 +85,27 @@ def parse(op: str, request: dict[str, Any]) -> Callable[[], Any]:
     not a request of ``op``; LoadConfigError: a spec its own checks refuse)."""
     if op not in OPS:
         raise ValueError(f"unknown op {op!r}")
-    where = request.get("netns")
+    where, lab = request.get("netns"), request.get("lab")
     if where is not None and not isinstance(where, str):
         raise TypeError("netns is not a name")
+    if lab is not None and not isinstance(lab, str):
+        raise TypeError("lab is not a name")
     if op == OP_L2PROBE:
         bridge, mac, timeout = str(request["bridge"]), str(request["mac"]), \
             float(request["timeout"])
-        return lambda: _in(where, lambda: probe_to_json(probe(bridge, mac, timeout=timeout)))
+
+        def l2probe() -> Any:
+            require_host_bridge(bridge, f"L2 probe through {bridge}", lab)
+            return probe_to_json(probe(bridge, mac, timeout=timeout))
+        return lambda: _in(where, l2probe)
     spec = spec_from_json({**request["spec"], "progress": False})
-    return lambda: _in(where, lambda: result_to_json(run_load(spec)))
+
+    def load() -> Any:
+        for target in spec.targets:  # the route guard of the controller, on this host
+            require_host_target(target.host, f"echo load to {target.host}", lab,
+                                target.source)
+        return result_to_json(run_load(spec))
+    return lambda: _in(where, load)
 
 
 def _in(where: str | None, action: Callable[[], Any]) -> Any:

@@ -20,7 +20,7 @@ import libvirt
 import libvirt_qemu
 
 from lab import naming
-from lab.errors import HypervisorLost, LabFailure
+from lab.errors import AgentUnavailable, HypervisorLost, LabFailure
 
 OWNER_MARKER_SUFFIX = naming.POOL_OWNER_SUFFIX
 
@@ -114,6 +114,8 @@ def failure(what: str, exc: libvirt.libvirtError) -> LabFailure:
             libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_RPC):
         return HypervisorLost(text, hint="libvirtd went away: the next test or `lab up` "
                                          "restarts the lab's own libvirtd and reconnects")
+    if code == libvirt.VIR_ERR_AGENT_UNRESPONSIVE:
+        return AgentUnavailable(text)
     return LabFailure(text)
 
 

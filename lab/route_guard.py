@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from lab import netns
+from lab import naming, netns
 from lab.errors import LabFailure, OutsideLab
 from lab.hosttools import run_tool
-from lab.inventory import Inventory
-from lab.plan import Nic
+
+if TYPE_CHECKING:  # annotations only: the host agent's zipapp bundles this module
+    from lab.inventory import Inventory
+    from lab.plan import Nic
 
 _HINT = ("run through `lab ...` or the pytest plugin, which enter the lab's namespace; "
          "targets must be lab guests (see `lab status`)")
@@ -97,13 +100,81 @@ def _default_devices(version: int) -> set[str]:
             if "dev" in line.split()}
 
 
-def _route_words(address: str) -> list[str]:
+def _route_words(address: str, source: str | None = None) -> list[str]:
     """``ip route get address`` split into words (empty: no route at all)."""
+    cmd = ["ip", "-o", "route", "get", address, *(["from", source] if source else [])]
     try:
-        return run_tool(["ip", "-o", "route", "get", address],
-                        f"looking up the route to {address}", timeout=10).split()
+        return run_tool(cmd, f"looking up the route to {address}", timeout=10).split()
     except LabFailure:
         return []
+
+
+# ---- on a hypervisor host, inside the host agent (issue 12) ---------------------------
+
+_HOST_HINT = ("the host agent sends only through the lab's bridges on its host; "
+              "targets must be lab guests of that host (see `lab status`)")
+
+
+def require_host_target(address: str, what: str, lab: str | None = None,
+                        source: str | None = None) -> None:
+    """Run by the host agent on its host: refuse unless ``address`` is reached directly
+    (no next hop) through a Linux bridge of this thread's namespace -- one of lab
+    ``lab``'s bridges when the controller named the lab -- or is an address of such a
+    bridge itself. Loopback never leaves the host (as for `lab load` here)."""
+    try:
+        if ipaddress.ip_address(address).is_loopback:
+            return
+    except ValueError:
+        raise OutsideLab(f"{what}: {address!r} is not an IP address of a lab network",
+                         hint=_HOST_HINT) from None
+    words = _route_words(address, source)
+    if "via" in words:
+        raise OutsideLab(f"{what}: {address} is routed via {words[words.index('via') + 1]} "
+                         "on this host, not through a lab bridge; refusing to send outside "
+                         "the lab", hint=_HOST_HINT)
+    if words[:1] == ["local"]:
+        dev = _address_holder(address)
+    else:
+        dev = words[words.index("dev") + 1] if "dev" in words else None
+    if dev is None or not _is_lab_bridge(dev, lab):
+        raise OutsideLab(f"{what}: {address} is routed via {dev or 'nothing'} on this host, "
+                         f"not {_lab_bridges(lab)}; refusing to send outside the lab",
+                         hint=_HOST_HINT)
+
+
+def require_host_bridge(bridge: str, what: str, lab: str | None = None) -> None:
+    """Run by the host agent before an L2 probe: ``bridge``, when it exists in this
+    thread's namespace, is a lab bridge (a missing one is the probe's own error)."""
+    if netns.has_interface(bridge) and not _is_lab_bridge(bridge, lab):
+        raise OutsideLab(f"{what}: {bridge} is not {_lab_bridges(lab)}; refusing to send "
+                         "frames outside the lab", hint=_HOST_HINT)
+
+
+def _lab_bridges(lab: str | None) -> str:
+    if lab is None:
+        return "a bridge of this host"
+    return f"a bridge of lab {lab} ({naming.mgmt_bridge(lab)}, {naming.test_bridge(lab, 0)}...)"
+
+
+def _is_lab_bridge(dev: str, lab: str | None) -> bool:
+    """``dev`` is a Linux bridge here, named as lab ``lab`` names its bridges (if given)."""
+    if lab is not None:
+        prefix = naming.test_bridge(lab, 0)[:-1]
+        if dev != naming.mgmt_bridge(lab) and not (
+                dev.startswith(prefix) and dev[len(prefix):].isdigit()):
+            return False
+    out = run_tool(["ip", "-o", "link", "show", "type", "bridge"],
+                   "listing the bridges", timeout=10)
+    return dev in {line.split()[1].rstrip(":").split("@")[0] for line in out.splitlines()
+                   if len(line.split()) > 1}
+
+
+def _address_holder(address: str) -> str | None:
+    """The interface that has ``address`` (one of this namespace's own)."""
+    out = run_tool(["ip", "-o", "addr", "show", "to", address],
+                   f"looking up the interface of {address}", timeout=10)
+    words = out.split()
+    return words[1] if len(words) > 1 else None
 
 
 def require_nic_route(nic: Nic, what: str) -> None:

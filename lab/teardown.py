@@ -6,9 +6,14 @@ idempotent: a second run finds nothing and says so.
 
 from __future__ import annotations
 
-from lab import console_keeper, hosts, identity, naming, netns
+from collections.abc import Callable
+from pathlib import PurePosixPath
+
+import paramiko
+
+from lab import console_keeper, gateway, hostagent, hosts, identity, naming, netns
 from lab.config import LabConfig
-from lab.errors import LabFailure
+from lab.errors import LabError, LabFailure
 from lab.host import decide, open_host
 from lab.hypervisor import Hypervisor
 from lab.lablock import sandbox_changes, sole_sandbox_user
@@ -75,8 +80,30 @@ def _down_on_hosts(config: LabConfig, me: identity.Identity, progress: Progress)
         except LabFailure as exc:
             progress(f"host {target.name} unreachable, its objects are left: {exc.summary} "
                      "(run `lab down` again once it answers)")
+        remove_host_agent_dir(config.lab.name, target, progress)
     hosts.stop_namespace_hosts(config, progress)
     return removed
+
+
+def remove_host_agent_dir(lab: str, target: hosts.HostTarget, progress: Callable[[str], None],
+                          base: PurePosixPath = hostagent.AGENT_DIR) -> None:
+    """Lab ``lab``'s host agent directory on ``target`` (only that one), over its
+    gateway; an unreachable host is reported and its directory left."""
+    path = hostagent.lab_agent_dir(lab, base)
+    try:
+        removed = hostagent.remove_agent_dir(gateway.transport(target.gateway), path)
+    except LabError as exc:
+        progress(f"host {target.name} unreachable, the host agent's directory {path} is "
+                 f"left: {exc.summary} (run `lab down` again once it answers)")
+        return
+    except (OSError, EOFError, paramiko.SSHException) as exc:
+        progress(f"host {target.name}: the host agent's directory {path} is left: {exc} "
+                 "(run `lab down` again once it answers)")
+        return
+    finally:
+        gateway.close(target.gateway)
+    progress(f"host {target.name}: host agent directory {path} "
+             + ("removed" if removed else "absent (no agent ran there)"))
 
 
 def _remove_objects(hv: Hypervisor, config: LabConfig, me: identity.Identity,
