@@ -67,7 +67,8 @@ class HostConnections:
             if inst is None or not inst.transport.is_active():
                 if inst is not None:
                     inst.close()
-                inst = RemoteInstruments(vm.host, gateway.transport(vm.gateway))
+                inst = RemoteInstruments(vm.host, gateway.transport(vm.gateway),
+                                         lab=self.config.lab.name)
                 self._instruments[vm.host] = inst
             return inst
 

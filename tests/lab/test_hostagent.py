@@ -29,17 +29,29 @@ import pytest
 from labtier import REPO, require_lab_host
 
 from lab import netns
-from lab.errors import LabError, LabFailure
-from lab.hostagent import Instruments, LocalInstruments, RemoteInstruments, build_agent
+from lab.errors import LabError, LabFailure, OutsideLab
+from lab.gateway import Gateway
+from lab.hostagent import (
+    Instruments,
+    LocalInstruments,
+    RemoteInstruments,
+    build_agent,
+    lab_agent_dir,
+)
+from lab.hosts import HostTarget
 from lab.l2probe import ProbeReply
 from lab.load import ErrorClass, LoadResult, LoadSpec, Target
 from lab.nshost import HostSpec, NamespaceHost, wait_gone
 from lab.sandbox import RUN_DIR
+from lab.teardown import remove_host_agent_dir
 
 CONTROLLER_NS = "dlctlia"
 HOST_SPEC = dict(name="hia", netns="dlhostia", subnet="192.168.200.16/30")
 RUN_PARENT = RUN_DIR / "hostagent-test"
-#: the target address: on an empty bridge, in each namespace, that only it can reach
+#: the lab the remote instruments work for, and its bridge (named as the lab names them)
+LAB = "dlia"
+BRIDGE = "dlia-t0"
+#: the target address: on that bridge, in each namespace, that only it can reach
 TARGET_ADDR = "192.168.201.1"
 ECHO_PORT = 7001  # ECHO_PORT + 1: accepts, reads, never echoes (a stall)
 PROBE_IF, RESPONDER_IF = "dliap0", "dliar0"
@@ -108,7 +120,7 @@ class Side:
         with self._there():
             return self.instruments.run_load(spec)
 
-    def probe(self, mac: str, timeout: float = 2.0, bridge: str = PROBE_IF
+    def probe(self, mac: str, timeout: float = 2.0, bridge: str = BRIDGE
               ) -> ProbeReply | None:
         with self._there():
             return self.instruments.l2_probe(bridge, mac, timeout=timeout)
@@ -122,12 +134,14 @@ class Side:
 
 def start_targets(ns: str, launch: Callable[[list[str]], list[str]],
              procs: list[subprocess.Popen[str]]) -> tuple[subprocess.Popen[str], int]:
-    """Target address (on an empty bridge), veth pair, echo server and L2 responder in ``ns``."""
-    netns.ip("-n", ns, "link", "add", "dlia0", "type", "bridge")
-    netns.ip("-n", ns, "addr", "add", f"{TARGET_ADDR}/32", "dev", "dlia0")
+    """Target address (on the lab bridge), veth pair (one end a port of the bridge, the
+    L2 responder on the other), echo server in ``ns``."""
+    netns.ip("-n", ns, "link", "add", BRIDGE, "type", "bridge")
+    netns.ip("-n", ns, "addr", "add", f"{TARGET_ADDR}/32", "dev", BRIDGE)
     netns.ip("-n", ns, "link", "add", PROBE_IF, "type", "veth", "peer", "name", RESPONDER_IF)
+    netns.ip("-n", ns, "link", "set", PROBE_IF, "master", BRIDGE)
     netns.ip("-n", ns, "link", "set", RESPONDER_IF, "address", RESPONDER_MAC)
-    for dev in ("dlia0", PROBE_IF, RESPONDER_IF):
+    for dev in (BRIDGE, PROBE_IF, RESPONDER_IF):
         netns.ip("-n", ns, "link", "set", dev, "up")
     for script, args in ((ECHO_SERVER, [TARGET_ADDR, str(ECHO_PORT)]),
                          (RESPONDER, [RESPONDER_IF, str(REPO)])):
@@ -159,7 +173,8 @@ def sides(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Side, Side
         local = Side(CONTROLLER_NS, LocalInstruments(), echo, index, CONTROLLER_NS)
         echo, index = start_targets(host.spec.netns, host.in_host, procs)
         remote_instruments = RemoteInstruments("hia", transport, agent_dir=agent_dir(host),
-                                               cache_dir=tmp_path_factory.mktemp("agent"))
+                                               cache_dir=tmp_path_factory.mktemp("agent"),
+                                               lab=LAB)
         remote = Side(host.spec.netns, remote_instruments, echo, index, None)
         yield local, remote, host
     finally:
@@ -176,9 +191,14 @@ def sides(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Side, Side
     assert not netns.exists(host.spec.netns)
 
 
-def agent_dir(host: NamespaceHost) -> PurePosixPath:
-    """A lab-owned agent directory inside the host's state dir (removed by its stop)."""
+def agent_base(host: NamespaceHost) -> PurePosixPath:
+    """Where agents live, inside the host's state dir (removed by its stop)."""
     return PurePosixPath(host.spec.run_dir / "var-lib-driver-lab" / "agent")
+
+
+def agent_dir(host: NamespaceHost, lab: str = LAB) -> PurePosixPath:
+    """Lab ``lab``'s agent directory there (as `lab down` names it)."""
+    return lab_agent_dir(lab, agent_base(host))
 
 
 def _spec(port: int = ECHO_PORT, **kw: object) -> LoadSpec:
@@ -257,8 +277,8 @@ def test_the_agent_is_pushed_once_per_hash(sides: tuple[Side, Side, NamespaceHos
     _, remote, host = sides
     assert isinstance(remote.instruments, RemoteInstruments)
     with RemoteInstruments("hia", remote.instruments.transport, agent_dir=agent_dir(host),
-                           cache_dir=remote.instruments.cache_dir) as again:
-        assert again.l2_probe(PROBE_IF, NOBODY_MAC, timeout=0.1) is None
+                           cache_dir=remote.instruments.cache_dir, lab=LAB) as again:
+        assert again.l2_probe(BRIDGE, NOBODY_MAC, timeout=0.1) is None
     assert again.pushes == 0  # the hash is on the host already
 
 
@@ -267,7 +287,8 @@ def test_a_killed_agent_is_one_lab_failure_line(sides: tuple[Side, Side, Namespa
     assert isinstance(remote.instruments, RemoteInstruments)
     _no_agents(remote.instruments, host)
     short = RemoteInstruments("hia", remote.instruments.transport, agent_dir=agent_dir(host),
-                              cache_dir=remote.instruments.cache_dir, deadline_s=1.5)
+                              cache_dir=remote.instruments.cache_dir, deadline_s=1.5,
+                              lab=LAB)
     t0 = time.monotonic()
     with pytest.raises(LabFailure) as info:
         short.run_load(_spec(duration=20.0, bytes_per_connection=None))
@@ -288,7 +309,7 @@ def test_no_result_and_a_non_zero_exit_are_one_line(
                                    agent_dir=agent_dir(host), python=python,
                                    cache_dir=remote.instruments.cache_dir)
         with pytest.raises(LabFailure) as info:
-            broken.l2_probe(PROBE_IF, NOBODY_MAC, timeout=0.1)
+            broken.l2_probe(BRIDGE, NOBODY_MAC, timeout=0.1)
         assert "\n" not in str(info.value)
         assert info.value.summary.startswith("host hia: instrument agent, op l2probe: " + said)
 
@@ -355,3 +376,68 @@ def test_an_agent_that_died_idle_is_replaced(sides: tuple[Side, Side, NamespaceH
     reply = remote.probe(RESPONDER_MAC)
     assert isinstance(reply, ProbeReply)
     assert len(_agents(host)) == 1 and _agents(host) != [idle]
+
+
+def test_the_agent_refuses_targets_outside_its_hosts_lab_bridges(
+        sides: tuple[Side, Side, NamespaceHost]) -> None:
+    """The route guard on the host: an address the host routes elsewhere than through a
+    bridge of the lab (here: the controller's end of the host's link), a bridge of another
+    lab, and an L2 probe through a port that is not a bridge are refused, one line each,
+    as OutsideLab; nothing is sent."""
+    _, remote, host = sides
+    assert isinstance(remote.instruments, RemoteInstruments)
+    outside = host.spec.controller_addr
+    with pytest.raises(OutsideLab) as info:
+        remote.run_load(LoadSpec(targets=(Target(outside, 22),), connections=1,
+                                 duration=None, bytes_per_connection=1024, progress=False))
+    assert info.value.summary.startswith(f"host hia: echo load to {outside}: {outside} is "
+                                         f"routed via {host.spec.veth[1]} on this host")
+    assert "\n" not in info.value.summary
+    with pytest.raises(OutsideLab) as info:
+        remote.probe(RESPONDER_MAC, bridge=RESPONDER_IF)
+    assert info.value.summary.startswith(f"host hia: L2 probe through {RESPONDER_IF}: "
+                                         f"{RESPONDER_IF} is not a bridge of lab {LAB}")
+    with RemoteInstruments("hia", remote.instruments.transport, lab="dliaother",
+                           agent_dir=agent_dir(host), cache_dir=remote.instruments.cache_dir
+                           ) as other:
+        with pytest.raises(OutsideLab) as info:
+            other.run_load(_spec())
+        assert f"routed via {BRIDGE} on this host, not a bridge of lab dliaother" \
+            in info.value.summary
+    assert remote.run_load(_spec()).ok  # the lab's own bridge: allowed
+
+
+def test_lab_down_removes_only_the_labs_agent_directory(
+        sides: tuple[Side, Side, NamespaceHost]) -> None:
+    """`lab down`'s step on each host: the lab's agent directory goes (a symlink in it
+    is removed, not followed); another lab's directory, even one whose name the lab's
+    starts, stays; a second run finds none; an unreachable host is one progress line."""
+    _, remote, host = sides
+    assert isinstance(remote.instruments, RemoteInstruments)
+    mine = agent_dir(host, "dliadown")
+    with RemoteInstruments("hia", remote.instruments.transport, agent_dir=mine,
+                           cache_dir=remote.instruments.cache_dir) as down_lab:
+        pushed = Path(str(down_lab.ensure_agent()))
+    outside = Path(str(agent_dir(host, "dliadow")))  # another lab's (a prefix of ours)
+    outside.mkdir(mode=0o700, parents=True)
+    (outside / "keep").write_text("another lab's\n")
+    (Path(str(mine)) / "link").symlink_to(outside)
+    gw = Gateway("hia", host.spec.addr, 22, "root", str(host.ssh.client_key),
+                 str(host.ssh.known_hosts))
+    said: list[str] = []
+    with netns.inside(CONTROLLER_NS):
+        remove_host_agent_dir("dliadown", HostTarget("hia", "namespace", "", "", gw),
+                              said.append, agent_base(host))
+        remove_host_agent_dir("dliadown", HostTarget("hia", "namespace", "", "", gw),
+                              said.append, agent_base(host))
+        dead = Gateway("hia", host.spec.addr, 1, "root", gw.key_file, gw.known_hosts)
+        remove_host_agent_dir("dliadown", HostTarget("hia", "namespace", "", "", dead),
+                              said.append, agent_base(host))
+    assert not pushed.exists() and not Path(str(mine)).exists()
+    assert (outside / "keep").read_text() == "another lab's\n"
+    assert Path(str(agent_dir(host))).is_dir()  # the fixture's lab: untouched
+    assert said[:2] == [f"host hia: host agent directory {mine} removed",
+                        f"host hia: host agent directory {mine} absent (no agent ran there)"]
+    assert said[2].startswith(f"host hia unreachable, the host agent's directory {mine} "
+                              "is left: ")
+    assert len(said) == 3

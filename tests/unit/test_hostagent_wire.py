@@ -207,6 +207,57 @@ def test_a_serving_agent_answers_line_by_line_until_eof(tmp_path: Path, echo_por
     assert bad.returncode == 64 and "unknown op 'reboot'" in bad.stderr
 
 
+def _own_address() -> tuple[str, str]:
+    """A global IPv4 address of this host on an interface that is not a bridge."""
+    bridges = {line.split()[1].rstrip(":").split("@")[0] for line in subprocess.run(
+        ["ip", "-o", "link", "show", "type", "bridge"], capture_output=True, text=True,
+        check=True).stdout.splitlines()}
+    for line in subprocess.run(["ip", "-o", "-4", "addr", "show", "scope", "global"],
+                               capture_output=True, text=True, check=True).stdout.splitlines():
+        words = line.split()
+        if words[1] not in bridges:
+            return words[3].split("/")[0], words[1]
+    pytest.skip("no global IPv4 address on an interface that is not a bridge")
+
+
+@pytest.mark.skipif(SYSTEM_PYTHON is None, reason="no /usr/bin/python3")
+def test_the_agent_refuses_a_target_outside_the_hosts_bridges(
+        tmp_path: Path, echo_port: int) -> None:
+    """The route guard runs in the agent: an address of this host's own that is on no
+    bridge (traffic to it, if the guard let it go, never leaves the host) and a lab bridge
+    that is no bridge here are refused as OutsideLab, one line; loopback is served."""
+    assert SYSTEM_PYTHON is not None
+    own, dev = _own_address()
+    bundle = build_agent(tmp_path)
+    assert "lab/route_guard.py" in zipfile.ZipFile(bundle.path).namelist()
+    far = LoadSpec(targets=(Target(own, echo_port),), duration=0.2, progress=False)
+    near = LoadSpec(targets=(Target("127.0.0.1", echo_port),), duration=0.2, progress=False)
+    requests = [{"op": "load", "spec": spec_to_json(far)},
+                {"op": "load", "spec": spec_to_json(far), "lab": "dlu"},
+                {"op": "l2probe", "bridge": "lo", "mac": "02:00:00:00:00:01",
+                 "timeout": 0.1, "lab": "dlu"},
+                {"op": "load", "spec": spec_to_json(near), "lab": "dlu"}]
+    proc = subprocess.Popen([SYSTEM_PYTHON, "-I", str(bundle.path), "serve"], text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    answers = []
+    for request in requests:  # one at a time: EOF during an operation abandons it
+        proc.stdin.write(json.dumps(request) + "\n")
+        proc.stdin.flush()
+        answers.append(json.loads(proc.stdout.readline()))
+    proc.stdin.close()
+    assert proc.wait(timeout=10) == 0
+    *refused, served = answers
+    errors = [decode_error(doc["error"]) for doc in refused]
+    assert [type(e) for e in errors] == [OutsideLab] * 3
+    assert errors[0].summary.startswith(f"echo load to {own}: {own} is routed via {dev} "
+                                        "on this host, not a bridge of this host")
+    assert "not a bridge of lab dlu" in errors[1].summary
+    assert errors[2].summary.startswith("L2 probe through lo: lo is not a bridge of lab dlu")
+    assert all("\n" not in e.summary for e in errors)
+    assert result_from_json(served["result"]).ok
+
+
 @pytest.mark.skipif(SYSTEM_PYTHON is None, reason="no /usr/bin/python3")
 def test_a_serving_agent_exits_at_once_when_stdin_closes_mid_operation(
         tmp_path: Path, echo_port: int) -> None:

@@ -90,6 +90,7 @@ def test_the_micro_identity_carries_the_vms_own_name_addresses_and_key(tmp_path:
     args = identity_arguments(restored)
     assert args["hostname"] == "vm2" and args["epoch"] == 1796200000
     assert args["net"] == ",".join(f"{n.mac}={n.ip}" for n in restored.vm.nics)
+    assert restored.host_key is not None
     assert bytes.fromhex(str(args["hostkey"])) == restored.host_key.read_bytes()
     assert args["seed"] == "5a" * 32
     assert "lab.hostname=template " in template_cmdline()
@@ -115,3 +116,9 @@ def test_the_micro_identity_step_checks_the_agents_answer(tmp_path: Path) -> Non
         kind.take_identity(restored, agent({"identity": "vm1"}))
     with pytest.raises(LabFailure):
         kind.take_identity(restored, agent({}))
+
+
+def test_the_micro_identity_needs_the_vms_own_key(tmp_path: Path) -> None:
+    restored = dataclasses.replace(_restored(tmp_path), host_key=None)
+    with pytest.raises(LabFailure, match="no SSH host key of its own"):
+        identity_arguments(restored)

@@ -10,6 +10,7 @@ The double answers in the shapes of QEMU's "QEMU Guest Agent Protocol Reference"
 from __future__ import annotations
 
 import base64
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,7 +80,7 @@ def test_a_failing_identity_step_on_the_qga_double_names_its_error_output(
 
 
 def test_a_guest_exec_without_a_pid_on_the_qga_double_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(LabFailure, match="not {'pid': N}"):
+    with pytest.raises(LabFailure, match=re.escape("not {'pid': N}")):
         windows_restore.take_identity(_restored(tmp_path), QgaDouble(exec_reply={}))
 
 
