@@ -26,7 +26,6 @@ import contextlib
 import ipaddress
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -38,6 +37,7 @@ from urllib.parse import quote
 import paramiko
 
 from lab import netns
+from lab.caps_cpu import CAPS_FIELD, QEMU_CAPS_CACHE, probing_cpu, unpin
 from lab.errors import LabError, LabFailure
 from lab.hosttools import run_tool
 from lab.sandbox import (
@@ -67,18 +67,6 @@ HOST_CHILDREN = DAEMON_CHILDREN | {"sshd", "virt-ssh-helper"}
 #: appended to the host's own libvirtd.conf copy: its log stays in its state dir
 LIBVIRTD_CONF = ('\n# --- driver-lab namespace host ---\n'
                  'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"\n')
-#: libvirt's cache of QEMU's probed capabilities, as the controller's libvirtd keeps it
-#: (the sandbox's libvirtd shares the machine's /var/cache/libvirt)
-QEMU_CAPS_CACHE = Path("/var/cache/libvirt/qemu/capabilities")
-_CAPS_FIELD = re.compile(r"<(emulator|qemuctime)>([^<]*)</\1>")
-#: libvirt 9.0 keeps CPUID leaf 0x1f in a capabilities file's host CPU data, and its EDX
-#: is the x2APIC ID of the CPU that ran it: a libvirtd whose QEMU driver started on
-#: another CPU than the probe ran on finds the file outdated ("host CPUID changed") and
-#: probes again. So the host's libvirtd starts on the probing CPU, then gets all back.
-_MAX_LEAF = re.compile(r"<cpuid eax_in='0x00000000' ecx_in='0x00000000' eax='(0x[0-9a-f]+)'")
-_X2APIC = re.compile(r"<cpuid eax_in='0x0000001f' ecx_in='0x00000000' [^>]*edx='(0x[0-9a-f]+)'")
-#: the emulator the lab's guests run (its capabilities decide where libvirtd starts)
-EMULATOR = "qemu-system-x86_64"
 
 
 @dataclass(frozen=True)
@@ -211,7 +199,7 @@ def seed_qemu_caps(dest: Path, source: Path = QEMU_CAPS_CACHE) -> list[str]:
     for cached in sorted(source.glob("*.xml")) if source.is_dir() else []:
         try:
             with cached.open(errors="replace") as head:
-                fields = dict(_CAPS_FIELD.findall(head.read(4096)))
+                fields = dict(CAPS_FIELD.findall(head.read(4096)))
             emulator = Path(fields["emulator"])
             fresh = int(fields["qemuctime"]) == int(emulator.stat().st_ctime)
         except (OSError, KeyError, ValueError):  # unreadable, another layout, no binary
@@ -272,51 +260,6 @@ def _ssh_config(known_hosts: Path, key: Path) -> str:
         "  StrictHostKeyChecking yes", "  CheckHostIP no", "  IdentitiesOnly yes",
         f"  IdentityFile {key}", "  IdentityAgent none", "  BatchMode yes",
         "  ConnectTimeout 10", "  ServerAliveInterval 5", "  ServerAliveCountMax 3", ""])
-
-
-def probing_cpu(cache: Path, emulator: str = EMULATOR) -> int | None:
-    """The CPU this machine's libvirt probed ``emulator``'s cached capabilities on, when
-    it matters (their CPU data has the x2APIC leaf; an all-zero leaf is left out: x2APIC
-    ID 0); None when it does not, or no such CPU is ours to use."""
-    for cached in sorted(cache.glob("*.xml")):
-        try:
-            text = cached.read_text(errors="replace")
-        except OSError:
-            continue
-        fields = dict(_CAPS_FIELD.findall(text[:4096]))
-        if Path(fields.get("emulator", "")).name != emulator:
-            continue
-        top, apic = _MAX_LEAF.search(text), _X2APIC.search(text)
-        if top is None or int(top.group(1), 16) < 0x1F:
-            return None
-        return _cpu_of(int(apic.group(1), 16) if apic else 0)
-    return None
-
-
-def _cpu_of(apic_id: int) -> int | None:
-    """The CPU number with x2APIC ID ``apic_id`` (/proc/cpuinfo), if this process may use it."""
-    cpu: int | None = None
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        key, _, value = (part.strip() for part in line.partition(":"))
-        if key == "processor":
-            cpu = int(value)
-        elif key == "apicid" and int(value) == apic_id:
-            return cpu if cpu in os.sched_getaffinity(0) else None
-    return None
-
-
-def unpin(pid: int, cpus: set[int]) -> None:
-    """Every thread of ``pid`` may run on ``cpus`` again (threads started meanwhile by a
-    still pinned one are found on the next pass)."""
-    for _ in range(5):
-        pinned = []
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError, ValueError):  # a thread that ended
-                if os.sched_getaffinity(int(task.name)) != cpus:
-                    pinned.append(int(task.name))
-                    os.sched_setaffinity(int(task.name), cpus)
-        if not pinned:
-            return
 
 
 def parse_state(text: str) -> HostState | None:

@@ -21,7 +21,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lab import netns
+from lab.caps_cpu import QEMU_CAPS_CACHE, probing_cpu, unpin
 from lab.errors import LabFailure
+from lab.hosttools import run_tool
 from lab.wait import wait_for
 
 LIBVIRT_SOCKET = Path("/run/libvirt/libvirt-sock")
@@ -162,7 +164,10 @@ class Sandbox:
         for name in names:
             pids[name].unlink(missing_ok=True)
         script = ["set -e", *self._mounts()]
-        script += [f"{name} -d -p {_q(pids[name])}" for name in names]
+        # libvirtd on the CPU that probed QEMU's cached capabilities (lab.caps_cpu)
+        cpu = probing_cpu(QEMU_CAPS_CACHE) if "libvirtd" in names else None
+        pin = {"libvirtd": f"taskset -c {cpu} "} if cpu is not None else {}
+        script += [f"{pin.get(name, '')}{name} -d -p {_q(pids[name])}" for name in names]
         try:
             subprocess.run(["ip", "netns", "exec", self.netns, "sh", "-c", "\n".join(script)],
                            check=True, capture_output=True, text=True, timeout=60)
@@ -177,6 +182,11 @@ class Sandbox:
         if "libvirtd" in names:
             wait_for("libvirtd to answer on its socket",
                      lambda: True if libvirtd_answers() else None, DAEMON_START_TIMEOUT)
+            if cpu is not None:  # its drivers are up once it serves a connection
+                run_tool(["virsh", "-c", "qemu:///system", "version"],
+                         "asking the sandbox libvirtd for its version",
+                         timeout=DAEMON_START_TIMEOUT)
+                unpin(_read_pid(pids["libvirtd"]), os.sched_getaffinity(0))
 
         def pid_of(name: str, old: int | None) -> int:
             return _read_pid(pids[name]) if name in names or old is None else old

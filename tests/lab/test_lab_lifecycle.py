@@ -6,6 +6,7 @@ Tests in this module run in order and share one lab (module fixture).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -59,6 +60,17 @@ def test_ssh_answers_with_the_guest_kernel(running_lab: LabConfig, cli: LabCli) 
     assert res.stdout.strip().endswith("-amd64")
     res = cli(running_lab.path, "ssh", "t2", "exit", "7")
     assert res.returncode == 7
+
+
+def test_the_sandbox_libvirtd_runs_on_every_cpu(running_lab: LabConfig) -> None:
+    """It starts pinned to the CPU that probed QEMU's cached capabilities (lab.caps_cpu,
+    so it trusts the cache) and must get every CPU back once it answers."""
+    state = Sandbox().state()
+    if state is None:
+        pytest.skip("the lab uses a libvirtd the lab did not start")
+    ours = os.sched_getaffinity(0)
+    tasks = list(Path(f"/proc/{state.libvirtd_pid}/task").iterdir())
+    assert tasks and all(os.sched_getaffinity(int(t.name)) == ours for t in tasks)
 
 
 def test_second_up_changes_nothing(running_lab: LabConfig, cli: LabCli) -> None:
