@@ -11,15 +11,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from lab.caps_cpu import probing_cpu, unpin
 from lab.errors import LabFailure
 from lab.nshost import (
     SSHD,
     HostSpec,
     NamespaceHost,
     prepare_ssh,
-    probing_cpu,
     seed_qemu_caps,
-    unpin,
 )
 
 
