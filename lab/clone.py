@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import agent, domxml, template
+from lab.errors import LabFailure
 from lab.guests.base import GuestKind, RestoredIdentity
 from lab.hypervisor import Hypervisor
 from lab.plan import VmSpec
@@ -44,7 +45,13 @@ AGENT_PING_S = 3.0
 def copy_disk(template_path: str, disk_path: str) -> None:
     """The VM's overlay becomes a byte copy of the template's: the same backing file
     (the golden image) and the saved state. Local hosts only (the files are here)."""
-    shutil.copyfile(template_path, disk_path)
+    try:
+        shutil.copyfile(template_path, disk_path)
+    except OSError as exc:  # e.g. ENOSPC: the pool's file system is full
+        raise LabFailure(f"copying the template {template_path} to {disk_path} failed: "
+                         f"{exc.strerror or exc}",
+                         hint="free space where the lab's pool_path is, or set "
+                              "[vms] template = false") from exc
 
 
 def restore(hv: Hypervisor, dom: Any, vm: VmSpec, kind: GuestKind, host_key: Path | None,

@@ -132,11 +132,14 @@ class TemplateCache:
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".{key}.{os.getpid()}.tmp"
         digest = hashlib.sha256()
-        with source.open("rb") as src, tmp.open("wb") as dst:
-            while chunk := src.read(1 << 20):
-                digest.update(chunk)
-                dst.write(chunk)
-        os.replace(tmp, self._file(key))
+        try:
+            with source.open("rb") as src, tmp.open("wb") as dst:
+                while chunk := src.read(1 << 20):
+                    digest.update(chunk)
+                    dst.write(chunk)
+            os.replace(tmp, self._file(key))
+        finally:
+            tmp.unlink(missing_ok=True)  # a copy that failed half-way
         record = CacheRecord(key=key, size=self._file(key).stat().st_size,
                              sha256=digest.hexdigest(),
                              built=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -184,7 +187,12 @@ def ensure(hv: Hypervisor, pool: Any, key: str, state_dir: Path, boot_timeout_s:
         return Template(key, name, path)
     t0 = time.monotonic()
     path = _build(hv, pool, name, boot_timeout_s, hooks, progress)
-    record = cache.store(key, Path(path), time.monotonic() - t0)
+    try:
+        record = cache.store(key, Path(path), time.monotonic() - t0)
+    except OSError as exc:  # e.g. ENOSPC: the state dir's file system is full
+        raise LabFailure(f"caching the template in {cache.root} failed: "
+                         f"{exc.strerror or exc}",
+                         hint="free space in the lab's state_dir") from exc
     hv.mark(pool, identity.done_marker(name, record.sha256))
     progress(f"template {key[:12]}: built in {record.build_s:.1f}s "
              f"({record.size >> 20} MiB), cached for the next `lab up`")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import template
+from lab import clone, template
 from lab.config import parse_config
 from lab.errors import LabFailure
 from lab.guests.base import AgentCall, RestoredIdentity
@@ -122,3 +122,10 @@ def test_the_micro_identity_needs_the_vms_own_key(tmp_path: Path) -> None:
     restored = dataclasses.replace(_restored(tmp_path), host_key=None)
     with pytest.raises(LabFailure, match="no SSH host key of its own"):
         identity_arguments(restored)
+
+
+def test_a_full_disk_while_copying_the_template_is_one_lab_failure(tmp_path: Path) -> None:
+    """/dev/full answers every write with ENOSPC (the kernel's, not a mock)."""
+    with pytest.raises(LabFailure, match="No space left on device") as caught:
+        clone.copy_disk(str(_source(tmp_path)), "/dev/full")
+    assert "template = false" in (caught.value.hint or "")
