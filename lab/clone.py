@@ -89,6 +89,7 @@ def restore(hv: Hypervisor, dom: Any, vm: VmSpec, kind: GuestKind, host_key: Pat
         last = when
     say(f"restored from the template: {', '.join(steps)}")
 
+
 def _reinsert_identity_media(hv: Hypervisor, dom: Any, xml: str) -> None:
     """Eject the VM's identity media and insert it again: the guest was restored with the
     template's disc in its caches, and only a media change makes it read the VM's own."""
