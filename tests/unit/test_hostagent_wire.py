@@ -16,8 +16,9 @@ import subprocess
 import threading
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -187,17 +188,7 @@ def test_a_serving_agent_answers_line_by_line_until_eof(tmp_path: Path, echo_por
                 {"op": "l2probe", "bridge": "dlnosuch0", "mac": "02:00:00:00:00:01",
                  "timeout": 0.1},
                 {"op": "load", "spec": {**spec_to_json(spec), "connections": 0}}]
-    proc = subprocess.Popen([SYSTEM_PYTHON, "-I", str(bundle.path), "serve"], text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert proc.stdin is not None and proc.stdout is not None
-    answers = []
-    for request in requests:  # one at a time: EOF during an operation abandons it
-        proc.stdin.write(json.dumps(request) + "\n")
-        proc.stdin.flush()
-        answers.append(json.loads(proc.stdout.readline()))
-    pid = proc.pid
-    proc.stdin.close()
-    assert proc.wait(timeout=10) == 0, pid
+    answers = _serve_all(bundle.path, requests)
     first, second, third = answers
     assert result_from_json(first["result"]).ok
     assert type(decode_error(second["error"])) is LabFailure
@@ -237,16 +228,7 @@ def test_the_agent_refuses_a_target_outside_the_hosts_bridges(
                 {"op": "l2probe", "bridge": "lo", "mac": "02:00:00:00:00:01",
                  "timeout": 0.1, "lab": "dlu"},
                 {"op": "load", "spec": spec_to_json(near), "lab": "dlu"}]
-    proc = subprocess.Popen([SYSTEM_PYTHON, "-I", str(bundle.path), "serve"], text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert proc.stdin is not None and proc.stdout is not None
-    answers = []
-    for request in requests:  # one at a time: EOF during an operation abandons it
-        proc.stdin.write(json.dumps(request) + "\n")
-        proc.stdin.flush()
-        answers.append(json.loads(proc.stdout.readline()))
-    proc.stdin.close()
-    assert proc.wait(timeout=10) == 0
+    answers = _serve_all(bundle.path, requests)
     *refused, served = answers
     errors = [decode_error(doc["error"]) for doc in refused]
     assert [type(e) for e in errors] == [OutsideLab] * 3
@@ -290,3 +272,20 @@ def test_the_wire_documents_equal_asdicts_and_leave_derived_figures_out(
     assert "bytes_echoed" not in result_to_json(result)  # recomputed on decoding
     assert result_from_json(json.loads(json.dumps(result_to_json(result)))).bytes_echoed \
         == 2 << 16
+
+
+def _serve_all(bundle: Path, requests: Sequence[object]) -> list[Any]:
+    """Each request to one real agent in serve mode, one at a time (EOF during an
+    operation abandons it); the answers. The agent must then exit 0."""
+    assert SYSTEM_PYTHON is not None
+    proc = subprocess.Popen([SYSTEM_PYTHON, "-I", str(bundle), "serve"], text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    answers = []
+    for request in requests:
+        proc.stdin.write(json.dumps(request) + "\n")
+        proc.stdin.flush()
+        answers.append(json.loads(proc.stdout.readline()))
+    proc.stdin.close()
+    assert proc.wait(timeout=10) == 0
+    return answers
