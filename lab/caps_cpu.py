@@ -15,6 +15,8 @@ import os
 import re
 from pathlib import Path
 
+from lab.hosttools import run_tool
+
 #: libvirt's cache of QEMU's probed capabilities, as the machine's libvirtd keeps it
 #: (the sandbox's libvirtd shares the machine's /var/cache/libvirt)
 QEMU_CAPS_CACHE = Path("/var/cache/libvirt/qemu/capabilities")
@@ -68,3 +70,11 @@ def unpin(pid: int, cpus: set[int]) -> None:
                     os.sched_setaffinity(int(task.name), cpus)
         if not pinned:
             return
+
+
+def release_when_serving(uri: str, pid: int, what: str, timeout: float) -> None:
+    """Once the libvirtd at ``uri`` serves a connection (its drivers are up and have
+    read the cache), every thread of ``pid`` may run on every CPU of ours again."""
+    run_tool(["virsh", "-c", uri, "version"], f"asking {what} for its version",
+             timeout=timeout)
+    unpin(pid, os.sched_getaffinity(0))

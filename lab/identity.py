@@ -14,6 +14,7 @@ import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lab import naming
 from lab.errors import NotOurs
 from lab.inventory import write_text_atomic
 
@@ -114,7 +115,7 @@ def is_lab_volume(name: str, lab: str, vms: list[str]) -> bool:
     if name.startswith(f"{lab}.") and name.endswith((INSTALL_MARKER_SUFFIX, ".driver-lab-owner")):
         return True
     # a VM's identity media (lab.guests.windows_identity.volume_name) and its done marks
-    for vol in (f"ident-{vm}.iso" for vm in [*vms, "_template"]):  # lab.template.NAME
+    for vol in (f"ident-{vm}.iso" for vm in [*vms, naming.TEMPLATE_VM]):
         if name == vol or name.startswith(vol + DONE_INFIX):
             return True
     return name in {f"{vm}.qcow2" for vm in vms}

@@ -57,6 +57,11 @@ def test_alias(slot: int) -> str:
     return f"ua-test{slot}"
 
 
+#: The name the lab's template (lab.template) goes by where a VM's would: its console
+#: log, its domain suffix, its identity media. '_' is in no VM's name.
+TEMPLATE_VM = "_template"
+
+
 def overlay_volume(vm: str) -> str:
     return f"{vm}.qcow2"
 

@@ -37,7 +37,7 @@ from urllib.parse import quote
 import paramiko
 
 from lab import netns
-from lab.caps_cpu import CAPS_FIELD, QEMU_CAPS_CACHE, probing_cpu, unpin
+from lab.caps_cpu import CAPS_FIELD, QEMU_CAPS_CACHE, probing_cpu, release_when_serving
 from lab.errors import LabError, LabFailure
 from lab.hosttools import run_tool
 from lab.sandbox import (
@@ -325,11 +325,9 @@ class NamespaceHost:
                      lambda: True if libvirtd_answers(self.libvirt_socket) else None,
                      START_TIMEOUT)
             if self._startup_cpu is not None:
-                # its drivers are up once it serves a connection: then it gets all CPUs
-                run_tool(["virsh", "-c", f"qemu+unix:///system?socket={self.libvirt_socket}",
-                          "version"], f"asking libvirtd of {spec.name} for its version",
-                         timeout=START_TIMEOUT)
-                unpin(state.libvirtd_pid, os.sched_getaffinity(0))
+                release_when_serving(f"qemu+unix:///system?socket={self.libvirt_socket}",
+                                     state.libvirtd_pid, f"libvirtd of {spec.name}",
+                                     START_TIMEOUT)
             wait_for(f"sshd of {spec.name} to answer on {spec.addr}:22",
                      lambda: True if self._sshd_answers() else None, START_TIMEOUT)
         except LabError:

@@ -21,9 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lab import netns
-from lab.caps_cpu import QEMU_CAPS_CACHE, probing_cpu, unpin
+from lab.caps_cpu import QEMU_CAPS_CACHE, probing_cpu, release_when_serving
 from lab.errors import LabFailure
-from lab.hosttools import run_tool
 from lab.wait import wait_for
 
 LIBVIRT_SOCKET = Path("/run/libvirt/libvirt-sock")
@@ -182,11 +181,9 @@ class Sandbox:
         if "libvirtd" in names:
             wait_for("libvirtd to answer on its socket",
                      lambda: True if libvirtd_answers() else None, DAEMON_START_TIMEOUT)
-            if cpu is not None:  # its drivers are up once it serves a connection
-                run_tool(["virsh", "-c", "qemu:///system", "version"],
-                         "asking the sandbox libvirtd for its version",
-                         timeout=DAEMON_START_TIMEOUT)
-                unpin(_read_pid(pids["libvirtd"]), os.sched_getaffinity(0))
+            if cpu is not None:
+                release_when_serving("qemu:///system", _read_pid(pids["libvirtd"]),
+                                     "the sandbox libvirtd", DAEMON_START_TIMEOUT)
 
         def pid_of(name: str, old: int | None) -> int:
             return _read_pid(pids[name]) if name in names or old is None else old

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab import domxml, identity, inventory
+from lab import domxml, identity, inventory, naming
 from lab.errors import LabError, LabFailure
 from lab.hypervisor import Hypervisor
 from lab.paths import StatePaths
@@ -46,7 +46,7 @@ SNAPSHOT = "lab-template"
 #: Bumped when what a template holds changes meaning (keys of older ones stop matching).
 FORMAT = 1
 #: The template's VM name (consoles/_template.log) and domain suffix: '_' is in no VM name.
-NAME = "_template"
+NAME = naming.TEMPLATE_VM
 #: How often the template's readiness is looked at while it boots.
 READY_POLL_S = 0.1
 

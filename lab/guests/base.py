@@ -441,8 +441,9 @@ class GuestKind(abc.ABC):
         return None
 
     def take_identity(self, restored: RestoredIdentity, agent: AgentCall) -> None:
-        """A VM restored from the template takes its own identity before its NICs are
-        hot-plugged, through its guest agent: ``agent(execute, arguments)`` returns the
+        """A VM restored from the template takes its own identity, through its guest
+        agent, once its NICs are hot-plugged (lab.clone): the kind brings up the NICs it
+        already has with their addresses. ``agent(execute, arguments)`` returns the
         command's ``return`` value. Raises LabError when it cannot."""
         del restored, agent
         raise NotImplementedError(f"{self.name} VMs are not made from a template")
