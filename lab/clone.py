@@ -9,11 +9,14 @@ no NIC but one spare hot-plug port per NIC, exactly the template's devices -- an
    snapshot :data:`lab.template.SNAPSHOT` its disk copy holds) and reverts to it:
    QEMU starts the VM's own domain from the template's memory (loadvm);
 2. forgets that metadata (the VM's clean snapshot, taken later, is its only one);
-3. hot-plugs its management and test NICs with their own MACs, persistently (the
-   guest's hotplug handling runs while step 4 goes on);
+3. hot-plugs its management and test NICs with their own MACs, persistently;
 4. lets the guest kind give the VM its identity through its guest agent
    (GuestKind.take_identity: hostname, addresses, clock, random seed, host key); the
    guest brings up every NIC it has with its address, and later ones as they come.
+
+Steps 3 and 4 run in the order the kind asks (GuestKind.identity_before_nics): the
+micro guest takes its identity first, so its hotplug handling configures each NIC once;
+Windows configures its NICs in its identity step, so they are plugged first.
 
 Provisioning then waits for SSH and takes the clean snapshot as for a booted VM.
 A failure raises LabError; provisioning removes the half-made VM and boots it instead.
@@ -64,11 +67,32 @@ def restore(hv: Hypervisor, dom: Any, vm: VmSpec, kind: GuestKind, host_key: Pat
     hv.revert_snapshot(dom, template.SNAPSHOT)
     hv.forget_snapshot(dom, template.SNAPSHOT)
     marks = [("restore", time.monotonic())]
-    # NICs first: the guest's hotplug handling (a second or so) overlaps the rest; a NIC
-    # it finds before the identity stays down until the identity configures it
+    if kind.identity_before_nics:
+        _identity(hv, dom, vm, kind, host_key, xml, marks)
+        _plug_nics(hv, dom, vm, marks)
+    else:
+        # NICs first: the guest's hotplug handling overlaps the agent wait; the kind's
+        # identity step then configures the NICs it finds
+        _plug_nics(hv, dom, vm, marks)
+        _identity(hv, dom, vm, kind, host_key, xml, marks)
+    steps, last = [], t0
+    for what, when in marks:
+        steps.append(f"{what} {when - last:.1f}s")
+        last = when
+    say(f"restored from the template: {', '.join(steps)}")
+
+
+def _plug_nics(hv: Hypervisor, dom: Any, vm: VmSpec, marks: list[tuple[str, float]]) -> None:
+    """Step 3: hot-plug every NIC of ``vm`` with its own MAC, persistently."""
     for nic in vm.nics:
         hv.attach(dom, domxml.interface_xml(nic), persistent=True)
     marks.append((f"{len(vm.nics)} NICs hot-plugged", time.monotonic()))
+
+
+def _identity(hv: Hypervisor, dom: Any, vm: VmSpec, kind: GuestKind, host_key: Path | None,
+              xml: str, marks: list[tuple[str, float]]) -> None:
+    """Step 4: the guest agent answers, then the kind gives the VM its identity
+    (``xml``: the VM's domain XML, for its identity media)."""
     if kind.identity_media:
         _reinsert_identity_media(hv, dom, xml)
     # libvirt learns that the guest's agent port is open from an event QEMU sends once
@@ -83,11 +107,6 @@ def restore(hv: Hypervisor, dom: Any, vm: VmSpec, kind: GuestKind, host_key: Pat
         lambda execute, arguments: agent.command(hv, dom, execute, arguments,
                                                  deadline_s=IDENTITY_DEADLINE_S))
     marks.append(("identity", time.monotonic()))
-    steps, last = [], t0
-    for what, when in marks:
-        steps.append(f"{what} {when - last:.1f}s")
-        last = when
-    say(f"restored from the template: {', '.join(steps)}")
 
 
 def _reinsert_identity_media(hv: Hypervisor, dom: Any, xml: str) -> None:

@@ -36,7 +36,7 @@ from urllib.parse import quote
 
 import paramiko
 
-from lab import netns
+from lab import netns, no_thp
 from lab.caps_cpu import CAPS_FIELD, QEMU_CAPS_CACHE, probing_cpu, release_when_serving
 from lab.errors import LabError, LabFailure
 from lab.hosttools import run_tool
@@ -387,7 +387,7 @@ class NamespaceHost:
                                         / "qemu" / "capabilities")
         pin = "" if self._startup_cpu is None else f"taskset -c {self._startup_cpu} "
         script += [f"virtlogd -d -p {_q(d / 'virtlogd.pid')}",
-                   f"{pin}libvirtd -d -p {_q(d / 'libvirtd.pid')}",
+                   f"{pin}{no_thp.prefix()}libvirtd -d -p {_q(d / 'libvirtd.pid')}",
                    f"{SSHD} -f {_q(self.ssh.sshd_config)} -E {_q(d / 'sshd.log')}"]
         try:
             subprocess.run(["ip", "netns", "exec", self.spec.netns, "sh", "-c",

@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lab import netns
+from lab import netns, no_thp
 from lab.caps_cpu import QEMU_CAPS_CACHE, probing_cpu, release_when_serving
 from lab.errors import LabFailure
 from lab.wait import wait_for
@@ -166,6 +166,7 @@ class Sandbox:
         # libvirtd on the CPU that probed QEMU's cached capabilities (lab.caps_cpu)
         cpu = probing_cpu(QEMU_CAPS_CACHE) if "libvirtd" in names else None
         pin = {"libvirtd": f"taskset -c {cpu} "} if cpu is not None else {}
+        pin["libvirtd"] = pin.get("libvirtd", "") + no_thp.prefix()  # QEMU: no THP
         script += [f"{pin.get(name, '')}{name} -d -p {_q(pids[name])}" for name in names]
         try:
             subprocess.run(["ip", "netns", "exec", self.netns, "sh", "-c", "\n".join(script)],

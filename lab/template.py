@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab import domxml, identity, inventory, naming
+from lab import identity, inventory, naming
 from lab.errors import LabError, LabFailure
 from lab.hypervisor import Hypervisor
 from lab.paths import StatePaths
@@ -53,11 +53,11 @@ READY_POLL_S = 0.1
 
 @dataclass(frozen=True)
 class Template:
-    """A complete template in the lab's pool: what each VM is made from."""
+    """A complete template: what each VM is made from."""
 
     key: str
-    volume: str  #: pool volume name
-    path: str  #: the volume's path on the hypervisor host
+    volume: str  #: pool volume name (the volume it is built in)
+    path: str  #: its file on this machine: the cache's, or the pool volume just built
 
 
 @dataclass(frozen=True)
@@ -172,19 +172,18 @@ class BuildHooks:
 
 def ensure(hv: Hypervisor, pool: Any, key: str, state_dir: Path, boot_timeout_s: float,
            hooks: BuildHooks, progress: Progress) -> Template:
-    """The template of ``key`` in the pool: already there, uploaded from the cache, or
-    booted and saved now (then cached). Raises LabError when it cannot be made."""
+    """The template of ``key``: the cached one, or booted and saved now in the pool (then
+    cached). Raises LabError when it cannot be made."""
     name = volume_name(key)
     cache = TemplateCache(state_dir)
     cached = cache.lookup(key)
     if cached is not None:
+        # the template is made on the local host only (lab.template_up): each VM's overlay
+        # is copied from the cache file itself, with no copy into the pool in between
         local, record = cached
-        done = identity.done_marker(name, record.sha256)
-        fresh = hv.volume(pool, done) is None
-        path = hv.upload(pool, name, local, "qcow2", domxml.volume_xml, done)
-        progress(f"template {key[:12]}: {'uploaded from the cache' if fresh else 'in the pool'}"
-                 f" (built {record.built}, {record.size >> 20} MiB)")
-        return Template(key, name, path)
+        progress(f"template {key[:12]}: from the cache (built {record.built}, "
+                 f"{record.size >> 20} MiB)")
+        return Template(key, name, str(local))
     t0 = time.monotonic()
     path = _build(hv, pool, name, boot_timeout_s, hooks, progress)
     try:

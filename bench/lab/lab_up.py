@@ -109,18 +109,22 @@ def revert_times() -> list[float]:
 
 def bare_qemu_boot() -> float:
     """Seconds for bare QEMU (TCG) to boot the golden image until the guest is ready."""
+    sys.path.insert(0, str(REPO))
+    from lab import no_thp
+
     img = STATE / "images" / "linux-micro"
     with tempfile.TemporaryDirectory() as tmp:
         overlay = Path(tmp) / "o.qcow2"
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
                         str(img / "golden.qcow2"), str(overlay)], check=True)
         t0 = time.monotonic()
-        proc = subprocess.Popen(
+        # without transparent huge pages, as the lab's own libvirtd starts QEMU (lab.no_thp)
+        proc = subprocess.Popen(no_thp.argv(
             ["qemu-system-x86_64", "-accel", "tcg", "-M", "q35", "-m", "256", "-nodefaults",
              "-display", "none", "-no-reboot", "-serial", "stdio", "-nic", "none",
              "-kernel", str(img / "vmlinuz"), "-initrd", str(img / "initrd.img"),
              "-drive", f"file={overlay},if=virtio,format=qcow2",
-             "-append", "console=ttyS0 root=/dev/vda rw lab.hostname=bare"],
+             "-append", "console=ttyS0 root=/dev/vda rw lab.hostname=bare"]),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert proc.stdout is not None
         try:

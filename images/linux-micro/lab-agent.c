@@ -16,7 +16,8 @@
  *       "hostkey":"<hex>","seed":"<hex>","epoch":N}} -> a VM restored from the lab's
  *       template (lab/template.py) takes its own identity: the hostname, the NIC
  *       addresses /sbin/lab-netup gives hot-plugged NICs (/run/lab/net), 32+ bytes
- *       mixed into the kernel's random pool (so clones do not share its state), the
+ *       credited to the kernel's random pool and a reseed forced (so clones do not
+ *       share the template's generator, and nothing waits for the pool to fill), the
  *       wall clock, and its own SSH host key, with which /sbin/lab-identity restarts
  *       dropbear; then {"return": {"identity": "vm1"}}
  *   anything else -> {"error": {"class": "CommandNotFound", "desc": ...}}
@@ -27,6 +28,8 @@
  * Started (and respawned) by busybox init (/etc/inittab).
  */
 #include <dirent.h>
+#include <linux/random.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -186,6 +189,31 @@ static int run_identity_script(void)
 
 /* lab-identity: see the header comment. Every argument is checked before anything
  * changes. NULL on success, else what failed. */
+/*
+ * The host's seed, credited as entropy (RNDADDENTROPY, bits = 8 per byte: it comes
+ * from the host's CSPRNG), then a forced reseed (RNDRESEEDCRNG). A plain write to
+ * /dev/urandom mixes without crediting: a template saved before the pool was ready
+ * then left dropbear, restarted with the VM's key, blocked in getrandom() for
+ * seconds; one saved after it kept the template's generator until the next reseed.
+ */
+static int credit_seed(int fd, const unsigned char *seed, int len)
+{
+	static union {
+		struct rand_pool_info info;
+		unsigned char raw[sizeof(struct rand_pool_info) + 256];
+	} pool;
+
+	if (len <= 0 || len > 256)
+		return -1;
+	pool.info.entropy_count = len * 8;
+	pool.info.buf_size = len;
+	memcpy(pool.info.buf, seed, (size_t)len);
+	if (ioctl(fd, RNDADDENTROPY, &pool.info) < 0)
+		return -1;
+	/* ready now (256 credited bits); reseed even if it already was */
+	return ioctl(fd, RNDRESEEDCRNG) < 0 ? -1 : 0;
+}
+
 static const char *identity(const char *req, char *name, size_t name_len)
 {
 	static char net[2048], hexbuf[1024];
@@ -217,10 +245,10 @@ static const char *identity(const char *req, char *name, size_t name_len)
 	fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		return "cannot open /dev/urandom";
-	seeded = write_all(fd, (const char *)seed, (size_t)seed_len);
+	seeded = credit_seed(fd, seed, seed_len);
 	close(fd);
 	if (seeded < 0)
-		return "cannot write /dev/urandom";
+		return "cannot credit the seed (RNDADDENTROPY)";
 	now.tv_sec = (time_t)epoch;
 	if (settimeofday(&now, NULL) < 0)
 		return "settimeofday failed";

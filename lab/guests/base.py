@@ -404,6 +404,10 @@ class GuestKind(abc.ABC):
     #: the console line a booted guest prints once it is ready: the lab's template
     #: (lab.template) is saved then. None: the guest agent answering is the sign.
     ready_marker: ClassVar[str | None] = None
+    #: whether a VM restored from the template takes its identity before its NICs are
+    #: hot-plugged (the guest's hotplug handling then gives each NIC its address once);
+    #: False: after (the identity step configures NICs that must already be there)
+    identity_before_nics: ClassVar[bool] = False
 
     def __init__(self, config: LabConfig) -> None:
         self.config = config
@@ -442,9 +446,10 @@ class GuestKind(abc.ABC):
 
     def take_identity(self, restored: RestoredIdentity, agent: AgentCall) -> None:
         """A VM restored from the template takes its own identity, through its guest
-        agent, once its NICs are hot-plugged (lab.clone): the kind brings up the NICs it
-        already has with their addresses. ``agent(execute, arguments)`` returns the
-        command's ``return`` value. Raises LabError when it cannot."""
+        agent, before or after its NICs are hot-plugged (:attr:`identity_before_nics`,
+        lab.clone): the kind brings up the NICs it already has with their addresses, and
+        later ones as they come. ``agent(execute, arguments)`` returns the command's
+        ``return`` value. Raises LabError when it cannot."""
         del restored, agent
         raise NotImplementedError(f"{self.name} VMs are not made from a template")
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 
+from lab.config import NIC_MODELS
 from lab.domxml import AGENT_CHANNEL
 from lab.drivers import DriverManifest, LinuxTwin
 from lab.errors import CommandTimeout, DriverFailure, DriverHang, LabFailure
@@ -149,9 +150,15 @@ def micro_cmdline(vm: VmSpec) -> str:
 TEMPLATE_HOSTNAME = "template"
 
 
-def template_cmdline() -> str:
-    """The template's kernel command line: no hostname or address of any VM."""
-    return _cmdline(TEMPLATE_HOSTNAME, "")
+def template_cmdline(vm: VmSpec | None = None) -> str:
+    """The template's kernel command line: no hostname or address of any VM; the drivers
+    of ``vm``'s NIC models loaded at boot (``lab.preload=``, rcS), as a VM booted with
+    those NICs has them, so a VM made from it does not load them while it comes up."""
+    line = _cmdline(TEMPLATE_HOSTNAME, "")
+    if vm is None:
+        return line
+    modules = sorted({NIC_MODELS[nic.model] for nic in vm.nics if nic.model in NIC_MODELS})
+    return f"{line} lab.preload={','.join(modules)}" if modules else line
 
 
 def _cmdline(hostname: str, nets: str) -> str:
@@ -208,6 +215,9 @@ class LinuxMicro(GuestKind):
     deploys_mutants = True
     observer_driver = "labtdiobs"
     ready_marker = "lab-guest: ready"
+    #: lab-identity first (no NIC yet: quick); each hot-plugged NIC then gets its
+    #: address once, from lab-netup (run by lab-uevent) reading /run/lab/net
+    identity_before_nics = True
 
     def check(self) -> None:
         """Nothing to check up front: the image is built here from Debian packages."""
@@ -225,8 +235,7 @@ class LinuxMicro(GuestKind):
         return micro_choices(micro_cmdline(vm))
 
     def template_boot_choices(self, vm: VmSpec) -> BootChoices | None:
-        del vm
-        return micro_choices(template_cmdline())
+        return micro_choices(template_cmdline(vm))
 
     def take_identity(self, restored: RestoredIdentity, agent: AgentCall) -> None:
         """Hostname, NIC addresses, clock, random seed and SSH host key in one lab-agent
@@ -641,19 +650,19 @@ def check_pvpanic(handle: GuestHandle, vm: VmSpec | None) -> ContractItem:
                         "pvpanic-mmio module, loaded at boot by the coldplug in rcS")
 
 
-#: rcS runs the busybox ``uevent`` applet with the lab's hotplug script: it loads NIC
+#: rcS runs the lab's uevent listener (images/linux-micro/lab-uevent.c): it loads NIC
 #: drivers and configures hot-plugged (replugged) test NICs.
-HOTPLUG_ARGV = ("uevent", "/sbin/lab-hotplug")
+HOTPLUG_ARGV = ("/sbin/lab-uevent",)
 _PROCS_CMD = "for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < \"$f\"; echo; done 2>/dev/null"
 
 
 def check_hotplug_helper(handle: GuestHandle, vm: VmSpec | None) -> ContractItem:
     del vm
-    running = any(tuple(line.split()[:2]) == HOTPLUG_ARGV
+    running = any(tuple(line.split()[:1]) == HOTPLUG_ARGV
                   for line in _sh(handle, _PROCS_CMD).stdout.splitlines())
     return ContractItem("hotplug uevent helper running", running,
                         f"{' '.join(HOTPLUG_ARGV)} " + ("running" if running else "not running"),
-                        "rcS must start `uevent /sbin/lab-hotplug &` before the NICs come up; "
+                        "rcS must start `/sbin/lab-uevent &` before the NICs come up; "
                         + _REBUILD)
 
 

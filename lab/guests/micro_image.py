@@ -25,6 +25,7 @@ from pathlib import Path
 from lab import keys, netns
 from lab.errors import LabFailure
 from lab.hosttools import run_tool
+from lab.inventory import write_text_atomic
 from lab.paths import StatePaths
 
 RECIPE_DIR = Path(__file__).resolve().parents[2] / "images" / "linux-micro"
@@ -46,6 +47,8 @@ AGENT_SOURCE = RECIPE_DIR / "lab-agent.c"
 #: The i6300esb watchdog's petter (lab.domxml), compiled into /sbin/lab-watchdog; init
 #: respawns it. User space drives the device: the cloud kernel has no driver for it.
 WATCHDOG_SOURCE = RECIPE_DIR / "lab-watchdog.c"
+#: The hotplug handler (a uevent listener), compiled into /sbin/lab-uevent; rcS starts it.
+UEVENT_SOURCE = RECIPE_DIR / "lab-uevent.c"
 
 Progress = Callable[[str], None]
 
@@ -78,9 +81,31 @@ def resolve_kernel_package(package: str) -> str:
                      hint="check [image] kernel_package in lab.toml and run `apt-get update`")
 
 
+#: What apt-cache answers from: its package lists and dpkg's status (their change times
+#: are the key of the cached answer)
+APT_STATE = (Path("/var/lib/apt/lists"), Path("/var/lib/dpkg/status"))
+
+
+def resolve_cached(package: str, cache: Path) -> str:
+    """:func:`resolve_kernel_package`, its answer kept in ``cache`` while apt's package
+    lists and dpkg's status are unchanged (apt-cache costs most of a second per `lab up`)."""
+    stamp = ",".join(str(p.stat().st_mtime_ns) if p.exists() else "-" for p in APT_STATE)
+    record = cache / "kernel-package.json"
+    try:
+        known = json.loads(record.read_text())
+        if known.get("package") == package and known.get("apt_state") == stamp:
+            return str(known["abi"])
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass  # none yet, or unreadable: ask apt-cache
+    abi = resolve_kernel_package(package)
+    cache.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(record, json.dumps({"package": package, "apt_state": stamp, "abi": abi}))
+    return abi
+
+
 def fetch_kernel(package: str, cache: Path, progress: Progress) -> Path:
     """Download and unpack the kernel .deb; returns the unpacked tree."""
-    abi = resolve_kernel_package(package)
+    abi = resolve_cached(package, cache)
     tree = cache / abi
     if (tree / ".complete").exists():
         return tree
@@ -262,6 +287,7 @@ def _stage_rootfs(root: Path, tree: Path, release: str, lab_keys: keys.LabKeys) 
     _install_busybox(root)
     build_agent(root / "sbin" / "lab-agent")
     build_static(WATCHDOG_SOURCE, root / "sbin" / "lab-watchdog")
+    build_static(UEVENT_SOURCE, root / "sbin" / "lab-uevent")
     for src, dest in GUEST_BINARIES.items():
         if not Path(src).exists():
             raise LabFailure(f"{src} is missing on this host",

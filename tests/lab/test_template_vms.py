@@ -142,15 +142,16 @@ def test_a_revert_after_an_unplug_goes_through_libvirt(cold_up: tuple[LabConfig,
 
 def test_a_template_without_its_saved_state_falls_back_to_a_boot(
         cold_up: tuple[LabConfig, str]) -> None:
-    """p2 is removed and the pool's template loses its saved state (the internal
-    snapshot): `lab up` must say the restore failed and boot p2 instead."""
+    """p2 is removed and the cached template (each VM's overlay is copied from it) loses
+    its saved state (the internal snapshot): `lab up` must say the restore failed and
+    boot p2 instead."""
     config, _log = cold_up
     inv = inventory.read(StatePaths(config.state_dir).inventory)
     with Hypervisor(inv.uri) as hv:
         dom = hv.domain(inv.vm("p2").domain)
         assert dom is not None
         hv.remove_domain(dom)
-    volume = next(Path(config.pool_path).glob("template-*.qcow2"))
+    volume = next(template.TemplateCache(config.state_dir).root.glob("*.qcow2"))
     subprocess.run(["qemu-img", "snapshot", "-d", template.SNAPSHOT, str(volume)],
                    check=True, timeout=60)
     res = lab_cli(config.path, "up")
