@@ -24,7 +24,11 @@ _EXEC = ("import ctypes, os, sys\n"
          "libc = ctypes.CDLL(None, use_errno=True)\n"
          f"if libc.prctl({PR_SET_THP_DISABLE}, 1, 0, 0, 0) != 0:\n"
          "    sys.exit('prctl(PR_SET_THP_DISABLE): ' + os.strerror(ctypes.get_errno()))\n"
-         "os.execvp(sys.argv[1], sys.argv[1:])\n")
+         "try:\n"
+         "    os.execvp(sys.argv[1], sys.argv[1:])\n"
+         "except OSError as exc:\n"
+         "    sys.stderr.write(f'{sys.argv[1]}: {exc.strerror}\\n')\n"
+         "    sys.exit(127)\n")
 
 
 def argv(command: list[str]) -> list[str]:
