@@ -24,7 +24,6 @@ carried by a per-VM identity media (:mod:`lab.guests.windows_identity`).
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
 import os
 from dataclasses import dataclass
@@ -159,11 +158,12 @@ def key_archive(private_key: bytes) -> bytes:
 
 
 def write_vm_initrd(shared: Path, key: VmHostKey, out: Path) -> str:
-    """The VM's initramfs (shared one + key archive, one gzip stream) at ``out`` (0600);
-    returns its sha256."""
-    body = gzip.decompress(shared.read_bytes())
-    body += b"\0" * (-len(body) % 4) + key_archive(key.private.read_bytes())
-    data = gzip.compress(body, compresslevel=6)
+    """The VM's initramfs at ``out`` (0600): the shared one as it is (compressed), zero
+    padding to 4 bytes, then the key archive uncompressed -- the kernel unpacks
+    concatenated archives, compressed or not (Documentation/driver-api/early-userspace/
+    buffer-format.rst); no recompression per VM. Returns its sha256."""
+    data = shared.read_bytes()
+    data += b"\0" * (-len(data) % 4) + key_archive(key.private.read_bytes())
     fd = os.open(out.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)

@@ -11,6 +11,7 @@ import gzip
 import shutil
 import stat
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,14 @@ def test_the_vm_initrd_is_the_shared_one_plus_the_key(tmp_path: Path) -> None:
     out = vmkeys.vm_initrd_path(tmp_path, "vm1")
     vmkeys.write_vm_initrd(shared, key, out)
     assert _mode(out) == 0o600
-    entries = vmkeys.cpio_names(gzip.decompress(out.read_bytes()))
+    # as the kernel reads it: a gzip member, then (after zero padding) a plain archive
+    unpack = zlib.decompressobj(wbits=31)
+    first = unpack.decompress(out.read_bytes())
+    rest = unpack.unused_data
+    assert unpack.eof and len(rest) - len(rest.lstrip(b"\0")) < 4
+    assert rest.lstrip(b"\0").startswith(b"070701")  # newc, uncompressed
+    assert first == gzip.decompress(shared.read_bytes())  # the shared archive, untouched
+    entries = vmkeys.cpio_names(first) + vmkeys.cpio_names(rest.lstrip(b"\0"))
     assert {name for name, _mode_, _data in entries[:2]} == {"init", "bin"}
     got = {name: (mode, data) for name, mode, data in entries}
     assert got["lab/host_key"] == (0o100600, key.private.read_bytes())
