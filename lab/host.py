@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from lab import netns
 from lab.config import LabConfig, SandboxMode
 from lab.errors import LabFailure
-from lab.hypervisor import Hypervisor
+from lab.hypervisor import LOCAL_URIS, Hypervisor
 from lab.lablock import sandbox_changes, use_sandbox
 from lab.progress import Progress
 from lab.sandbox import Sandbox, libvirtd_answers
-
-LOCAL_URIS = ("qemu:///system",)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ read from the lab metadata every domain and network carries.
 
 from __future__ import annotations
 
+import shutil
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
@@ -148,6 +149,10 @@ def start_event_loop() -> None:
 
         threading.Thread(target=loop, name="libvirt-events", daemon=True).start()
         _event_loop_started = True
+
+
+#: URIs of the libvirt on this machine: its pool's files are local files.
+LOCAL_URIS = ("qemu:///system",)
 
 
 class Hypervisor:
@@ -386,14 +391,29 @@ class Hypervisor:
         size = local.stat().st_size
         with classified(f"uploading {local.name} to volume {name}"):
             vol = pool.createXML(xml_for(name, size, fmt), 0)
-            stream = self.conn.newStream(0)
-            vol.upload(stream, 0, size, 0)
-            with local.open("rb") as fh:
-                while chunk := fh.read(1 << 20):
-                    stream.send(chunk)
-            stream.finish()
+            if self.uri in LOCAL_URIS:
+                self._copy_into(local, str(vol.path()))
+            else:
+                stream = self.conn.newStream(0)
+                vol.upload(stream, 0, size, 0)
+                with local.open("rb") as fh:
+                    while chunk := fh.read(1 << 20):
+                        stream.send(chunk)
+                stream.finish()
         self.mark(pool, done_marker)
         return str(vol.path())
+
+    @staticmethod
+    def _copy_into(local: Path, path: str) -> None:
+        """This machine's libvirt: the volume libvirt just made is a file here; fill it
+        with a kernel-side copy (copy_file_range) instead of streaming it through libvirtd
+        (a 100 MiB golden image: ~0.4 s of two processes' CPU at every `lab up`)."""
+        try:
+            shutil.copyfile(local, path)
+        except OSError as exc:
+            raise LabFailure(f"copying {local} into volume {path} failed: "
+                             f"{exc.strerror or exc}",
+                             hint="free space where the lab's pool_path is") from exc
 
     @staticmethod
     def create_volume(pool: libvirt.virStoragePool, name: str, xml: str) -> str:

@@ -35,8 +35,8 @@ from lab.gateway import Gateway
 from lab.guest import Guest, GuestAddress, wait_for_ssh
 from lab.guests import guest_kind, windows_identity
 from lab.guests.base import GoldenImage, GuestKind
-from lab.host import LOCAL_URIS, decide, open_host
-from lab.hypervisor import DomainState, Hypervisor
+from lab.host import decide, open_host
+from lab.hypervisor import LOCAL_URIS, DomainState, Hypervisor
 from lab.paths import StatePaths
 from lab.plan import LabPlan, VmSpec, make_plan
 from lab.progress import Progress, SubjectProgress

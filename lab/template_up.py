@@ -17,8 +17,7 @@ from lab.config import LabConfig
 from lab.errors import LabError
 from lab.guests import windows_identity
 from lab.guests.base import BootChoices, GuestKind
-from lab.host import LOCAL_URIS
-from lab.hypervisor import Hypervisor
+from lab.hypervisor import LOCAL_URIS, Hypervisor
 from lab.paths import StatePaths
 from lab.plan import LabPlan
 from lab.progress import Progress

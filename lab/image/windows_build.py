@@ -130,7 +130,8 @@ def _install_spec(config: LabConfig, settings: WindowsImageSettings, media: Conf
 def _install(config: LabConfig, settings: WindowsImageSettings, media: ConfigMedia,
              work: Path, say: Say) -> None:
     """qcow2 target + install VM, until it powered itself off after the marker."""
-    from lab.host import LOCAL_URIS, open_host
+    from lab.host import open_host
+    from lab.hypervisor import LOCAL_URIS
 
     if config.lab.uri not in LOCAL_URIS:
         raise LabFailure(f"{config.path}: [lab] uri {config.lab.uri} is remote; the image build "
