@@ -64,6 +64,9 @@ L2_SILENT = Budget(1.0, "driver", "an unbound adapter stops answering the L2 ech
 LINK_STATE = Budget(20.0, "driver", "the transport journals the adapter's link state change")
 #: a NIC carries IP again after the guest woke (the NIC model's resume, not the drivers)
 NIC_ALIVE = Budget(15.0, "lab", "a test NIC carries IP traffic again after the wake")
+#: a new VM's NICs are configured and have carrier before its clean snapshot (lab.settle):
+#: an e1000e negotiates its link about 2 s after it is up, longer on a busy TCG host
+NICS_SETTLED = Budget(30.0, "lab", "a new VM's NICs are configured with carrier")
 #: the guest's own carrier follows libvirt's link state (the NIC model's emulation)
 LINK_SEEN = Budget(10.0, "lab", "the guest's adapter reports the link change libvirt made")
 #: the guest resets a NIC (Windows Restart-NetAdapter; Linux MTU change and down/up):

@@ -85,15 +85,16 @@ def _up_progress(cfg: LabConfig) -> Progress:
 
 def cmd_images(args: argparse.Namespace) -> int:
     from lab.guests import guest_kind
+    from lab.guests.linux_micro import LinuxMicro
 
     cfg = _config(args)
     kind = guest_kind(cfg)
     with exclusive(cfg, "images", _progress(cfg)):
-        if args.force and kind.name == "linux-micro":
+        if args.force and isinstance(kind, LinuxMicro):
             from lab.guests.micro_image import build_image
 
             build_image(cfg.image.kernel_package, cfg.state_dir, cfg.image.disk_size_mib,
-                        _progress(cfg), force=True)
+                        _progress(cfg), force=True, check_tree=kind.check_kernel_tree)
         kind.check()
         img = kind.prepare_image(_progress(cfg))
     boot = f"  kernel: {img.kernel}\n  initrd: {img.initrd}\n" if img.kernel else ""

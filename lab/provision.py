@@ -25,6 +25,7 @@ from lab import (
     identity,
     inventory,
     naming,
+    settle,
     template_up,
     vmkeys,
 )
@@ -342,10 +343,15 @@ def _bring_up_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec,
                         progress=say)
     say(f"SSH answers after {took:.1f}s")
     if inventory.SNAPSHOT_NAME not in hv.snapshot_names(dom):
-        if ctx.first_boot:
-            say.step("provision")
-            with Guest(_guest_address(ctx, vm)) as guest:
-                ctx.kind.provision(ctx.kind.handle(guest), say)
+        with Guest(_guest_address(ctx, vm)) as guest:
+            handle = ctx.kind.handle(guest)
+            if ctx.first_boot:
+                say.step("provision")
+                ctx.kind.provision(handle, say)
+            say.step("settle")
+            waited = settle.wait_settled(handle, vm.nics)
+            if waited >= 0.5:
+                say(f"NICs settled (configured, carrier) after {waited:.1f}s more")
         say.step("snapshot")
         t0 = time.monotonic()
         hv.create_snapshot(dom, domxml.snapshot_xml(inventory.SNAPSHOT_NAME, ownership(

@@ -201,9 +201,11 @@ scenario_hangs() {  # block in unload (both) + leaked adapter reference
         say leak-message yes
     else say leak-message no; fi
     wait_pid $DEL 1; say ip-link-del $WAITED
-    echo "@@BEGIN blocked-tasks"
-    echo w >/proc/sysrq-trigger; sleep 1; dmesg | sed -n '/Show Blocked State/,$p' | head -120
-    echo "@@END blocked-tasks"
+    # the dump is taken first and printed in one go: the kernel writes to the same
+    # serial console and may land between an echo's text and its newline
+    echo w >/proc/sysrq-trigger; sleep 1
+    BLOCKED=$(dmesg | sed -n '/Show Blocked State/,$p' | head -120)
+    printf '\n@@BEGIN blocked-tasks\n%s\n@@END blocked-tasks\n' "$BLOCKED"
     journal hangs
 }
 

@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from lab.config import NIC_MODELS
 from lab.domxml import AGENT_CHANNEL
 from lab.drivers import DriverManifest, LinuxTwin
-from lab.errors import CommandTimeout, DriverFailure, DriverHang, LabFailure
+from lab.errors import CommandTimeout, ConfigError, DriverFailure, DriverHang, LabFailure
 from lab.guests.base import (
     AdapterInfo,
     AgentCall,
@@ -38,7 +38,7 @@ from lab.guests.base import (
     Shell,
     wait_or_hang,
 )
-from lab.guests.micro_image import build_image
+from lab.guests.micro_image import build_image, missing_modules
 from lab.guests.twins_build import ensure_built
 from lab.journal import Journal, Vocabulary, parse_journal
 from lab.paths import StatePaths
@@ -225,11 +225,25 @@ class LinuxMicro(GuestKind):
     def prepare_image(self, progress: Progress) -> GoldenImage:
         paths = StatePaths(self.config.state_dir)
         image = build_image(self.config.image.kernel_package, self.config.state_dir,
-                            self.config.image.disk_size_mib, progress)
+                            self.config.image.disk_size_mib, progress,
+                            check_tree=self.check_kernel_tree)
         return GoldenImage(disk=image.disk, digest=image.digest,
                            disk_size=self.config.image.disk_size_mib << 20,
                            key_file=paths.client_key, host_key_line=image.host_key_line,
                            kernel=image.kernel, initrd=image.initrd)
+
+    def check_kernel_tree(self, tree: Path) -> None:
+        """Every test NIC model's Linux driver is in the kernel: a NIC without one is
+        never listed by the guest, which would only show as a timeout much later."""
+        needed = {NIC_MODELS[m]: m for m in self.config.vms.test_nics}
+        missing = missing_modules(tree, tuple(needed))
+        if missing:
+            models = ", ".join(f"{needed[d]} (driver {d})" for d in missing)
+            raise ConfigError(str(self.config.path), "image.kernel_package",
+                              f"{self.config.image.kernel_package} ({tree.name}) has no "
+                              f"driver for the test NIC model {models} in vms.test_nics",
+                              'use kernel_package = "linux-image-amd64" (it has e1000e), '
+                              "or NIC models this kernel drives")
 
     def boot_choices(self, vm: VmSpec) -> BootChoices:
         return micro_choices(micro_cmdline(vm))

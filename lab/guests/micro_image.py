@@ -153,12 +153,16 @@ def _inputs_digest(kernel_tree: Path, host_pub: str, client_pub: str) -> str:
 
 
 def build_image(kernel_package: str, state_dir: Path, disk_size_mib: int,
-                progress: Progress, force: bool = False) -> MicroImage:
-    """Build (or reuse) the micro guest image for the lab in ``state_dir``."""
+                progress: Progress, force: bool = False,
+                check_tree: Callable[[Path], None] | None = None) -> MicroImage:
+    """Build (or reuse) the micro guest image for the lab in ``state_dir``;
+    ``check_tree`` sees the unpacked kernel first (it raises when the lab cannot use it)."""
     paths = StatePaths(state_dir)
     out = paths.images / "linux-micro"
     manifest = out / "image.json"
     tree = fetch_kernel(kernel_package, paths.cache, progress)
+    if check_tree is not None:
+        check_tree(tree)
     lab_keys = keys.ensure_keys(paths.keys)
     digest = _inputs_digest(tree, lab_keys.host_public, lab_keys.client_public)
     if manifest.exists() and not force:
@@ -333,6 +337,15 @@ def module_closure(tree_modules: Path, names: tuple[str, ...]) -> list[str]:
             raise LabFailure(f"kernel module {name} is not in {tree_modules}")
         visit(by_name[name])
     return order
+
+
+def missing_modules(tree: Path, names: tuple[str, ...]) -> list[str]:
+    """Those of ``names`` the unpacked kernel ``tree`` has neither as a module nor built in
+    (e.g. e1000e on Debian's cloud kernel)."""
+    modules = tree / "lib" / "modules" / kernel_release(tree)
+    have = _builtin_names(modules)  # the package has no modules.dep: depmod makes it
+    have |= {p.name.split(".ko")[0].replace("-", "_") for p in modules.rglob("*.ko*")}
+    return [name for name in names if name not in have]
 
 
 def _builtin_names(tree_modules: Path) -> set[str]:

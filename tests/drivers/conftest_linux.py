@@ -204,10 +204,11 @@ class GuestRun:
         return "\n".join(self.lines)
 
     def results(self, key: str) -> list[list[str]]:
-        """The values of every ``@@LAB <key> ...`` line."""
+        """The values of every ``@@LAB <key> ...`` line (kernel text before the marker on
+        the same console line is skipped, as in :meth:`block`)."""
         out = []
         for line in self.lines:
-            parts = line.split()
+            parts = line[line.find("@@LAB"):].split() if "@@LAB" in line else []
             if len(parts) >= 2 and parts[0] == "@@LAB" and parts[1] == key:
                 out.append(parts[2:])
         return out
@@ -220,12 +221,15 @@ class GuestRun:
         return hits[0]
 
     def block(self, name: str) -> list[str]:
-        try:
-            start = self.lines.index(f"@@BEGIN {name}")
-            end = self.lines.index(f"@@END {name}", start)
-        except ValueError:
-            raise AssertionError(f"no block {name!r} on the console\n{self.tail()}") from None
-        return self.lines[start + 1 : end]
+        """The lines between ``@@BEGIN name`` and ``@@END name``. A marker may share its
+        console line with kernel output (printk and the init's echo interleave on the
+        serial port), so a line holding the marker counts."""
+        begin = [i for i, line in enumerate(self.lines) if f"@@BEGIN {name}" in line]
+        end = [i for i, line in enumerate(self.lines) if f"@@END {name}" in line]
+        after = [i for i in end if begin and i > begin[0]]
+        if not begin or not after:
+            raise AssertionError(f"no block {name!r} on the console\n{self.tail()}")
+        return self.lines[begin[0] + 1 : after[0]]
 
     def tail(self, n: int = 60) -> str:
         return f"--- last {n} console lines of {self.scenario} ({self.ended}) ---\n" + \
