@@ -3,7 +3,8 @@
 On some hosts /dev/kvm exists but a KVM guest hangs. `auto` therefore boots the
 micro guest's kernel once with KVM and a command line that powers off as soon as
 userspace runs; if it does not finish within the deadline, KVM does not really
-work and the lab uses TCG. The answer is cached per host kernel and QEMU binary.
+work and the lab uses TCG. The answer is cached per host kernel, boot and QEMU binary, in
+the lab's state dir and, for every other lab on this host, in /run/driver-lab.
 """
 
 from __future__ import annotations
@@ -88,30 +89,66 @@ def probe_kvm(kernel: Path, initrd: Path, timeout: float = PROBE_TIMEOUT) -> tup
 
 
 def resolve(requested: Acceleration, cache_file: Path, kernel: Path, initrd: Path,
-            say: Callable[[str], None]) -> Acceleration:
-    """Resolve ``auto`` (probing once, then from the cache); explicit values pass through."""
+            say: Callable[[str], None], host_cache: Path | None = None) -> Acceleration:
+    """Resolve ``auto`` (probing once, then from the cache); explicit values pass through.
+
+    ``host_cache`` is the same answer shared by every lab on this host (under /run: gone
+    at the next boot): a new lab reuses it instead of probing for another 20 s."""
     if requested is not Acceleration.AUTO:
         say(f"acceleration: {requested.value} (from lab.toml)")
         return requested
     key = _cache_key()
-    if cache_file.exists():
-        cached = parse_cache(cache_file.read_text(errors="replace"))
-        if cached is None:
-            say(f"acceleration: ignoring {cache_file} (unreadable: half-written or not a "
-                "cache); probing again")
-        elif cached.key == key:
-            say(f"acceleration: {cached.choice.value} (auto, cached: {cached.reason})")
-            return cached.choice
+    cached = _read_cache(cache_file, key, say)
+    if cached is not None:
+        say(f"acceleration: {cached.choice.value} (auto, cached: {cached.reason})")
+        return cached.choice
+    shared = _read_cache(host_cache, key, say) if host_cache is not None else None
+    if shared is not None:
+        _write_cache(cache_file, shared)
+        say(f"acceleration: {shared.choice.value} (auto, this host's answer in "
+            f"{host_cache}: {shared.reason})")
+        return shared.choice
     say(f"acceleration: probing KVM with a probe boot (deadline {PROBE_TIMEOUT:.0f}s)")
     ok, reason = probe_kvm(kernel, initrd)
-    choice = Acceleration.KVM if ok else Acceleration.TCG
-    write_text_atomic(cache_file, json.dumps({"key": key, "choice": choice.value,
-                                              "reason": reason}))
-    say(f"acceleration: {choice.value} (auto: {reason})")
-    return choice
+    answer = CachedChoice(key, Acceleration.KVM if ok else Acceleration.TCG, reason)
+    _write_cache(cache_file, answer)
+    if host_cache is not None:
+        try:  # best effort: a lab that cannot write /run probes again next time
+            host_cache.parent.mkdir(parents=True, exist_ok=True)
+            _write_cache(host_cache, answer)
+        except OSError as exc:
+            say(f"acceleration: not shared with other labs ({host_cache}: {exc.strerror})")
+    say(f"acceleration: {answer.choice.value} (auto: {reason})")
+    return answer.choice
+
+
+def _read_cache(path: Path, key: str, say: Callable[[str], None]) -> CachedChoice | None:
+    """The cached answer in ``path`` when it is for ``key``; None otherwise (said why
+    when the file is there but unreadable)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return None
+    cached = parse_cache(text)
+    if cached is None:
+        say(f"acceleration: ignoring {path} (unreadable: half-written or not a cache); "
+            "probing again")
+        return None
+    return cached if cached.key == key else None
+
+
+def _write_cache(path: Path, answer: CachedChoice) -> None:
+    write_text_atomic(path, json.dumps({"key": answer.key, "choice": answer.choice.value,
+                                        "reason": answer.reason}))
 
 
 def _cache_key() -> str:
+    """The host kernel (its release and this boot: KVM's state may change at a reboot)
+    and the QEMU binary."""
     qemu = shutil.which(QEMU) or ""
     stamp = os.stat(qemu).st_mtime if qemu else 0
-    return f"{platform.release()}|{qemu}|{stamp}"
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = "?"
+    return f"{platform.release()}|{boot}|{qemu}|{stamp}"

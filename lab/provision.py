@@ -41,6 +41,7 @@ from lab.hypervisor import LOCAL_URIS, DomainState, Hypervisor
 from lab.paths import StatePaths
 from lab.plan import LabPlan, VmSpec, make_plan
 from lab.progress import Progress, SubjectProgress
+from lab.sandbox import RUN_DIR
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,8 @@ def _template(hv: Hypervisor, ctx: VmContext, progress: Progress) -> templates.T
 def _acceleration(config: LabConfig, image: GoldenImage, progress: Progress) -> Acceleration:
     if config.lab.uri in LOCAL_URIS and image.kernel and image.initrd:
         return accel.resolve(config.lab.acceleration, StatePaths(config.state_dir).accel_cache,
-                             image.kernel, image.initrd, progress)
+                             image.kernel, image.initrd, progress,
+                             host_cache=RUN_DIR / "accel.json")
     if config.lab.acceleration is Acceleration.AUTO:
         progress("acceleration: no probe kernel or a remote host, trusting libvirt's "
                  "capabilities (kvm if offered)")

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import harness as h
 
+from lab.sandbox import RUN_DIR
+
 FLT = h.Lab("flt", h.REPO / "var" / "flt", h.REPO / "var" / "flt-pool", 250)
 #: same lab name as FLT, another config and state dir
 TWIN = h.Lab("flt", h.REPO / "var" / "flt-twin", h.REPO / "var" / "flt-twin-pool", 250, "tcg")
@@ -90,6 +92,7 @@ def kvm_probe_killed() -> Row:
         return Row("SIGKILL during the KVM probe", "skipped", "-", "no usable /dev/kvm here")
     FLT.write()
     (FLT.state / "accel.json").unlink(missing_ok=True)
+    (RUN_DIR / "accel.json").unlink(missing_ok=True)  # the host's answer too: it probes
     run = h.run_until(h.lab_argv(FLT.config, "up"),
                       lambda out: "probing KVM" in out and bool(
                           h.processes("lab.probe=1", str(FLT.state))), 300)
