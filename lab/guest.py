@@ -472,6 +472,17 @@ def wait_for_ssh(addr: GuestAddress, timeout: float, alive: Callable[[Guest], bo
     ``fatal`` reports a boot that can no longer succeed (e.g. the root disk cannot
     be mounted): the wait then ends at once with that message instead of a timeout.
     """
+    guest, took = ssh_ready(addr, timeout, alive, last_seen, fatal, progress)
+    guest.close()
+    return took
+
+
+def ssh_ready(addr: GuestAddress, timeout: float, alive: Callable[[Guest], bool],
+              last_seen: Callable[[], str | None] | None = None,
+              fatal: Callable[[], str | None] | None = None,
+              progress: Callable[[str], None] | None = None) -> tuple[Guest, float]:
+    """:func:`wait_for_ssh` that keeps the connection which answered (the caller closes
+    it): the next commands need no second SSH handshake (a slow one in a TCG guest)."""
     check_route(addr)
     start = time.monotonic()
     reported = [start]
@@ -483,7 +494,7 @@ def wait_for_ssh(addr: GuestAddress, timeout: float, alive: Callable[[Guest], bo
             return refused[-1].summary + (f"; {seen}" if seen else "")
         return seen
 
-    def probe() -> bool | None:
+    def probe() -> Guest | None:
         now = time.monotonic()
         if progress is not None and now - reported[0] >= 10:
             reported[0] = now
@@ -494,14 +505,19 @@ def wait_for_ssh(addr: GuestAddress, timeout: float, alive: Callable[[Guest], bo
                              hint="see its serial console log")
         if not _port_open(addr):
             return None
-        with Guest(addr, connect_timeout=5) as guest:
+        guest = Guest(addr, connect_timeout=5)
+        try:
             if alive(guest):
-                return True
-            if guest.host_key_refused is not None:
-                refused[:] = [guest.host_key_refused]
-            return None
+                return guest
+        except BaseException:
+            guest.close()
+            raise
+        if guest.host_key_refused is not None:
+            refused[:] = [guest.host_key_refused]
+        guest.close()
+        return None
 
     # a cheap port probe, often: a VM restored from the template answers within a second
-    wait_for(f"{addr.name} to answer SSH on {addr.host}:22", probe, timeout, interval=0.1,
-             max_interval=0.5, last_seen=seen_last)
-    return time.monotonic() - start
+    guest = wait_for(f"{addr.name} to answer SSH on {addr.host}:22", probe, timeout,
+                     interval=0.1, max_interval=0.5, last_seen=seen_last)
+    return guest, time.monotonic() - start

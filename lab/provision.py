@@ -33,7 +33,7 @@ from lab import template as templates
 from lab.config import Acceleration, LabConfig
 from lab.errors import LabError, LabFailure, NotOurs
 from lab.gateway import Gateway
-from lab.guest import Guest, GuestAddress, wait_for_ssh
+from lab.guest import Guest, GuestAddress, ssh_ready
 from lab.guests import guest_kind, windows_identity
 from lab.guests.base import GoldenImage, GuestKind
 from lab.host import decide, open_host
@@ -338,27 +338,29 @@ def _bring_up_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec,
         hv.start(dom)
         say("started; waiting for SSH on the management NIC "
             f"{vm.mgmt.address} (deadline {ctx.config.vms.boot_timeout_s}s)")
-    took = wait_for_ssh(_guest_address(ctx, vm), ctx.config.vms.boot_timeout_s,
-                        alive=lambda guest: ctx.kind.handle(guest).alive(),
-                        last_seen=lambda: _last_console_line(log),
-                        fatal=lambda: _boot_fatal(hv, dom, ctx.kind, log, log_start),
-                        progress=say)
+    guest, took = ssh_ready(_guest_address(ctx, vm), ctx.config.vms.boot_timeout_s,
+                            alive=lambda guest: ctx.kind.handle(guest).alive(),
+                            last_seen=lambda: _last_console_line(log),
+                            fatal=lambda: _boot_fatal(hv, dom, ctx.kind, log, log_start),
+                            progress=say)
     say(f"SSH answers after {took:.1f}s")
-    if inventory.SNAPSHOT_NAME not in hv.snapshot_names(dom):
-        with Guest(_guest_address(ctx, vm)) as guest:
-            handle = ctx.kind.handle(guest)
-            if ctx.first_boot:
-                say.step("provision")
-                ctx.kind.provision(handle, say)
-            say.step("settle")
-            waited = settle.wait_settled(handle, vm.nics)
-            if waited >= 0.5:
-                say(f"NICs settled (configured, carrier) after {waited:.1f}s more")
-        say.step("snapshot")
-        t0 = time.monotonic()
-        hv.create_snapshot(dom, domxml.snapshot_xml(inventory.SNAPSHOT_NAME, ownership(
-            ctx.me, ctx.owner_run, vm.name)))
-        say(f"clean snapshot taken ({time.monotonic() - t0:.1f}s)")
+    with guest:  # closed before the snapshot: no session of the lab's in it
+        if inventory.SNAPSHOT_NAME in hv.snapshot_names(dom):
+            say.step("up")
+            return entry
+        handle = ctx.kind.handle(guest)
+        if ctx.first_boot:
+            say.step("provision")
+            ctx.kind.provision(handle, say)
+        say.step("settle")
+        waited = settle.wait_settled(handle, vm.nics)
+        if waited >= 0.5:
+            say(f"NICs settled (configured, carrier) after {waited:.1f}s more")
+    say.step("snapshot")
+    t0 = time.monotonic()
+    hv.create_snapshot(dom, domxml.snapshot_xml(inventory.SNAPSHOT_NAME, ownership(
+        ctx.me, ctx.owner_run, vm.name)))
+    say(f"clean snapshot taken ({time.monotonic() - t0:.1f}s)")
     say.step("up")
     return entry
 

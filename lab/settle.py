@@ -32,7 +32,8 @@ def unsettled(handle: GuestHandle, nics: Sequence[Nic]) -> list[str]:
             missing.append(f"{nic.alias}: not listed by the guest")
         elif not any(a.split("/")[0] == nic.address for a in adapter.addresses):
             missing.append(f"{nic.alias}: not configured with {nic.address}")
-        elif handle.media_connected(adapter) is False:
+        elif adapter.carrier is False or (adapter.carrier is None
+                                          and handle.media_connected(adapter) is False):
             missing.append(f"{nic.alias}: no carrier")
     return missing
 

@@ -23,7 +23,7 @@ import abc
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
@@ -97,6 +97,9 @@ class AdapterInfo:
     index: int  #: interface index (Linux ifindex, Windows ifIndex)
     addresses: tuple[str, ...] = ()  #: IPv4 addresses with prefix ("192.168.214.11/24")
     device_id: str | None = None  #: PnP instance ID (Windows) or PCI address (Linux)
+    #: the link as the listing saw it (Linux carrier), None when the kind's listing
+    #: does not tell (then GuestHandle.media_connected asks); not part of its identity
+    carrier: bool | None = field(default=None, compare=False)
 
     @property
     def journal_adapter(self) -> Adapter:

@@ -61,9 +61,11 @@ BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
 #: actions, syncing the disk, then restarts the machine; QEMU keeps the domain running).
 REBOOT_COMMAND = "(sleep 1; reboot) </dev/null >/dev/null 2>&1 &"
 
-#: One line per interface ("<name> <mac> <ifindex>"), then the IPv4 addresses.
+#: One line per interface ("<name> <mac> <ifindex> <carrier>"; carrier 1, 0, or - when
+#: unreadable: the adapter is down), then the IPv4 addresses.
 _ADAPTERS_CMD = ("for d in /sys/class/net/*; do echo \"if $(basename $d) $(cat $d/address) "
-                 "$(cat $d/ifindex)\"; done; ip -o -4 addr")
+                 "$(cat $d/ifindex) $(cat $d/carrier 2>/dev/null || echo -)\"; done; "
+                 "ip -o -4 addr")
 
 
 #: Interface names written to a twin's control file (never need quoting).
@@ -177,17 +179,18 @@ def identity_arguments(restored: RestoredIdentity) -> dict[str, object]:
 
 def parse_adapters(text: str) -> tuple[AdapterInfo, ...]:
     """Adapters from the output of :data:`_ADAPTERS_CMD`."""
-    found: dict[str, tuple[str, int]] = {}
+    found: dict[str, tuple[str, int, bool | None]] = {}
     addrs: dict[str, list[str]] = {}
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) == 4 and parts[0] == "if" and parts[3].isdigit():
-            found[parts[1]] = (parts[2].lower(), int(parts[3]))
+        if len(parts) in (4, 5) and parts[0] == "if" and parts[3].isdigit():
+            carrier = {"1": True, "0": False}.get(parts[4]) if len(parts) == 5 else None
+            found[parts[1]] = (parts[2].lower(), int(parts[3]), carrier)
         elif len(parts) >= 4 and parts[2] == "inet":
             addrs.setdefault(parts[1], []).append(parts[3])
     return tuple(AdapterInfo(mac=mac, name=name, index=index,
-                             addresses=tuple(addrs.get(name, ())))
-                 for name, (mac, index) in found.items())
+                             addresses=tuple(addrs.get(name, ())), carrier=carrier)
+                 for name, (mac, index, carrier) in found.items())
 
 
 #: LAB_MEMORY_SAVING=off: micro VMs defined without the TB cache cap and the free page

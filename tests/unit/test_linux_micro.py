@@ -24,10 +24,10 @@ from lab.plan import make_plan
 # Real output of the adapter command in a micro guest (captured from vm1 of the default
 # lab: two test NICs, the management NIC and loopback).
 ADAPTERS_OUTPUT = """\
-if eth0 52:54:00:9b:00:00 2
-if eth1 52:54:00:9b:00:01 3
-if eth2 52:54:00:9b:00:02 4
-if lo 00:00:00:00:00:00 1
+if eth0 52:54:00:9b:00:00 2 1
+if eth1 52:54:00:9b:00:01 3 0
+if eth2 52:54:00:9b:00:02 4 -
+if lo 00:00:00:00:00:00 1 1
 1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever
 2: eth0    inet 192.168.213.11/24 scope global eth0\\       valid_lft forever preferred_lft forever
 3: eth1    inet 192.168.214.11/24 scope global eth1\\       valid_lft forever preferred_lft forever
@@ -46,6 +46,8 @@ def test_adapters_are_found_by_mac_with_index_and_addresses() -> None:
     assert (eth1.name, eth1.index, eth1.addresses) == ("eth1", 3, ("192.168.214.11/24",))
     assert adapters["52:54:00:9b:00:02"].addresses == ()  # replugged, not configured yet
     assert str(eth1.journal_adapter) == "52:54:00:9b:00:01@3"
+    # carrier: 1, 0, or "-" (sysfs refuses to read it on a down adapter)
+    assert [adapters[f"52:54:00:9b:00:0{i}"].carrier for i in range(3)] == [True, False, None]
 
 
 def test_module_commands_are_argument_lists() -> None:
