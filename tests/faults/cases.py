@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import harness as h
 
+from lab.inventory import write_text_atomic
 from lab.sandbox import RUN_DIR
 
 FLT = h.Lab("flt", h.REPO / "var" / "flt", h.REPO / "var" / "flt-pool", 250)
@@ -92,10 +93,16 @@ def kvm_probe_killed() -> Row:
         return Row("SIGKILL during the KVM probe", "skipped", "-", "no usable /dev/kvm here")
     FLT.write()
     (FLT.state / "accel.json").unlink(missing_ok=True)
-    (RUN_DIR / "accel.json").unlink(missing_ok=True)  # the host's answer too: it probes
-    run = h.run_until(h.lab_argv(FLT.config, "up"),
-                      lambda out: "probing KVM" in out and bool(
-                          h.processes("lab.probe=1", str(FLT.state))), 300)
+    shared = RUN_DIR / "accel.json"  # the host's answer too, or `lab up` does not probe
+    kept = shared.read_text() if shared.exists() else None
+    shared.unlink(missing_ok=True)
+    try:
+        run = h.run_until(h.lab_argv(FLT.config, "up"),
+                          lambda out: "probing KVM" in out and bool(
+                              h.processes("lab.probe=1", str(FLT.state))), 300)
+    finally:
+        if kept is not None and not shared.exists():  # the next lab need not probe again
+            write_text_atomic(shared, kept)
     orphans = h.wait_gone(h.probe_qemus, 5)
     cache = FLT.state / "accel.json"
     ok = run.killed and not orphans and not cache.exists()
