@@ -30,7 +30,7 @@ def unsettled(handle: GuestHandle, nics: Sequence[Nic]) -> list[str]:
         adapter = listed.get(nic.mac.lower())
         if adapter is None:
             missing.append(f"{nic.alias}: not listed by the guest")
-        elif not any(a.split("/")[0] == nic.address for a in adapter.addresses):
+        elif not adapter.carries(nic.address):
             missing.append(f"{nic.alias}: not configured with {nic.address}")
         elif adapter.carrier is False or (adapter.carrier is None
                                           and handle.media_connected(adapter) is False):

@@ -101,6 +101,10 @@ class AdapterInfo:
     #: does not tell (then GuestHandle.media_connected asks); not part of its identity
     carrier: bool | None = field(default=None, compare=False)
 
+    def carries(self, address: str) -> bool:
+        """Whether one of its IPv4 addresses is ``address`` (without prefix)."""
+        return any(a.split("/")[0] == address for a in self.addresses)
+
     @property
     def journal_adapter(self) -> Adapter:
         """The adapter as driver journals name it (``<mac>@<ifindex>``)."""
@@ -307,9 +311,8 @@ class GuestHandle(abc.ABC):
 
     def configured(self, nic: Nic) -> bool:
         """Whether the adapter of ``nic`` is up with its lab address (replug done)."""
-        return any(a.mac == nic.mac.lower() and any(
-            addr.split("/")[0] == nic.address for addr in a.addresses)
-            for a in self.adapters())
+        return any(a.mac == nic.mac.lower() and a.carries(nic.address)
+                   for a in self.adapters())
 
     @abc.abstractmethod
     def alive(self) -> bool:

@@ -40,3 +40,14 @@ def require_lab_host(*tools: str) -> None:
         if os.environ.get("CI"):
             pytest.fail(f"lab tier cannot run in CI: {reason}")
         pytest.skip(reason)
+
+
+def seed_cache(state: Path, *sources: Path) -> Path:
+    """``state``/cache, hard-linked from the first of ``sources`` (default: the main
+    lab's var/cache) that exists when ``state`` has none yet: no package download."""
+    dest = state / "cache"
+    for seed in sources or (REPO / "var" / "cache",):
+        if seed.is_dir() and not dest.exists():
+            state.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(seed, dest, copy_function=os.link)
+    return dest

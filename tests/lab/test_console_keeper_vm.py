@@ -10,7 +10,6 @@ attached) must agree on them, across a snapshot revert that restarts QEMU.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
 import time
@@ -19,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from labtier import REPO, lab_cli, require_lab_host
+from labtier import REPO, lab_cli, require_lab_host, seed_cache
 from ptyrun import run_in_pty
 
 from lab import console_keeper, host, inventory
@@ -59,9 +58,7 @@ def fck_lab() -> Iterator[LabConfig]:
     require_lab_host()
     STATE.mkdir(parents=True, exist_ok=True)
     (STATE / "lab.toml").write_text(LAB_TOML)
-    cache = REPO / "var" / "cache"
-    if cache.is_dir() and not (STATE / "cache").exists():
-        shutil.copytree(cache, STATE / "cache", copy_function=os.link)
+    seed_cache(STATE)
     cfg = load_config(STATE / "lab.toml")
     try:
         res = lab_cli(cfg.path, "up")

@@ -5,12 +5,10 @@ Without the check the guest simply never lists the NIC and `lab up` times out la
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
-from labtier import REPO, lab_cli, require_lab_host
+from labtier import REPO, lab_cli, require_lab_host, seed_cache
 
 from lab.guests import micro_image
 
@@ -37,10 +35,7 @@ test_nics = ["e1000e"]
 def cache() -> Path:
     """A kernel package cache; a lab tier run's template cache seeds it (no download)."""
     require_lab_host()
-    root = STATE / "cache"
-    seed = REPO / "var" / "test-template" / "cache"
-    if seed.is_dir() and not root.exists():
-        shutil.copytree(seed, root, copy_function=os.link)
+    root = seed_cache(STATE, REPO / "var" / "test-template" / "cache")
     root.mkdir(parents=True, exist_ok=True)
     return root
 

@@ -5,7 +5,6 @@ is its own (name, host key, addresses, clock), reverts load in place when they m
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import threading
@@ -14,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from labtier import REPO, lab_cli, require_lab_host
+from labtier import REPO, lab_cli, require_lab_host, seed_cache
 
 from lab import host, inventory, template
 from lab.config import LabConfig, load_config
@@ -50,9 +49,7 @@ def cold_up() -> Iterator[tuple[LabConfig, str]]:
     `lab down` afterwards whatever happened."""
     require_lab_host()
     STATE.mkdir(parents=True, exist_ok=True)
-    for seed in (REPO / "var" / "cache", REPO / "var" / "test-kernel-drivers" / "cache"):
-        if seed.is_dir() and not (STATE / "cache").exists():  # no package download
-            shutil.copytree(seed, STATE / "cache", copy_function=os.link)
+    seed_cache(STATE, REPO / "var" / "cache", REPO / "var" / "test-kernel-drivers" / "cache")
     (STATE / "lab.toml").write_text(TOML)
     config = load_config(STATE / "lab.toml")
     lab_cli(config.path, "down")
