@@ -319,7 +319,7 @@ def module_closure(tree_modules: Path, names: tuple[str, ...]) -> list[str]:
     for line in (tree_modules / "modules.dep").read_text().splitlines():
         path, _, rest = line.partition(":")
         deps[path] = rest.split()
-        by_name[Path(path).name.split(".ko")[0].replace("-", "_")] = path
+        by_name[_module_name(path)] = path
     order: list[str] = []
 
     def visit(path: str) -> None:
@@ -343,16 +343,31 @@ def missing_modules(tree: Path, names: tuple[str, ...]) -> list[str]:
     """Those of ``names`` the unpacked kernel ``tree`` has neither as a module nor built in
     (e.g. e1000e on Debian's cloud kernel)."""
     modules = tree / "lib" / "modules" / kernel_release(tree)
-    have = _builtin_names(modules)  # the package has no modules.dep: depmod makes it
-    have |= {p.name.split(".ko")[0].replace("-", "_") for p in modules.rglob("*.ko*")}
-    return [name for name in names if name not in have]
+    builtin = _builtin_names(modules)
+    # the package has no modules.dep (depmod makes it) but lists its modules in
+    # modules.order: one file read, where a walk of the tree took 0.1-0.3 s per `lab up`;
+    # a listed module counts only when its file is there
+    listing = modules / "modules.order"
+    if listing.exists():
+        shipped = {_module_name(p) for p in listing.read_text().splitlines()
+                   if _module_name(p) in names and any(
+                       (modules / f"{p}{z}").exists() for z in ("", ".xz", ".zst", ".gz"))}
+    else:
+        shipped = {_module_name(p) for p in modules.rglob("*.ko*")}
+    return [name for name in names if name not in builtin | shipped]
+
+
+def _module_name(path: str | Path) -> str:
+    """A module's name from its file path (kernel/net/e1000e.ko.xz -> e1000e; dashes are
+    underscores, as modprobe treats them)."""
+    return Path(path).name.split(".ko")[0].replace("-", "_")
 
 
 def _builtin_names(tree_modules: Path) -> set[str]:
     listing = tree_modules / "modules.builtin"
     if not listing.exists():
         return set()
-    return {Path(line).name.split(".ko")[0].replace("-", "_")
+    return {_module_name(line)
             for line in listing.read_text().splitlines() if line.strip()}
 
 
