@@ -346,10 +346,12 @@ class Guest:
     def start(self, command: str) -> SshCommand:
         """Start ``command`` on its own channel and return at once (within the connect
         timeout, even when the guest stops answering in the middle of the exec request)."""
+        outer = self._deadline  # the deadline of the run() this start is part of
+
         def begin() -> paramiko.Channel:
             try:
                 chan: paramiko.Channel = self.connection.transport.open_session(
-                    timeout=self.connect_timeout)
+                    timeout=self._open_budget(outer))
                 chan.settimeout(1.0)
                 chan.exec_command(command)
             except SSH_ERRORS as exc:
@@ -367,6 +369,18 @@ class Guest:
             self.close()
             raise
         return SshCommand(self, command, chan)
+
+    def _open_budget(self, outer: float | None) -> float:
+        """The channel open's timeout: the connect timeout, unless it would end at about
+        the enclosing command's deadline (within half the watchdog grace): then just past
+        it, so the watchdog decides (CommandTimeout) instead of a race with paramiko's own
+        "Timeout opening channel" (GuestUnreachable)."""
+        if outer is None:
+            return self.connect_timeout
+        left = outer - time.monotonic()
+        if self.connect_timeout > left - WATCHDOG_GRACE / 2:
+            return max(self.connect_timeout, left + WATCHDOG_GRACE / 2)
+        return self.connect_timeout
 
     def run(self, command: str, timeout: float = 60.0, check: bool = True) -> CommandResult:
         """Run ``command`` in the guest's shell; ``check`` makes a non-zero exit CommandFailed.
