@@ -63,7 +63,11 @@ def unpin(pid: int, cpus: set[int]) -> None:
     still pinned one are found on the next pass)."""
     for _ in range(5):
         pinned = []
-        for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:  # it has exited: whoever waits for it says so
+            return
+        for task in tasks:
             with contextlib.suppress(OSError, ValueError):  # a thread that ended
                 if os.sched_getaffinity(int(task.name)) != cpus:
                     pinned.append(int(task.name))

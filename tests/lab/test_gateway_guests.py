@@ -36,6 +36,7 @@ from lab.gateway import Gateway
 from lab.guest import Guest, GuestAddress, wait_for_ssh
 from lab.nshost import HostSpec, NamespaceHost
 from lab.sandbox import RUN_DIR
+from tests import proctree
 
 CONTROLLER_NS = "dlctl3"
 #: the host's /30 to the controller, and a guest network inside the host only
@@ -55,12 +56,7 @@ class RemoteGuest:
 
     def pids(self) -> list[int]:
         """dropbear's listener and every session it forked (by parent pid)."""
-        found = [self.proc.pid]
-        for pid in found:  # grows while walking
-            for task in Path(f"/proc/{pid}/task").glob("*/children"):
-                with contextlib.suppress(OSError):
-                    found += [int(p) for p in task.read_text().split()]
-        return found
+        return proctree.tree(self.proc.pid)
 
     def signal(self, sig: signal.Signals) -> None:
         for pid in self.pids():

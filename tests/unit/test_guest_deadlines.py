@@ -28,6 +28,7 @@ from lab import keys
 from lab.errors import CommandTimeout, DriverCrash, GuestUnreachable
 from lab.guest import Guest, GuestAddress
 from lab.wait import crash_watch
+from tests import proctree
 
 #: How late past its deadline an operation may end (watchdog grace + teardown).
 MARGIN = 2.5
@@ -45,14 +46,7 @@ class FakeGuest:
 
     def pids(self) -> list[int]:
         """The listener and every per-connection dropbear it forked (by parent pid)."""
-        found = [self.proc.pid]
-        for pid in found:  # grows while walking: children of children too
-            for task in Path(f"/proc/{pid}/task").glob("*/children"):
-                try:
-                    found += [int(p) for p in task.read_text().split()]
-                except OSError:
-                    continue
-        return found
+        return proctree.tree(self.proc.pid)
 
     def signal(self, sig: signal.Signals) -> None:
         for pid in self.pids():
