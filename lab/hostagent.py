@@ -14,7 +14,9 @@ echo load at the test NICs -- must run on the hypervisor host that owns the brid
   stay up between calls (an SSH session and an interpreter start cost ~0.1-0.3 s, more
   than a probe); concurrent calls (a probe during a load) each get their own. At a
   deadline the channel is closed and the agent, seeing EOF on stdin, exits
-  mid-operation.
+  mid-operation. Echo clients held across calls (:meth:`Instruments.open_clients`) live
+  in one agent, set aside for them until they are closed; if that agent goes, its
+  connections go with its process.
 
 Before it sends, the agent checks its targets' routes on its host
 (:func:`lab.route_guard.require_host_target`): only through the lab's bridges there.
@@ -38,7 +40,7 @@ import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -47,13 +49,22 @@ from typing import Any, Protocol, TypeVar
 
 import paramiko
 
-from lab import l2probe, load
+from lab import echo_clients, l2probe, load
+from lab.echo_clients import HeldClients, Outcome
 from lab.errors import LabFailure
 from lab.hostagent_wire import (
+    OP_CARRIES_IP,
+    OP_CLIENTS_CLOSE,
+    OP_CLIENTS_ECHO,
+    OP_CLIENTS_OPEN,
     OP_L2PROBE,
     OP_LOAD,
     WireError,
+    carries_from_json,
+    closed_from_json,
     decode_error,
+    outcome_from_json,
+    ports_from_json,
     probe_from_json,
     result_from_json,
     spec_to_json,
@@ -72,6 +83,7 @@ SLACK_S = 15.0
 BYTE_RUN_BOUND_S = 600.0
 #: the lab's modules the agent runs (and nothing that imports libvirt or paramiko)
 AGENT_MODULES = ("lab/__init__.py", "lab/errors.py", "lab/hosttools.py", "lab/netns.py",
+                 "lab/echo_clients.py",
                  "lab/naming.py", "lab/route_guard.py",
                  "lab/l2probe.py", "lab/hostagent_wire.py", "lab/hostagent_main.py",
                  "lab/load/__init__.py", "lab/load/engine.py", "lab/load/conns.py",
@@ -92,6 +104,25 @@ ZIP_MAIN = ('import sys\n'
             'sys.exit(main(sys.argv))\n')
 
 
+class Clients(Protocol):
+    """Echo connections held open on the VM's host (:class:`lab.echo_clients.HeldClients`
+    there); :meth:`close` ends them, even ones with a FIN, odd ones with a RST."""
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        """Each connection's local port on its host."""
+        ...
+
+    def round_trip(self, index: int, payload: bytes, stall_s: float) -> Outcome:
+        """One echo round trip on connection ``index``: "echoed" or "reset"; a wrong byte
+        is a DriverFailure, no progress within ``stall_s`` a DriverHang."""
+        ...
+
+    def close(self) -> int:
+        """Close them all; how many were open."""
+        ...
+
+
 class Instruments(Protocol):
     """The host-side instruments of one hypervisor host."""
 
@@ -107,6 +138,16 @@ class Instruments(Protocol):
         """Run an echo load (as :func:`lab.load.run_load`)."""
         ...
 
+    def open_clients(self, addresses: Sequence[str], port: int, who: str,
+                     timeout: float) -> Clients:
+        """One echo connection to each of ``addresses`` (a connect that fails is a
+        DriverFailure of ``who``), held until closed."""
+        ...
+
+    def carries_ip(self, address: str, timeout: float = 2.0) -> bool:
+        """``address`` passes IP at all (:func:`lab.echo_clients.carries_ip`)."""
+        ...
+
 
 class LocalInstruments:
     """The instruments of the host this process runs on: today's code, in-process."""
@@ -119,6 +160,13 @@ class LocalInstruments:
 
     def run_load(self, spec: LoadSpec) -> LoadResult:
         return load.run_load(spec)
+
+    def open_clients(self, addresses: Sequence[str], port: int, who: str,
+                     timeout: float) -> Clients:
+        return HeldClients(addresses, port, who, timeout)
+
+    def carries_ip(self, address: str, timeout: float = 2.0) -> bool:
+        return echo_clients.carries_ip(address, timeout)
 
 
 @dataclass(frozen=True)
@@ -256,6 +304,29 @@ class RemoteInstruments:
         doc = self._call(OP_LOAD, request, bound + SLACK_S)
         return self._decode(OP_LOAD, result_from_json, doc)
 
+    def open_clients(self, addresses: Sequence[str], port: int, who: str,
+                     timeout: float) -> Clients:
+        request = {"addresses": list(addresses), "port": port, "who": who,
+                   "timeout": timeout, "netns": self.netns, "lab": self.lab}
+        deadline = self._deadline(len(addresses) * timeout + SLACK_S)
+        agent = self._take(OP_CLIENTS_OPEN, deadline[0])  # set aside until the clients close
+        doc = self._ask(agent, OP_CLIENTS_OPEN, request, deadline)
+        if doc["ok"] is not True:
+            self._release(agent)  # it opened nothing (HeldClients closes what it opened)
+        result = self._result(OP_CLIENTS_OPEN, doc)  # raises the agent's error
+        try:
+            ports = self._decode(OP_CLIENTS_OPEN, ports_from_json, result)
+        except LabFailure:
+            agent.close()  # its exit closes whatever it opened
+            raise
+        return RemoteClients(self, agent, ports)
+
+    def carries_ip(self, address: str, timeout: float = 2.0) -> bool:
+        request = {"address": address, "timeout": timeout, "netns": self.netns,
+                   "lab": self.lab}
+        doc = self._call(OP_CARRIES_IP, request, timeout + SLACK_S)
+        return self._decode(OP_CARRIES_IP, carries_from_json, doc)
+
     def _fail(self, op: str, problem: str) -> LabFailure:
         return LabFailure(f"host {self.host}: instrument agent, op {op}: {problem}")
 
@@ -306,32 +377,43 @@ class RemoteInstruments:
 
     def _call(self, op: str, request: dict[str, Any], bound: float) -> Any:
         """Run ``op`` on the host; its result document (errors raised as their class)."""
-        deadline = self.deadline_s if self.deadline_s is not None else bound
-        until = time.monotonic() + deadline
-        agent = self._take(op, until)
+        deadline = self._deadline(bound)
+        agent = self._take(op, deadline[0])
+        doc = self._ask(agent, op, request, deadline)
+        self._release(agent)
+        return self._result(op, doc)
+
+    def _deadline(self, bound: float) -> tuple[float, float]:
+        """An operation's deadline (monotonic) and its length: ``bound``, or the test's."""
+        seconds = self.deadline_s if self.deadline_s is not None else bound
+        return time.monotonic() + seconds, seconds
+
+    def _ask(self, agent: _Agent, op: str, request: dict[str, Any],
+             deadline: tuple[float, float]) -> dict[str, Any]:
+        """``op`` answered by ``agent``: its answer document; on any failure the agent is
+        closed (it exits with its channel, mid-operation) and one LabFailure raised."""
+        until, seconds = deadline
         try:
             line = agent.ask(json.dumps({"op": op, **request}) + "\n", until)
+            return self._document(op, line)
         except _AgentGone as gone:
             agent.close()
             raise self._fail(op, str(gone)) from None
         except TimeoutError:
-            agent.close()  # the agent exits with its channel, mid-operation
-            raise self._fail(op, f"no result within {deadline:g}s: the channel was "
+            agent.close()
+            raise self._fail(op, f"no result within {seconds:g}s: the channel was "
                                  "closed, the agent exits with it") from None
         except (OSError, paramiko.SSHException, EOFError) as exc:
             agent.close()
             raise self._fail(op, f"the SSH channel failed: {exc}") from None
-        except BaseException:  # interrupted: the agent's state is unknown
+        except BaseException:  # interrupted, or not an agent that speaks the protocol
             agent.close()
             raise
-        try:
-            doc = self._document(op, line)
-        except LabFailure:
-            agent.close()  # not an agent that speaks the protocol
-            raise
+
+    def _release(self, agent: _Agent) -> None:
+        """``agent`` waits for the next call."""
         with self._lock:
             self._idle.append(agent)
-        return self._result(op, doc)
 
     def _take(self, op: str, until: float) -> _Agent:
         """An idle agent, or a new one (concurrent calls each get their own)."""
@@ -370,6 +452,50 @@ class RemoteInstruments:
         except WireError as exc:
             raise self._fail(op, f"malformed error ({exc})") from None
         raise err
+
+
+class RemoteClients:
+    """Echo clients held by one agent on another host (set aside for them: the agent's
+    process holds the sockets between calls)."""
+
+    def __init__(self, owner: RemoteInstruments, agent: _Agent, ports: tuple[int, ...]) -> None:
+        self._owner = owner
+        self._agent: _Agent | None = agent
+        self._ports = ports
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return self._ports
+
+    def _held(self, op: str) -> _Agent:
+        if self._agent is None:
+            raise self._owner._fail(op, "the clients are closed")
+        return self._agent
+
+    def round_trip(self, index: int, payload: bytes, stall_s: float) -> Outcome:
+        agent = self._held(OP_CLIENTS_ECHO)
+        request = {"index": index, "payload": payload.decode("latin-1"), "stall_s": stall_s}
+        try:
+            doc = self._owner._ask(agent, OP_CLIENTS_ECHO, request,
+                                   self._owner._deadline(stall_s + SLACK_S))
+        except BaseException:
+            self._agent = None  # closed with its connections
+            raise
+        return self._owner._decode(OP_CLIENTS_ECHO, outcome_from_json,
+                                   self._owner._result(OP_CLIENTS_ECHO, doc))
+
+    def close(self) -> int:
+        """Close them through their agent, which then serves other calls; when it does
+        not answer, its channel closes and its exit closes the connections."""
+        agent, self._agent = self._agent, None
+        if agent is None or not agent.alive():
+            if agent is not None:
+                agent.close()
+            return 0
+        doc = self._owner._ask(agent, OP_CLIENTS_CLOSE, {}, self._owner._deadline(SLACK_S))
+        self._owner._release(agent)
+        return self._owner._decode(OP_CLIENTS_CLOSE, closed_from_json,
+                                   self._owner._result(OP_CLIENTS_CLOSE, doc))
 
 
 class _AgentGone(Exception):

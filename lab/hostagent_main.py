@@ -1,7 +1,7 @@
 """The host agent: runs instrument operations on this host, answers in JSON.
 
     python3 agent.pyz serve             one request line in, one result line out, until EOF
-    python3 agent.pyz OP                one request (OP: l2probe | load), then exit
+    python3 agent.pyz OP                one request (OP: one of hostagent_wire.OPS), then exit
 
 A request is one JSON object on a line (``{"op": ..., ...}`` in serve mode). Before
 it sends anything, the agent checks on its own host what the controller's route guard
@@ -16,7 +16,8 @@ exits non-zero with the reason on stderr.
 
 stdin stays open while the controller wants the agent: when it closes the channel
 (its deadline, or it is done), stdin reaches EOF and the agent exits at once, even
-mid-operation.
+mid-operation. Echo clients opened by ``clients-open`` stay open in this process until
+``clients-close`` (or its exit); the controller sets the agent aside for them meanwhile.
 """
 
 from __future__ import annotations
@@ -30,10 +31,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from lab import netns
+from lab import echo_clients, netns
+from lab.echo_clients import HeldClients
 from lab.errors import LabError
 from lab.hostagent_wire import (
+    OP_CARRIES_IP,
+    OP_CLIENTS_ECHO,
+    OP_CLIENTS_OPEN,
     OP_L2PROBE,
+    OP_LOAD,
     OPS,
     encode_error,
     probe_to_json,
@@ -52,14 +58,17 @@ _passed: dict[tuple[str | None, str, str | None, str | None], float] = {}
 
 
 def _checked_target(where: str | None, host: str, lab: str | None,
-                    source: str | None) -> None:
+                    source: str | None, what: str = "echo load to") -> None:
     """require_host_target, remembered for GUARD_TTL_S per (namespace, target, lab, source)."""
     key = (where, host, lab, source)
     if time.monotonic() - _passed.get(key, -GUARD_TTL_S) < GUARD_TTL_S:
         return
-    require_host_target(host, f"echo load to {host}", lab, source)
+    require_host_target(host, f"{what} {host}", lab, source)
     _passed[key] = time.monotonic()
 
+
+#: the echo clients this agent holds (clients-open to clients-close), at most one set
+_held: list[HeldClients] = []
 
 #: exit code when the controller went away mid-operation
 EXIT_ABANDONED = 75
@@ -116,6 +125,8 @@ def parse(op: str, request: dict[str, Any]) -> Callable[[], Any]:
             require_host_bridge(bridge, f"L2 probe through {bridge}", lab)
             return probe_to_json(probe(bridge, mac, timeout=timeout))
         return lambda: _in(where, l2probe)
+    if op != OP_LOAD:
+        return _parse_clients(op, request, where, lab)
     spec = spec_from_json({**request["spec"], "progress": False})
 
     def load() -> Any:
@@ -123,6 +134,44 @@ def parse(op: str, request: dict[str, Any]) -> Callable[[], Any]:
             _checked_target(where, target.host, lab, target.source)
         return result_to_json(run_load(spec))
     return lambda: _in(where, load)
+
+
+def _parse_clients(op: str, request: dict[str, Any], where: str | None,
+                   lab: str | None) -> Callable[[], Any]:
+    """The held-clients operations and the IP liveness check (see parse)."""
+    if op == OP_CARRIES_IP:
+        address, timeout = str(request["address"]), float(request["timeout"])
+
+        def carries() -> Any:
+            _checked_target(where, address, lab, None, "IP liveness probe to")
+            return {"carries": echo_clients.carries_ip(address, timeout)}
+        return lambda: _in(where, carries)
+    if op == OP_CLIENTS_OPEN:
+        addresses = [str(a) for a in request["addresses"]]
+        port, who, timeout = int(request["port"]), str(request["who"]), float(request["timeout"])
+
+        def open_clients() -> Any:
+            for address in addresses:
+                _checked_target(where, address, lab, None, "echo client to")
+            _close_held()
+            _held.append(HeldClients(addresses, port, who, timeout))
+            return {"ports": list(_held[0].ports)}
+        return lambda: _in(where, open_clients)
+    if not _held:
+        raise ValueError(f"{op}: no clients are open")
+    if op == OP_CLIENTS_ECHO:
+        index, payload = int(request["index"]), str(request["payload"]).encode("latin-1")
+        stall = float(request["stall_s"])
+        if not 0 <= index < len(_held[0].socks):
+            raise ValueError(f"no client {index} (of {len(_held[0].socks)})")
+        return lambda: {"outcome": _held[0].round_trip(index, payload, stall)}
+    return lambda: {"closed": _close_held()}
+
+
+def _close_held() -> int:
+    closed = sum(held.close() for held in _held)
+    _held.clear()
+    return closed
 
 
 def _in(where: str | None, action: Callable[[], Any]) -> Any:

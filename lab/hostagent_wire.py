@@ -1,9 +1,9 @@
 """What the controller and a host agent exchange: requests, results and errors as JSON.
 
-Pure (stdlib + :mod:`lab.load` + :mod:`lab.l2probe`): it runs on both sides, inside
-the agent's zipapp too. Decoding is strict: anything that is not exactly what the
-encoder writes raises :class:`WireError`, which the controller reports as a malformed
-result. An error crosses the wire as a class name from :data:`ERROR_CLASSES` (never
+Pure (stdlib + :mod:`lab.load`, :mod:`lab.l2probe`, :mod:`lab.echo_clients`): it runs
+on both sides, inside the agent's zipapp too. Decoding is strict: anything that is not
+exactly what the encoder writes raises :class:`WireError`, which the controller reports
+as a malformed result. An error crosses the wire as a class name from :data:`ERROR_CLASSES` (never
 matched from message text), so an error the instruments raise locally is raised with
 the same class when they run on another host.
 """
@@ -14,6 +14,7 @@ from dataclasses import asdict, fields, is_dataclass
 from functools import cache
 from typing import Any
 
+from lab.echo_clients import OUTCOMES, Outcome
 from lab.errors import DeadlineExceeded, DriverFailure, DriverHang, LabError, LabFailure, OutsideLab
 from lab.l2probe import ProbeReply
 from lab.load.result import (
@@ -34,7 +35,12 @@ from lab.load.result import (
 #: the agent's operations (argv[1] of ``python3 agent.pyz OP``)
 OP_L2PROBE = "l2probe"
 OP_LOAD = "load"
-OPS = (OP_L2PROBE, OP_LOAD)
+#: echo clients held by one agent between calls (lab.echo_clients), and an IP liveness check
+OP_CLIENTS_OPEN = "clients-open"
+OP_CLIENTS_ECHO = "clients-echo"
+OP_CLIENTS_CLOSE = "clients-close"
+OP_CARRIES_IP = "carries-ip"
+OPS = (OP_L2PROBE, OP_LOAD, OP_CLIENTS_OPEN, OP_CLIENTS_ECHO, OP_CLIENTS_CLOSE, OP_CARRIES_IP)
 
 #: every error class that may cross the wire, by name; an error of another class goes
 #: as its nearest registered base (LabFailure at worst)
@@ -206,3 +212,33 @@ def result_from_json(doc: Any) -> LoadResult:
         if isinstance(exc, WireError):
             raise
         raise WireError(str(exc)) from None
+
+
+def ports_from_json(doc: Any) -> tuple[int, ...]:
+    """The local ports of held clients (``{"ports": [...]}``)."""
+    ports = _need(doc, "ports", list)
+    if not all(isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536 for p in ports):
+        raise WireError("ports are not port numbers")
+    return tuple(ports)
+
+
+def outcome_from_json(doc: Any) -> Outcome:
+    """A held client's round trip (``{"outcome": "echoed" | "reset"}``)."""
+    outcome = _need(doc, "outcome", str)
+    for known in OUTCOMES:
+        if outcome == known:
+            return known
+    raise WireError(f"unknown outcome {outcome!r}")
+
+
+def closed_from_json(doc: Any) -> int:
+    """How many held clients were closed (``{"closed": n}``)."""
+    closed: int = _need(doc, "closed", int)
+    return closed
+
+
+def carries_from_json(doc: Any) -> bool:
+    """Whether an address passes IP (``{"carries": true | false}``)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("carries"), bool):
+        raise WireError("missing 'carries' (true or false)")
+    return bool(doc["carries"])

@@ -46,6 +46,7 @@ from lab.evidence import Evidence, collect
 from lab.guests import guest_kind
 from lab.host_connections import HostConnections
 from lab.hypervisor import Hypervisor
+from lab.inventory import VmEntry
 from lab.journal import Vocabulary
 from lab.lab_ref import down_text, up_command
 from lab.leases import Lease, LeasedVm
@@ -92,6 +93,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="nightly mode: re-run a failed scenario once on a freshly reverted VM "
                          "and mark it flaky (passed the second time) or consistent (JUnit "
                          "property 'flake')")
+    group.addoption("--lab-hosts", default=None, metavar="NAME[,NAME...]",
+                    help="lease only VMs of these hypervisor hosts (`lab status` HOST column; "
+                         "'local' is the lab's own host; default: every host)")
     group.addoption("--lab-mutant", default=None, metavar="NAME",
                     help="deploy mutant NAME of a Linux twin instead of the twin (the mutation "
                          "self-test, `lab selftest`; mutants: drivers/*/linux/mutants)")
@@ -107,8 +111,6 @@ def _config_path(config: pytest.Config) -> str | None:
 @pytest.hookimpl(tryfirst=True)  # before junitxml reads --junitxml
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "scenario: a Driver Lab scenario run on a leased VM")
-    config.addinivalue_line("markers", "local_host: the scenario opens sockets from the "
-                            "controller: lease only VMs of the local hypervisor host")
     cfg: LabConfig | None = None
     lab_session = run_session.likely_lab_session(config.args,
                                                  bool(config.getoption("--lab-config")))
@@ -302,6 +304,23 @@ def lab_inventory(pytestconfig: pytest.Config, lab_config: LabConfig) -> invento
 
 
 @pytest.fixture(scope="session")
+def lab_vm_pool(pytestconfig: pytest.Config, lab_config: LabConfig,
+                lab_inventory: inventory.Inventory) -> tuple[VmEntry, ...]:
+    """The VMs tests may lease: those of the hosts ``--lab-hosts`` names (default: all)."""
+    wanted = pytestconfig.getoption("--lab-hosts")
+    if not wanted:
+        return lab_inventory.vms
+    known = sorted({vm.host for vm in lab_inventory.vms})
+    names = [n.strip() for n in str(wanted).split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        pytest.fail(f"--lab-hosts {wanted!r}: no host {', '.join(unknown) or '(empty)'} in "
+                    f"lab {lab_config.lab.name} ({lab_config.path}); its hosts: {', '.join(known)}",
+                    pytrace=False)
+    return tuple(vm for vm in lab_inventory.vms if vm.host in names)
+
+
+@pytest.fixture(scope="session")
 def lab_hypervisor(lab_inventory: inventory.Inventory) -> Iterator[Hypervisor]:
     with Hypervisor(lab_inventory.uri) as hv:
         hv.check()
@@ -354,14 +373,13 @@ def _size(path: str) -> int:
 
 @pytest.fixture
 def lab_vm(request: pytest.FixtureRequest, lab_config: LabConfig,
-           lab_inventory: inventory.Inventory, lab_hosts: HostConnections,
+           lab_inventory: inventory.Inventory, lab_vm_pool: tuple[VmEntry, ...],
+           lab_hosts: HostConnections,
            lab_manifests: dict[str, DriverManifest],
            lab_vocabulary: Vocabulary) -> Iterator[LeasedVm]:
     """One VM, leased exclusively, reverted to its clean snapshot, with evidence."""
     worker, index = _worker()
-    local_only = request.node.get_closest_marker("local_host") is not None
-    names = lab_hosts.leasable(tuple(v for v in lab_inventory.vms
-                                     if v.host == "local" or not local_only))
+    names = lab_hosts.leasable(lab_vm_pool)
     if not names:
         raise LabFailure(f"no VM can be leased: every host is down ({lab_hosts.down_hosts()})",
                          hint="check the hosts with `lab status`")

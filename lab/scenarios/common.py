@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab import budgets, hostagent, route_guard
-from lab.errors import DriverFailure, LabFailure
+from lab.errors import DriverFailure
 from lab.guests.base import Deployment
 from lab.journal import Adapter, Journal
 from lab.l2probe import ProbeReply
@@ -54,15 +54,6 @@ def require_inside_lab(nics: tuple[Nic, ...] | list[Nic], what: str) -> None:
 def probe(bridge: str, mac: str, timeout: float = 2.0) -> ProbeReply | None:
     """The host-side L2 echo of the test's VM host (:func:`lab.hostagent.current`)."""
     return hostagent.current().l2_probe(bridge, mac, timeout)
-
-
-def require_remote_support(what: str) -> None:
-    """Refuse loudly what only works from the VM's own host so far (issue 12)."""
-    host = hostagent.current().host
-    if host != "local":
-        raise LabFailure(f"{what} is not supported yet for a VM on another hypervisor host "
-                         f"({host}): it opens its own sockets from the controller",
-                         hint="run this scenario on a VM of the local host")
 
 
 def require_probe(nic: Nic, what: str) -> float:

@@ -11,13 +11,14 @@ a clean reset or close -- never a corrupt byte, never a hang.
 
 from __future__ import annotations
 
-import socket
 import time
+from dataclasses import dataclass
 from typing import Literal
 
-from lab import budgets
-from lab.errors import DeadlineExceeded, DriverFailure, DriverHang, LabFailure
+from lab import budgets, hostagent
+from lab.errors import DeadlineExceeded, DriverFailure, LabFailure
 from lab.guests.base import Deployment
+from lab.hostagent import Clients
 from lab.journal import BIND_ORDER, REMOVAL_ORDER, Journal
 from lab.naming import ECHO_PORT
 from lab.plan import Nic
@@ -29,7 +30,6 @@ from lab.scenarios.common import (
     journal_mark,
     require_inside_lab,
     require_probe,
-    require_remote_support,
 )
 from lab.vm import Vm
 from lab.wait import wait_for
@@ -84,90 +84,61 @@ def wait_power_events(tdi: Deployment, nic: Nic, mark: int) -> Outcome:
                             f"{names}") from exc
 
 
-def open_connections(nics: tuple[Nic, ...]) -> list[tuple[Nic, socket.socket]]:
+@dataclass(frozen=True)
+class OpenConnections:
+    """Echo connections opened before the sleep, held on the VM's host, and the NIC
+    each one goes through."""
+
+    clients: Clients
+    nics: tuple[Nic, ...]
+
+
+def open_connections(nics: tuple[Nic, ...]) -> OpenConnections:
     """``OPEN_PER_NIC`` echo connections per NIC, each with one echo round trip done."""
     require_inside_lab(nics, "TCP echo to")
-    require_remote_support("a sleep with open connections (sockets held by the controller)")
-    opened: list[tuple[Nic, socket.socket]] = []
-    for nic in nics:
-        for i in range(OPEN_PER_NIC):
-            sock = socket.create_connection((nic.address, ECHO_PORT),
-                                            timeout=budgets.FIRST_ECHO.seconds)
-            opened.append((nic, sock))
-            if round_trip(sock, f"before sleep {i}\n".encode()) != "echoed":
-                raise DriverFailure(f"echo driver: no echo on {nic.alias} before the sleep")
-    return opened
-
-
-def round_trip(sock: socket.socket, payload: bytes) -> Literal["echoed", "reset"]:
-    """Send ``payload`` and read it back: "echoed" intact, "reset" on a clean reset or
-    close; a wrong byte is a DriverFailure, no progress within STALL a DriverHang."""
-    sock.settimeout(budgets.STALL.seconds)
-    got = b""
+    per = tuple(nic for nic in nics for _ in range(OPEN_PER_NIC))
+    clients = hostagent.current().open_clients([n.address for n in per], ECHO_PORT,
+                                               "echo driver", budgets.FIRST_ECHO.seconds)
     try:
-        sock.sendall(payload)
-        while len(got) < len(payload):
-            chunk = sock.recv(len(payload) - len(got))
-            if not chunk:
-                break
-            got += chunk
-    except TimeoutError as exc:
-        raise DriverHang(f"echo driver: a connection opened before the sleep made no progress "
-                         f"for {budgets.STALL.seconds:.0f}s after the wake (hung)") from exc
-    except OSError:  # ECONNRESET, EPIPE: the connection was reset cleanly
-        return "reset" if payload.startswith(got) else _corrupt(payload, got)
-    if got == payload:
-        return "echoed"
-    return "reset" if payload.startswith(got) else _corrupt(payload, got)
+        for i, nic in enumerate(per):
+            if clients.round_trip(i, f"before sleep {i}\n".encode(),
+                                  budgets.STALL.seconds) != "echoed":
+                raise DriverFailure(f"echo driver: no echo on {nic.alias} before the sleep")
+    except BaseException:
+        clients.close()
+        raise
+    return OpenConnections(clients, per)
 
 
-def _corrupt(sent: bytes, got: bytes) -> Literal["echoed", "reset"]:
-    offset = next(i for i, (a, b) in enumerate(zip(sent, got, strict=False)) if a != b)
-    raise DriverFailure(f"echo driver: corrupt byte after the wake at offset {offset}: got "
-                        f"0x{got[offset]:02x}, expected 0x{sent[offset]:02x}")
-
-
-def check_open_connections(vm: Vm, opened: list[tuple[Nic, socket.socket]],
-                           m: Measurements) -> None:
-    """Every connection opened before the sleep still echoes or ended cleanly."""
+def check_open_connections(vm: Vm, opened: OpenConnections, m: Measurements,
+                           dead: tuple[Nic, ...] = ()) -> None:
+    """Every connection opened before the sleep (through a NIC not in ``dead``) still
+    echoes or ended cleanly: never a corrupt byte, never a hang."""
     kept = reset = 0
-    for nic, sock in opened:
-        with sock:
-            outcome = round_trip(sock, f"after the wake on {nic.alias}\n".encode())
-            vm.timeline.add(f"connection {sock.getsockname()[1]} to {nic.alias} opened "
-                            f"before the sleep: {outcome}")
-            if outcome == "echoed":
-                kept += 1
-            else:
-                reset += 1
+    for i, nic in enumerate(opened.nics):
+        if nic in dead:
+            continue
+        outcome = opened.clients.round_trip(i, f"after the wake on {nic.alias}\n".encode(),
+                                            budgets.STALL.seconds)
+        vm.timeline.add(f"connection {opened.clients.ports[i]} to {nic.alias} opened "
+                        f"before the sleep: {outcome}")
+        if outcome == "echoed":
+            kept += 1
+        else:
+            reset += 1
     m.values["connections_kept"] = kept
     m.values["connections_reset"] = reset
-
-
-#: a port nothing listens on in the guests: the guest kernel itself answers with a RST
-PROBE_CLOSED_PORT = 9
-
-
-def carries_ip(nic: Nic) -> bool:
-    """The NIC passes IP traffic at all (the guest's kernel resets a connection to a
-    closed port): a check that involves neither driver under test."""
-    try:
-        with socket.create_connection((nic.address, PROBE_CLOSED_PORT), timeout=2.0):
-            return True
-    except ConnectionRefusedError:
-        return True
-    except OSError:  # no route to host (ARP unanswered), timeout
-        return False
 
 
 def dead_after_wake(vm: Vm, nics: tuple[Nic, ...]) -> tuple[Nic, ...]:
     """NICs that carry no IP at all after the wake (within the NIC_ALIVE lab budget): the
     NIC model's resume under this hypervisor, not the drivers, so they are not tested."""
     require_inside_lab(nics, "IP liveness probe to")
+    instruments = hostagent.current()
     deadline = time.monotonic() + budgets.NIC_ALIVE.seconds
     dead = tuple(nics)
     while dead and time.monotonic() < deadline:
-        dead = tuple(n for n in dead if not carries_ip(n))
+        dead = tuple(n for n in dead if not instruments.carries_ip(n.address))
         if dead:
             time.sleep(1.0)
     if len(dead) == len(nics):
@@ -187,7 +158,7 @@ def sleep_resume(vm: Vm, tdi: Deployment, nics: tuple[Nic, ...],
     m = Measurements()
     for nic in nics:
         require_probe(nic, "before the sleep")
-    opened = open_connections(nics) if kecho is not None else []
+    opened = open_connections(nics) if kecho is not None else None
     try:
         mark = journal_mark(tdi)
         m.values["suspend_s"] = round(vm.sleep(), 3)
@@ -200,10 +171,11 @@ def sleep_resume(vm: Vm, tdi: Deployment, nics: tuple[Nic, ...],
         dead = dead_after_wake(vm, nics)
         m.values["not_tested"] = [f"{n.alias} ({n.model}): no IP after the wake"
                                   for n in dead]
-        check_open_connections(vm, [(n, s) for n, s in opened if n not in dead], m)
+        if opened is not None:
+            check_open_connections(vm, opened, m, dead)
     finally:
-        for _, sock in opened:
-            sock.close()
+        if opened is not None:
+            opened.clients.close()
     for nic in nics:
         if nic in dead:
             continue

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import socket
-import struct
 import time
 
-from lab import budgets
+from lab import budgets, hostagent
 from lab.errors import DriverFailure, LabFailure
 from lab.guests.base import Deployment
 from lab.journal import check_unload
@@ -16,7 +14,6 @@ from lab.scenarios.common import (
     Measurements,
     echo_once,
     require_inside_lab,
-    require_remote_support,
 )
 from lab.scenarios.traffic import load_churn
 from lab.vm import Vm
@@ -45,21 +42,16 @@ def unload(vm: Vm, driver: Deployment, live_connections: int = 0,
 
 def _unload_with_clients(vm: Vm, driver: Deployment, count: int,
                          nics: tuple[Nic, ...]) -> float:
-    """Start the unload with live clients; it must wait for them, then finish in time."""
+    """Start the unload with live clients; it must wait for them, then finish in time.
+    The clients live on the VM's host (:meth:`lab.hostagent.Instruments.open_clients`);
+    the lab closes even ones with a FIN, odd ones with a RST."""
     if not nics:
         raise LabFailure("an unload with live connections needs a test NIC to connect through")
     require_inside_lab(nics, "unload client to")
-    require_remote_support("an unload with live clients (RST and FIN from the controller)")
-    clients = []
+    clients = hostagent.current().open_clients(
+        [nics[i % len(nics)].address for i in range(count)], ECHO_PORT, driver.module,
+        budgets.FIRST_ECHO.seconds)
     try:
-        for i in range(count):
-            nic = nics[i % len(nics)]
-            try:
-                clients.append(socket.create_connection(
-                    (nic.address, ECHO_PORT), timeout=budgets.FIRST_ECHO.seconds))
-            except OSError as exc:
-                raise DriverFailure(f"{driver.module}: client {i + 1} of {count} could not "
-                                    f"connect to {nic.address}: {exc}") from exc
         pending = driver.start_unload()
         vm.timeline.add(f"unload of {driver.module} started with {count} live connections")
         time.sleep(HOLD_CLIENTS_S)
@@ -67,19 +59,9 @@ def _unload_with_clients(vm: Vm, driver: Deployment, count: int,
             raise DriverFailure(f"{driver.module} unloaded while {count} connections were "
                                 "live (the WskDeregister contract waits for them)")
     finally:
-        _close_clients(clients)
-        vm.timeline.add(f"lab closed its {len(clients)} clients (every second one with a "
-                        "reset)")
+        closed = clients.close()
+        vm.timeline.add(f"lab closed its {closed} clients (every second one with a reset)")
     return pending.wait(driver.unload_deadline_s)
-
-
-def _close_clients(clients: list[socket.socket]) -> None:
-    """Close the clients: even ones orderly (FIN), odd ones abortively (RST, linger 0),
-    so the driver must release and journal connections ended both ways."""
-    for i, sock in enumerate(clients):
-        if i % 2:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.close()
 
 
 def churn_then_unload(vm: Vm, nics: tuple[Nic, ...], churn: Nic, action: str,

@@ -119,7 +119,6 @@ def test_leaked_adapter_reference_hangs_the_disable(lab_vm: LeasedVm) -> None:
     assert f"disable {nic.alias}" in lab_vm.vm.timeline.text()
 
 
-@pytest.mark.local_host  # the sleep's open connections are sockets of the controller
 def test_no_rebind_after_resume_is_caught(lab_vm: LeasedVm) -> None:
     """A transport that releases its bindings for the sleep and never binds again after
     the wake fails the sleep/resume contract: driver failed."""

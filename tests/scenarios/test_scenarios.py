@@ -93,7 +93,6 @@ def test_churn_then_unload(lab_vm: LeasedVm, action: str,
     assert m.values[f"unload_{kecho.module}_s"] >= 0
 
 
-@pytest.mark.local_host  # live clients are sockets of the controller (RST, FIN)
 @pytest.mark.parametrize(("driver", "live"), [("wskecho", 0), ("wskecho", 3), ("labtdi", 0)],
                          ids=["wskecho-idle", "wskecho-live-connections", "labtdi-idle"])
 def test_unload(lab_vm: LeasedVm, driver: str, live: int) -> None:
@@ -145,7 +144,6 @@ def test_disable_enable(lab_vm: LeasedVm, nic_model: str) -> None:
     assert m.values["disable_s"] < 60
 
 
-@pytest.mark.local_host  # the open connections are sockets of the controller
 def test_sleep_resume(lab_vm: LeasedVm, request: pytest.FixtureRequest) -> None:
     """Suspend to RAM with both drivers loaded and connections open, wake through libvirt:
     SET_POWER_LOW then SET_POWER_ON per bound adapter (or a clean teardown and rebind),

@@ -35,8 +35,12 @@ from lab.errors import (
 from lab.hostagent import build_agent
 from lab.hostagent_wire import (
     WireError,
+    carries_from_json,
+    closed_from_json,
     decode_error,
     encode_error,
+    outcome_from_json,
+    ports_from_json,
     probe_from_json,
     probe_to_json,
     result_from_json,
@@ -139,6 +143,45 @@ def test_a_malformed_result_is_refused(echo_port: int) -> None:
                    {**good, "duration": "1"}, {**good, "timeline": [{"per_target": ["x"]}]}):
         with pytest.raises(WireError):
             result_from_json(broken)
+
+
+@pytest.mark.parametrize(("decode", "doc"), [
+    (ports_from_json, {"ports": [0]}), (ports_from_json, {"ports": ["22"]}),
+    (ports_from_json, {"ports": [True]}), (ports_from_json, {}),
+    (outcome_from_json, {"outcome": "lost"}), (outcome_from_json, {"outcome": 1}),
+    (closed_from_json, {"closed": "3"}), (closed_from_json, {"closed": False}),
+    (carries_from_json, {"carries": "yes"}), (carries_from_json, {"carries": 1}),
+    (carries_from_json, None)])
+def test_a_malformed_clients_answer_is_refused(decode: Any, doc: object) -> None:
+    with pytest.raises(WireError):
+        decode(doc)
+
+
+@pytest.mark.skipif(SYSTEM_PYTHON is None, reason="no /usr/bin/python3")
+def test_a_serving_agent_holds_clients_between_requests(tmp_path: Path, echo_port: int) -> None:
+    """clients-open, then echoes on those very connections in later requests, then
+    clients-close; a request for clients when none are open is a bad request."""
+    bundle = build_agent(tmp_path)
+    opened, echoed, again, closed = _serve_all(bundle.path, [
+        {"op": "clients-open", "addresses": ["127.0.0.1"] * 3, "port": echo_port,
+         "who": "wskecho", "timeout": 5.0},
+        {"op": "clients-echo", "index": 2, "payload": "held\n", "stall_s": 5.0},
+        {"op": "clients-echo", "index": 0, "payload": "caf\u00e9\n", "stall_s": 5.0},
+        {"op": "clients-close"}])
+    ports = ports_from_json(opened["result"])
+    assert len(set(ports)) == 3
+    assert outcome_from_json(echoed["result"]) == outcome_from_json(again["result"]) == "echoed"
+    assert closed_from_json(closed["result"]) == 3
+    refused = _serve_all(bundle.path, [{"op": "clients-open", "addresses": ["127.0.0.1"],
+                                        "port": 1, "who": "wskecho", "timeout": 2.0}])
+    assert type(err := decode_error(refused[0]["error"])) is DriverFailure
+    assert err.summary.startswith("wskecho: client 1 of 1 could not connect to 127.0.0.1")
+    assert SYSTEM_PYTHON is not None
+    none_open = subprocess.run([SYSTEM_PYTHON, "-I", str(bundle.path), "serve"],
+                               input='{"op": "clients-echo", "index": 0, "payload": "x", '
+                                     '"stall_s": 1}\n', capture_output=True, text=True,
+                               timeout=30)
+    assert none_open.returncode == 64 and "no clients are open" in none_open.stderr
 
 
 def test_the_zipapp_holds_only_the_instruments(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from guests.test_windows_guest_double import (
     make_double,
 )
 from lab.config import load_config
+from lab.echo_clients import round_trip
 from lab.errors import DriverCrash, DriverFailure, DriverHang, LabFailure
 from lab.guests.base import AdapterInfo
 from lab.guests.linux_micro import (
@@ -34,7 +35,7 @@ from lab.guests.windows import WindowsGuest
 from lab.journal import Journal, Vocabulary, check_adapter_removal, parse_journal
 from lab.plan import Nic
 from lab.scenarios.reboot import check_boot_order, check_clean_load
-from lab.scenarios.sleep import power_outcome, round_trip
+from lab.scenarios.sleep import power_outcome
 from lab.vm import boot_verdict
 from tests.doubles.windows_guest import AdapterSpec, WindowsGuestDouble
 
@@ -163,13 +164,13 @@ def _corrupt(conn: socket.socket) -> None:
 @pytest.mark.parametrize(("handler", "expected"), [(_echo, "echoed"), (_reset, "reset")])
 def test_round_trip_outcomes(handler: Callable[[socket.socket], None], expected: str) -> None:
     for client in _serve(handler):
-        assert round_trip(client, b"after the wake\n") == expected
+        assert round_trip(client, b"after the wake\n", 5.0) == expected
 
 
 def test_round_trip_corrupt_byte_is_a_driver_failure() -> None:
     for client in _serve(_corrupt):
-        with pytest.raises(DriverFailure, match="corrupt byte after the wake at offset 3"):
-            round_trip(client, b"after the wake\n")
+        with pytest.raises(DriverFailure, match="corrupt byte on a held connection at offset 3"):
+            round_trip(client, b"after the wake\n", 5.0)
 
 
 # ---- reboot with the drivers installed --------------------------------------------------
