@@ -24,6 +24,19 @@ from lab.inventory import Inventory, VmEntry
 RETRY_S = 60.0
 
 
+def on_hosts(vms: tuple[VmEntry, ...], wanted: str, lab: str) -> tuple[VmEntry, ...]:
+    """The VMs of the hosts ``wanted`` names (comma-separated, as pytest's ``--lab-hosts``
+    takes them); a name lab ``lab`` has no VM on is one LabFailure naming its hosts."""
+    known = sorted({vm.host for vm in vms})
+    names = [n.strip() for n in wanted.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise LabFailure(f"--lab-hosts {wanted!r}: lab {lab} has no VM on host "
+                         f"{', '.join(unknown) or '(none named)'}; its hosts: {', '.join(known)}",
+                         hint="name hosts from the HOST column of `lab status`")
+    return tuple(vm for vm in vms if vm.host in names)
+
+
 class HostConnections:
     """The lab's hypervisor connections by host name ("local" and [[hosts]] names)."""
 

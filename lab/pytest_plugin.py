@@ -44,7 +44,7 @@ from lab.drivers import DriverManifest, load_manifests
 from lab.errors import LabError, LabFailure, NetworkBroken
 from lab.evidence import Evidence, collect
 from lab.guests import guest_kind
-from lab.host_connections import HostConnections
+from lab.host_connections import HostConnections, on_hosts
 from lab.hypervisor import Hypervisor
 from lab.inventory import VmEntry
 from lab.journal import Vocabulary
@@ -308,16 +308,13 @@ def lab_vm_pool(pytestconfig: pytest.Config, lab_config: LabConfig,
                 lab_inventory: inventory.Inventory) -> tuple[VmEntry, ...]:
     """The VMs tests may lease: those of the hosts ``--lab-hosts`` names (default: all)."""
     wanted = pytestconfig.getoption("--lab-hosts")
-    if not wanted:
+    if wanted is None:
         return lab_inventory.vms
-    known = sorted({vm.host for vm in lab_inventory.vms})
-    names = [n.strip() for n in str(wanted).split(",") if n.strip()]
-    unknown = [n for n in names if n not in known]
-    if unknown or not names:
-        pytest.fail(f"--lab-hosts {wanted!r}: no host {', '.join(unknown) or '(empty)'} in "
-                    f"lab {lab_config.lab.name} ({lab_config.path}); its hosts: {', '.join(known)}",
-                    pytrace=False)
-    return tuple(vm for vm in lab_inventory.vms if vm.host in names)
+    try:
+        return on_hosts(lab_inventory.vms, str(wanted),
+                        f"{lab_inventory.lab} ({lab_config.path})")
+    except LabError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(scope="session")
