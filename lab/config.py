@@ -315,6 +315,10 @@ class HostKind(StrEnum):
     NAMESPACE = "namespace"  #: made by the lab on this machine (lab/nshost.py): for tests
 
 
+#: the interpreter a namespace host's agent runs with (the system's, as a Debian host has)
+NAMESPACE_PYTHON = "/usr/bin/python3"
+
+
 @dataclass(frozen=True)
 class HostSection:
     """[[hosts]]: one more hypervisor host and the VMs it runs (others run on [lab] uri).
@@ -338,6 +342,17 @@ class HostSection:
                         "reads ~/.ssh.", "")
     ssh_known_hosts: str = _doc("known_hosts file pinning the host's SSH key (relative to "
                                 "this file).", "")
+    agent_python: str = _doc(
+        "Python >= 3.11 that runs the lab's host agent there: a command on the SSH "
+        "session's PATH or an absolute path (empty: python3; for kind = \"namespace\": "
+        "/usr/bin/python3, this machine's own, not a login shell's first python3).", "")
+
+    @property
+    def python(self) -> str:
+        """The agent's interpreter on this host (agent_python or its kind's default)."""
+        if self.agent_python:
+            return self.agent_python
+        return NAMESPACE_PYTHON if self.kind is HostKind.NAMESPACE else "python3"
 
 
 @dataclass(frozen=True)

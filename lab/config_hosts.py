@@ -26,6 +26,8 @@ _HOST_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9-]{0,13}[a-z0-9])?$")
 #: URI transports that reach another machine and carry its guests' gateway (its sshd)
 REMOTE_TRANSPORTS = ("ssh", "libssh", "libssh2")
 MAX_HOSTS = 16
+#: an interpreter as one argv word: a command name or an absolute path, no arguments
+_PYTHON_RE = re.compile(r"^(?:/[A-Za-z0-9._+-]+)+$|^[A-Za-z0-9._+-]+$")
 
 
 def validate(where: str, config: LabConfig) -> None:
@@ -51,6 +53,11 @@ def validate(where: str, config: LabConfig) -> None:
                               "list the VMs this host runs, or remove the [[hosts]] entry")
     for i, host in enumerate(hosts):
         key = f"hosts[{i}]"
+        if host.agent_python and not _PYTHON_RE.match(host.agent_python):
+            raise ConfigError(where, f"{key}.agent_python", f"{host.agent_python!r} is not a "
+                              "command name or an absolute path",
+                              "give e.g. \"python3.11\" or \"/usr/bin/python3\" (letters, "
+                              "digits and ._+-/ only, no spaces or arguments)")
         if host.pool_path:
             checks.check_pool_path(where, f"{key}.pool_path", host.pool_path, [])
         if host.kind.value == "namespace":

@@ -80,8 +80,10 @@ class HostConnections:
             if inst is None or not inst.transport.is_active():
                 if inst is not None:
                     inst.close()
+                python = next((h.python for h in self.config.hosts if h.name == vm.host),
+                              "python3")
                 inst = RemoteInstruments(vm.host, gateway.transport(vm.gateway),
-                                         lab=self.config.lab.name)
+                                         lab=self.config.lab.name, python=python)
                 self._instruments[vm.host] = inst
             return inst
 

@@ -30,6 +30,7 @@ from test_hostagent import (  # noqa: E402  (the test's targets, shared)
 )
 
 from lab import netns  # noqa: E402
+from lab.config import NAMESPACE_PYTHON  # noqa: E402
 from lab.hostagent import LocalInstruments, RemoteInstruments  # noqa: E402
 from lab.nshost import HostSpec, NamespaceHost  # noqa: E402
 from lab.sandbox import RUN_DIR  # noqa: E402
@@ -63,7 +64,10 @@ def line(what: str, local: float, remote: float) -> str:
 
 
 def measure(local: Side, remote: Side) -> list[str]:
-    lines = []
+    # the load engine's event loop on each side (uvloop when that python has it): a
+    # remote host without python3-uvloop runs its loads on asyncio's own loop
+    lines = [f"load engine event loop: local {local.run_load(_spec()).loop}, remote "
+             f"{remote.run_load(_spec()).loop}"]
     for what, run in (
             ("L2 probe (answered)", lambda s: s.probe(RESPONDER_MAC)),
             ("L2 probe (silent, 0.5 s)", lambda s: s.probe(NOBODY_MAC, timeout=0.5)),
@@ -93,7 +97,8 @@ def main() -> int:
         echo, index = start_targets(host.spec.netns, host.in_host, procs)
         agent_dir = PurePosixPath(host.spec.run_dir / "agent")
         agents = RemoteInstruments("hib", transport, agent_dir=agent_dir,
-                                   cache_dir=host.spec.run_dir / "cache")
+                                   cache_dir=host.spec.run_dir / "cache",
+                                   python=NAMESPACE_PYTHON)  # as the lab's namespace host
         remote = Side(host.spec.netns, agents, echo, index, None)
         t0 = time.monotonic()
         remote.probe(NOBODY_MAC, timeout=0.01)  # builds and pushes the agent

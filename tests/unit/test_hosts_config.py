@@ -157,3 +157,27 @@ def test_a_remote_hosts_libvirt_hop_pins_its_host_key(tmp_path: Path) -> None:
     assert f"identityfile {tmp_path / 'kvm2.key'}" in resolved
     assert "stricthostkeychecking true" in resolved and "identityagent none" in resolved
     assert target.gateway.address == "192.0.2.20" and target.gateway.user == "root"
+
+
+def test_the_agents_python_per_host_kind_and_as_given(tmp_path: Path) -> None:
+    """A namespace host runs its agent with this machine's /usr/bin/python3 (a login
+    shell's PATH may put another python3 first); a remote one with python3 from its
+    PATH; agent_python overrides either."""
+    (tmp_path / "kvm2.key").write_text("k")
+    (tmp_path / "kvm2.known_hosts").write_text("h")
+    remote = ('[[hosts]]\nname = "kvm2"\nuri = "qemu+ssh://root@192.0.2.20/system"\n'
+              'vms = ["a1"]\nssh_key = "kvm2.key"\nssh_known_hosts = "kvm2.known_hosts"\n')
+    cfg = load_config(write(tmp_path, NAMESPACE + remote))
+    assert [h.python for h in cfg.hosts] == ["/usr/bin/python3", "python3"]
+    cfg = load_config(write(tmp_path, NAMESPACE + remote + 'agent_python = "python3.11"\n'))
+    assert cfg.hosts[1].python == "python3.11"
+
+
+@pytest.mark.parametrize("value", ["python3 -I", "/usr/bin/python3;id", "$(id)", "py thon",
+                                   "/usr/bin/"])
+def test_an_agent_python_that_is_not_one_word_is_refused(tmp_path: Path, value: str) -> None:
+    path = write(tmp_path, NAMESPACE + f'agent_python = "{value}"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.key == "hosts[0].agent_python"
+    assert "\n" not in err.value.summary and str(path) in str(err.value)
