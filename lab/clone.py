@@ -1,7 +1,7 @@
 """One VM made from the lab's template (lab.template) instead of booting.
 
 Provisioning has already defined the VM's own domain -- its name, its overlay (a
-copy of the template's, :func:`copy_disk`), its kernel, initramfs and command line,
+copy of the template's, :func:`fill_overlay`), its kernel, initramfs and command line,
 no NIC but one spare hot-plug port per NIC, exactly the template's devices -- and
 :func:`restore` then:
 
@@ -25,7 +25,6 @@ A failure raises LabError; provisioning removes the half-made VM and boots it in
 from __future__ import annotations
 
 import secrets
-import shutil
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -45,14 +44,18 @@ IDENTITY_DEADLINE_S = 30.0
 AGENT_PING_S = 3.0
 
 
-def copy_disk(template_path: str, disk_path: str) -> None:
-    """The VM's overlay becomes a byte copy of the template's: the same backing file
-    (the golden image) and the saved state. Local hosts only (the files are here)."""
+def fill_overlay(hv: Hypervisor, pool: Any, name: str, template_path: str) -> None:
+    """The VM's overlay volume ``name`` becomes a byte copy of the template's file: the
+    same backing file (the golden image, as the template's host names it) and the saved
+    state. A copy on this machine, a stream through libvirtd to another host."""
+    vol = hv.volume(pool, name)
+    if vol is None:
+        raise LabFailure(f"the overlay volume {name} is not in the pool to copy the "
+                         "template into")
     try:
-        shutil.copyfile(template_path, disk_path)
-    except OSError as exc:  # e.g. ENOSPC: the pool's file system is full
-        raise LabFailure(f"copying the template {template_path} to {disk_path} failed: "
-                         f"{exc.strerror or exc}",
+        hv.upload_into(vol, Path(template_path))
+    except LabFailure as exc:  # e.g. ENOSPC where the pool is
+        raise LabFailure(f"copying the template into {name} failed: {exc.summary}",
                          hint="free space where the lab's pool_path is, or set "
                               "[vms] template = false") from exc
 

@@ -11,6 +11,7 @@ lab's network namespace, as before.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
 import threading
@@ -118,17 +119,33 @@ def open_channel(gateway: Gateway, dest_host: str, dest_port: int,
 class ChannelSocket:
     """A direct-tcpip channel as the socket under a guest's own SSH transport.
 
-    Closing never raises and never half-closes: paramiko's own ``shutdown`` sends EOF
-    outside the channel's lock, so it can reach the gateway's sshd after the channel's
-    CLOSE, and sshd answers that protocol error by dropping the whole gateway connection
-    (every guest behind it). The guest transport's thread also closes its socket when
-    it ends, possibly after the gateway's transport died: nothing to report then."""
+    Nothing may reach the gateway's sshd on this channel after its CLOSE: sshd answers
+    that protocol error ("data packet referred to nonexistent channel") by dropping the
+    whole gateway connection, every guest session behind it. paramiko sends a channel's
+    data and its CLOSE outside the channel's own lock, so a send in flight in one thread
+    (the guest transport's thread answering the guest's close of a command's channel)
+    could follow the CLOSE another thread sent (the lab closing the guest connection):
+    four guest sessions at once through one gateway lost it within seconds. So sends
+    and the close are serialized here, and a send after the close fails as on a closed
+    socket. Closing never raises and never half-closes (paramiko's ``shutdown`` sends
+    EOF outside the channel's lock too). The guest transport's thread also closes its
+    socket when it ends, possibly after the gateway's transport died: nothing to report
+    then."""
+
+    #: how long a close waits for a send in flight (each send is bounded by the
+    #: channel's timeout, which the guest transport sets to a fraction of a second)
+    CLOSE_WAIT_S = 5.0
 
     def __init__(self, chan: paramiko.Channel) -> None:
         self.chan = chan
+        self._lock = threading.Lock()
+        self._closing = False
 
     def send(self, data: bytes) -> int:
-        return int(self.chan.send(data))
+        with self._lock:
+            if self._closing:
+                raise OSError(errno.EBADF, "the gateway channel is closed")
+            return int(self.chan.send(data))
 
     def recv(self, size: int) -> bytes:
         return bytes(self.chan.recv(size))
@@ -144,9 +161,16 @@ class ChannelSocket:
         return bool(self.chan.closed)
 
     def close(self) -> None:
-        """EOF and CLOSE in order (one lock hold); wakes the guest transport's reader."""
-        with contextlib.suppress(*SSH_ERRORS):
-            self.chan.close()
+        """EOF and CLOSE in order, after any send in flight; wakes the guest transport's
+        reader."""
+        got = self._lock.acquire(timeout=self.CLOSE_WAIT_S)
+        try:
+            self._closing = True
+            with contextlib.suppress(*SSH_ERRORS):
+                self.chan.close()
+        finally:
+            if got:
+                self._lock.release()
 
 
 def close(gateway: Gateway | None = None) -> None:

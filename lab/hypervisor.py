@@ -378,6 +378,11 @@ class Hypervisor:
                 return None
             raise
 
+    @property
+    def is_local(self) -> bool:
+        """The hypervisor is this machine's (its volumes are files here)."""
+        return self.uri in LOCAL_URIS
+
     def upload(self, pool: libvirt.virStoragePool, name: str, local: Path, fmt: str,
                xml_for: Callable[[str, int, str], str], done_marker: str) -> str:
         """Create volume ``name`` from a local file (streamed, so remote hosts work), then
@@ -391,17 +396,65 @@ class Hypervisor:
         size = local.stat().st_size
         with classified(f"uploading {local.name} to volume {name}"):
             vol = pool.createXML(xml_for(name, size, fmt), 0)
-            if self.uri in LOCAL_URIS:
+            if self.is_local:
                 self._copy_into(local, str(vol.path()))
             else:
-                stream = self.conn.newStream(0)
-                vol.upload(stream, 0, size, 0)
-                with local.open("rb") as fh:
-                    while chunk := fh.read(1 << 20):
-                        stream.send(chunk)
-                stream.finish()
+                self._send(vol, local)
         self.mark(pool, done_marker)
         return str(vol.path())
+
+    def upload_into(self, vol: libvirt.virStorageVol, local: Path) -> None:
+        """Overwrite volume ``vol`` with the bytes of a local file (streamed to a remote
+        host; a kernel-side copy here), e.g. a VM's overlay from the template's."""
+        with classified(f"uploading {local.name} into volume {vol.name()}"):
+            if self.is_local:
+                self._copy_into(local, str(vol.path()))
+            else:
+                self._send(vol, local)
+
+    def download(self, vol: libvirt.virStorageVol, local: Path) -> None:
+        """Volume ``vol``'s bytes into the local file ``local`` (streamed from a remote
+        host; a kernel-side copy here)."""
+        with classified(f"downloading volume {vol.name()} to {local}"):
+            if self.is_local:
+                self._copy_into(Path(vol.path()), str(local))
+            else:
+                self._receive(vol, local)
+
+    def _send(self, vol: libvirt.virStorageVol, local: Path) -> None:
+        """Stream a local file into ``vol`` through libvirtd (aborted on any failure)."""
+        stream = self.conn.newStream(0)
+        try:
+            vol.upload(stream, 0, local.stat().st_size, 0)
+            with local.open("rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    stream.send(chunk)
+            stream.finish()
+        except BaseException:
+            with suppress(libvirt.libvirtError):
+                stream.abort()
+            raise
+
+    def _receive(self, vol: libvirt.virStorageVol, local: Path) -> None:
+        """Stream ``vol`` into a local file through libvirtd (aborted on any failure; a
+        local file that cannot be written is one LabFailure naming it)."""
+        stream = self.conn.newStream(0)
+        try:
+            vol.download(stream, 0, 0, 0)
+            with local.open("wb") as fh:
+                while chunk := stream.recv(1 << 20):
+                    if not isinstance(chunk, int):  # -2 (would block): a blocking stream never
+                        fh.write(chunk)
+            stream.finish()
+        except OSError as exc:
+            with suppress(libvirt.libvirtError):
+                stream.abort()
+            raise LabFailure(f"writing {local} failed: {exc.strerror or exc}",
+                             hint="free space in the lab's state_dir") from exc
+        except BaseException:
+            with suppress(libvirt.libvirtError):
+                stream.abort()
+            raise
 
     @staticmethod
     def _copy_into(local: Path, path: str) -> None:

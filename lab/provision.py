@@ -148,7 +148,7 @@ def _template(hv: Hypervisor, ctx: VmContext, progress: Progress) -> templates.T
         initrd=ctx.boot.initrd, domain_type=ctx.domain_type,
         owner=ownership(ctx.me, ctx.owner_run, templates.NAME),
         fatal=lambda dom, log, start: _boot_fatal(hv, dom, ctx.kind, log, start),
-        local=ctx.host == "local"), progress)
+        host=ctx.host, console_dir=ctx.console_dir), progress)
 
 
 def _acceleration(config: LabConfig, image: GoldenImage, progress: Progress) -> Acceleration:
@@ -398,7 +398,7 @@ def _define_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec, log: str, say: Subjec
         naming.overlay_volume(vm.name), ctx.boot.golden_size, "qcow2",
         backing=ctx.boot.golden))
     if template is not None:
-        clone.copy_disk(template.path, disk)
+        clone.fill_overlay(hv, pool, naming.overlay_volume(vm.name), template.path)
     choices = ctx.kind.boot_choices(vm)
     initrd, key = _vm_initrd(hv, pool, ctx, vm, say)
     boot = domxml.BootSpec(disk_path=disk, console_log=log, kernel=ctx.boot.kernel,

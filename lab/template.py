@@ -17,8 +17,10 @@ A template is used only when complete: the cache holds a file only after it was
 written whole and renamed into place, and its record (a JSON file written last,
 atomically) names its size and SHA-256; the pool copy has an upload-complete mark.
 
-Only the local host uses templates for now; VMs on `[[hosts]]` boot as before, and
-the progress output says so.
+A host of `[[hosts]]` gets its own template, built there (its QEMU, its paths): it is
+booted and saved in that host's pool, then downloaded through libvirt's storage stream
+into the cache (``templates/host-<name>``; one per host), and each of that host's VMs
+gets its overlay streamed back from the cached file (no shared filesystem assumed).
 """
 
 from __future__ import annotations
@@ -103,10 +105,16 @@ class CacheRecord:
 
 
 class TemplateCache:
-    """Complete templates beside the golden image: ``<key>.qcow2`` and ``<key>.json``."""
+    """Complete templates beside the golden image: ``<key>.qcow2`` and ``<key>.json``
+    (the local host's in ``templates``, another host's in ``templates/host-<name>``)."""
 
-    def __init__(self, state_dir: Path) -> None:
-        self.root = StatePaths(state_dir).images / "templates"
+    def __init__(self, state_dir: Path, host: str = "local") -> None:
+        root = StatePaths(state_dir).images / "templates"
+        self.root = root if host == "local" else root / f"host-{host}"
+
+    def file(self, key: str) -> Path:
+        """Where the template of ``key`` is (once :meth:`lookup` finds it complete)."""
+        return self._file(key)
 
     def _file(self, key: str) -> Path:
         return self.root / f"{key}.qcow2"
@@ -128,20 +136,41 @@ class TemplateCache:
 
     def store(self, key: str, source: Path, build_s: float) -> CacheRecord:
         """Copy ``source`` in whole (temporary name, then rename), then its record; older
-        templates of other keys are removed (one lab keeps one)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{key}.{os.getpid()}.tmp"
-        digest = hashlib.sha256()
-        try:
+        templates of other keys are removed (one per host)."""
+        def copy(tmp: Path) -> str:
+            digest = hashlib.sha256()
             with source.open("rb") as src, tmp.open("wb") as dst:
                 while chunk := src.read(1 << 20):
                     digest.update(chunk)
                     dst.write(chunk)
+            return digest.hexdigest()
+        return self._store(key, copy, build_s)
+
+    def store_from(self, key: str, fetch: Callable[[Path], None],
+                   build_s: float) -> CacheRecord:
+        """As :meth:`store`, from what ``fetch`` writes into the path it is given (a
+        download from another host's pool)."""
+        def fetched(tmp: Path) -> str:
+            fetch(tmp)
+            digest = hashlib.sha256()
+            with tmp.open("rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    digest.update(chunk)
+            return digest.hexdigest()
+        return self._store(key, fetched, build_s)
+
+    def _store(self, key: str, write: Callable[[Path], str], build_s: float) -> CacheRecord:
+        """``write`` fills a temporary file (returning its SHA-256), renamed into place
+        whole; then the record, written last; then older keys go."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".{key}.{os.getpid()}.tmp"
+        try:
+            sha256 = write(tmp)
             os.replace(tmp, self._file(key))
         finally:
             tmp.unlink(missing_ok=True)  # a copy that failed half-way
         record = CacheRecord(key=key, size=self._file(key).stat().st_size,
-                             sha256=digest.hexdigest(),
+                             sha256=sha256,
                              built=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                              build_s=round(build_s, 2))
         inventory.write_text_atomic(self._record(key),
@@ -171,15 +200,15 @@ class BuildHooks:
 
 
 def ensure(hv: Hypervisor, pool: Any, key: str, state_dir: Path, boot_timeout_s: float,
-           hooks: BuildHooks, progress: Progress) -> Template:
-    """The template of ``key``: the cached one, or booted and saved now in the pool (then
-    cached). Raises LabError when it cannot be made."""
+           hooks: BuildHooks, progress: Progress, host: str = "local") -> Template:
+    """The template of ``key`` for ``host``: the cached one, or booted and saved now in
+    the host's pool (then cached here). Raises LabError when it cannot be made."""
     name = volume_name(key)
-    cache = TemplateCache(state_dir)
+    cache = TemplateCache(state_dir, host)
     cached = cache.lookup(key)
     if cached is not None:
-        # the template is made on the local host only (lab.template_up): each VM's overlay
-        # is copied from the cache file itself, with no copy into the pool in between
+        # each VM's overlay is filled from the cache file itself (a copy on this
+        # machine, a stream to another host), with no copy into the pool in between
         local, record = cached
         progress(f"template {key[:12]}: from the cache (built {record.built}, "
                  f"{record.size >> 20} MiB)")
@@ -187,7 +216,15 @@ def ensure(hv: Hypervisor, pool: Any, key: str, state_dir: Path, boot_timeout_s:
     t0 = time.monotonic()
     path = _build(hv, pool, name, boot_timeout_s, hooks, progress)
     try:
-        record = cache.store(key, Path(path), time.monotonic() - t0)
+        if hv.is_local:
+            record = cache.store(key, Path(path), time.monotonic() - t0)
+        else:
+            vol = hv.volume(pool, name)
+            if vol is None:
+                raise LabFailure(f"the template's volume {name} vanished from host {host}")
+            record = cache.store_from(key, lambda tmp: hv.download(vol, tmp),
+                                      time.monotonic() - t0)
+            path = str(cache.file(key))  # this host's VMs are filled from it
     except OSError as exc:  # e.g. ENOSPC: the state dir's file system is full
         raise LabFailure(f"caching the template in {cache.root} failed: "
                          f"{exc.strerror or exc}",

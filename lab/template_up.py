@@ -17,7 +17,7 @@ from lab.config import LabConfig
 from lab.errors import LabError
 from lab.guests import windows_identity
 from lab.guests.base import BootChoices, GuestKind
-from lab.hypervisor import LOCAL_URIS, Hypervisor
+from lab.hypervisor import Hypervisor
 from lab.paths import StatePaths
 from lab.plan import LabPlan
 from lab.progress import Progress
@@ -42,7 +42,9 @@ class TemplateSite:
     owner: domxml.Ownership  #: stamped on the template's build domain
     #: why a boot can no longer succeed (dom, console log, offset), or None
     fatal: Callable[[Any, str, int], str | None]
-    local: bool  #: the host is this machine (the template's files are here)
+    host: str  #: "local" or the [[hosts]] name (its template is cached apart)
+    #: where QEMU logs consoles on that host, when not in this machine's state dir
+    console_dir: str | None = None
 
 
 def prepare(hv: Hypervisor, site: TemplateSite, progress: Progress) -> templates.Template | None:
@@ -52,9 +54,6 @@ def prepare(hv: Hypervisor, site: TemplateSite, progress: Progress) -> templates
     choices = site.kind.template_boot_choices(site.plan.vms[0])
     if choices is None:
         progress(f"template: {site.kind.name} VMs are not made from a template yet; they boot")
-        return None
-    if not site.local or site.config.lab.uri not in LOCAL_URIS:
-        progress("template: only on the local host for now; these VMs boot")
         return None
     if all(hv.domain(vm.domain) is not None for vm in site.plan.vms):
         return None
@@ -70,7 +69,9 @@ def _get(hv: Hypervisor, site: TemplateSite, choices: BootChoices,
     pool = hv.pool(naming.pool_name(site.plan.lab))
     assert pool is not None  # the image's volumes were uploaded into it
     spec = templates.template_vm(site.plan.vms[0], site.plan.lab)
-    log = str(StatePaths(site.config.state_dir).console_log(templates.NAME))
+    local_log = str(StatePaths(site.config.state_dir).console_log(templates.NAME))
+    # on another host QEMU logs there; readiness is then its agent alone (see _ready)
+    log = f"{site.console_dir}/{spec.domain}.console.log" if site.console_dir else local_log
 
     media = (f"{hv.pool_target(pool)}/{windows_identity.volume_name(templates.NAME)}"
              if site.kind.identity_media else None)
@@ -94,17 +95,18 @@ def _get(hv: Hypervisor, site: TemplateSite, choices: BootChoices,
     stale = hv.domain(spec.domain)
     if stale is not None:  # a build that `lab up` did not finish
         hv.remove_domain(stale)
-    start = Path(log).stat().st_size if Path(log).exists() else 0
-    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    start = Path(local_log).stat().st_size if Path(local_log).exists() else 0
+    Path(local_log).parent.mkdir(parents=True, exist_ok=True)
+    marker_log = None if site.console_dir else local_log
     hooks = templates.BuildHooks(
         define=define,
-        fatal=lambda dom: site.fatal(dom, log, start),
-        ready=lambda dom: _ready(hv, site.kind, dom, log, start),
+        fatal=lambda dom: site.fatal(dom, local_log, start),
+        ready=lambda dom: _ready(hv, site.kind, dom, marker_log, start),
         snapshot_xml=domxml.snapshot_xml(templates.SNAPSHOT, site.owner),
         backing_xml=lambda name: domxml.volume_xml(name, site.golden_size, "qcow2",
                                                    backing=site.golden))
     return templates.ensure(hv, pool, templates.template_key(inputs), site.config.state_dir,
-                            site.config.vms.boot_timeout_s, hooks, progress)
+                            site.config.vms.boot_timeout_s, hooks, progress, site.host)
 
 
 def _upload_template_media(hv: Hypervisor, pool: Any, state_dir: Path) -> None:
@@ -122,12 +124,13 @@ def _upload_template_media(hv: Hypervisor, pool: Any, state_dir: Path) -> None:
         made.path.unlink(missing_ok=True)
 
 
-def _ready(hv: Hypervisor, kind: GuestKind, dom: Any, log: str, start: int) -> bool:
-    """The kind's ready line on the console since ``start`` (if it has one), then its
-    agent answering: the micro guest's init starts the agent (and the watchdog petter)
-    only after the boot script that prints the line, and a template saved before they
-    run would start them again in every VM made from it."""
-    if kind.ready_marker is not None:
+def _ready(hv: Hypervisor, kind: GuestKind, dom: Any, log: str | None, start: int) -> bool:
+    """The kind's ready line on the console since ``start`` (if it has one and the log
+    ``log`` is on this machine), then its agent answering: the micro guest's init starts
+    the agent (and the watchdog petter) only after the boot script that prints the line,
+    and a template saved before they run would start them again in every VM made from
+    it. (So on another host, whose console log is there, the agent alone says ready.)"""
+    if kind.ready_marker is not None and log is not None:
         try:
             with open(log, "rb") as fh:
                 fh.seek(start)

@@ -39,6 +39,11 @@ if TYPE_CHECKING:
 UNPLUG_DEADLINE = budgets.UNPLUG.seconds
 REPLUG_DEADLINE = budgets.REPLUG.seconds
 REVERT_DEADLINE = 60.0
+#: A guest loaded in place answers SSH in about a second here. One that has not within
+#: this long, or crashed, gets libvirt's revert (a new QEMU process from the snapshot)
+#: before the test runs: once in CI, a guest loaded in place after a reboot locked up
+#: in its NIC driver's poll loop within the first seconds (soft lockup, panic).
+IN_PLACE_DEADLINE = 20.0
 
 
 @dataclass
@@ -264,10 +269,33 @@ class Vm:
             self.hv.revert_snapshot(dom, self.entry.snapshot)
         self.timeline.add(f"reverted to snapshot {self.entry.snapshot}"
                           + (" (loaded in place)" if in_place else ""))
+        if in_place and not self._answers_after_load(IN_PLACE_DEADLINE):
+            self.guest.close()
+            self.hv.revert_snapshot(self.domain(), self.entry.snapshot)
+            self.timeline.add(f"reverted to snapshot {self.entry.snapshot} by libvirt (a new "
+                              "QEMU process)")
         wait_for(f"{self.name} to answer SSH after revert",
                  lambda: True if self.handle.alive() else None, REVERT_DEADLINE, interval=0.05,
                  max_interval=0.25)
         return time.monotonic() - t0
+
+    def _answers_after_load(self, deadline: float) -> bool:
+        """Whether the guest loaded in place answers SSH within ``deadline`` seconds; when
+        it does not (or crashes), the timeline says so and why."""
+        end = time.monotonic() + deadline
+        delay = 0.05
+        while time.monotonic() < end:
+            if self.crashed():
+                self.timeline.add("the guest crashed right after the in-place load: "
+                                  "libvirt's revert instead")
+                return False
+            if self.handle.alive():
+                return True
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+        self.timeline.add(f"the guest loaded in place did not answer SSH within "
+                          f"{deadline:.0f}s: libvirt's revert instead")
+        return False
 
     def agent_alive(self, deadline: float = agent.PING_DEADLINE_S) -> bool:
         """Whether the guest agent answers over virtio-serial (never raises a LabFailure)."""

@@ -15,13 +15,15 @@ from pathlib import Path
 import pytest
 from labtier import REPO, lab_cli, require_lab_host, seed_cache
 
-from lab import host, inventory, template
+from lab import fast_revert, host, inventory, template
+from lab import vm as vm_module
 from lab.config import LabConfig, load_config
 from lab.guest import Guest, GuestAddress
 from lab.guests import guest_kind
-from lab.hypervisor import Hypervisor
+from lab.hypervisor import DomainState, Hypervisor
 from lab.paths import StatePaths
 from lab.vm import Vm
+from lab.wait import wait_for
 
 STATE = REPO / "var" / "test-template"
 TOML = """\
@@ -156,6 +158,44 @@ def test_a_revert_after_an_unplug_goes_through_libvirt(cold_up: tuple[LabConfig,
             assert "(loaded in place)" not in vm.timeline.events[-1][1]
             assert nic.alias in {n["alias"] for n in hv.interfaces(vm.domain())}
             assert f"inet {nic.address}/" in vm.guest.run("ip -o -4 addr").stdout
+        finally:
+            vm.guest.close()
+
+
+@pytest.mark.parametrize("how", ["crashes", "stops answering"])
+def test_a_guest_that_does_not_come_back_from_an_in_place_load_gets_libvirts_revert(
+        cold_up: tuple[LabConfig, str], monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """Right after the in-place load the guest really panics (an NMI, which it is booted
+    to panic on: pvpanic, libvirt's crashed state) or is paused (SSH never answers): the
+    revert must not hand that guest to a test; libvirt's revert (a new QEMU) brings the
+    clean state."""
+    config, _log = cold_up
+    real = fast_revert.revert_in_place
+
+    def load_then_break(hv: Hypervisor, dom: object, name: str) -> bool:
+        loaded = real(hv, dom, name)
+        assert loaded, "the in-place load was not taken: nothing to fall back from"
+        if how == "crashes":  # booted with unknown_nmi_panic: the guest kernel panics
+            hv.inject_nmi(dom)
+            wait_for("the guest's panic (pvpanic)",
+                     lambda: True if hv.state(dom) == DomainState.CRASHED else None, 30)
+        else:
+            dom.suspend()  # type: ignore[attr-defined]
+        return loaded
+
+    monkeypatch.setattr(fast_revert, "revert_in_place", load_then_break)
+    monkeypatch.setattr(vm_module, "IN_PLACE_DEADLINE", 5.0)
+    with host.inside_lab(config), Hypervisor(config.lab.uri) as hv:
+        vm = _vm(config, hv, "p1")
+        try:
+            vm.revert()
+            said = [text for _t, text in vm.timeline.events]
+            expected = ("the guest crashed right after the in-place load" if how == "crashes"
+                        else "the guest loaded in place did not answer SSH within 5s")
+            assert any(text.startswith(expected) for text in said), said
+            assert said[-1] == "reverted to snapshot clean by libvirt (a new QEMU process)"
+            assert not vm.crashed()
+            assert vm.guest.run("hostname").stdout.strip() == "p1"
         finally:
             vm.guest.close()
 

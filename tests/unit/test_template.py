@@ -4,16 +4,18 @@ step (lab.guests.linux_micro.take_identity) against a recorded guest agent."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
 
-from lab import clone, template
+from lab import template
 from lab.config import parse_config
 from lab.errors import LabFailure
 from lab.guests.base import AgentCall, RestoredIdentity
 from lab.guests.linux_micro import LinuxMicro, identity_arguments, template_cmdline
+from lab.hypervisor import Hypervisor
 from lab.plan import make_plan
 
 INPUTS = template.TemplateInputs(kind="linux-micro", golden_digest="c4f20b6589a3",
@@ -125,7 +127,24 @@ def test_the_micro_identity_needs_the_vms_own_key(tmp_path: Path) -> None:
 
 
 def test_a_full_disk_while_copying_the_template_is_one_lab_failure(tmp_path: Path) -> None:
-    """/dev/full answers every write with ENOSPC (the kernel's, not a mock)."""
+    """/dev/full answers every write with ENOSPC (the kernel's, not a mock): the copy a
+    local host fills each VM's overlay with (Hypervisor.upload_into) says so."""
     with pytest.raises(LabFailure, match="No space left on device") as caught:
-        clone.copy_disk(str(_source(tmp_path)), "/dev/full")
-    assert "template = false" in (caught.value.hint or "")
+        Hypervisor._copy_into(_source(tmp_path), "/dev/full")
+    assert "free space" in (caught.value.hint or "")
+
+
+def test_each_host_keeps_its_own_template(tmp_path: Path) -> None:
+    """Another host's template (its QEMU, its paths) is cached apart: storing one host's
+    never removes another's, and a key found for one host is not found for another."""
+    src = _source(tmp_path)
+    local = template.TemplateCache(tmp_path / "state")
+    host2 = template.TemplateCache(tmp_path / "state", "host2")
+    local.store("a" * 24, src, 1.0)
+    host2.store_from("b" * 24, lambda tmp: tmp.write_bytes(src.read_bytes()), 2.0)
+    local.store("c" * 24, src, 1.0)  # a new local key: the old local one goes
+    assert local.lookup("a" * 24) is None and local.lookup("c" * 24) is not None
+    found = host2.lookup("b" * 24)
+    assert found is not None and found[1].sha256 == hashlib.sha256(src.read_bytes()).hexdigest()
+    assert host2.lookup("c" * 24) is None and local.lookup("b" * 24) is None
+    assert found[0].parent.name == "host-host2"
