@@ -394,12 +394,9 @@ class Hypervisor:
                 return str(existing.path())
             self.delete_volume(existing)
         size = local.stat().st_size
-        with classified(f"uploading {local.name} to volume {name}"):
+        with classified(f"creating volume {name}"):
             vol = pool.createXML(xml_for(name, size, fmt), 0)
-            if self.is_local:
-                self._copy_into(local, str(vol.path()))
-            else:
-                self._send(vol, local)
+        self.upload_into(vol, local)
         self.mark(pool, done_marker)
         return str(vol.path())
 

@@ -282,20 +282,22 @@ class Vm:
     def _answers_after_load(self, deadline: float) -> bool:
         """Whether the guest loaded in place answers SSH within ``deadline`` seconds; when
         it does not (or crashes), the timeline says so and why."""
-        end = time.monotonic() + deadline
-        delay = 0.05
-        while time.monotonic() < end:
+        def back() -> str | None:
             if self.crashed():
-                self.timeline.add("the guest crashed right after the in-place load: "
-                                  "libvirt's revert instead")
-                return False
-            if self.handle.alive():
-                return True
-            time.sleep(delay)
-            delay = min(delay * 2, 0.25)
-        self.timeline.add(f"the guest loaded in place did not answer SSH within "
-                          f"{deadline:.0f}s: libvirt's revert instead")
-        return False
+                return "crashed"
+            return "answers" if self.handle.alive() else None
+        try:
+            how = wait_for(f"{self.name} to answer SSH after the in-place load", back,
+                           deadline, interval=0.05, max_interval=0.25)
+        except DeadlineExceeded:
+            self.timeline.add(f"the guest loaded in place did not answer SSH within "
+                              f"{deadline:.0f}s: libvirt's revert instead")
+            return False
+        if how == "crashed":
+            self.timeline.add("the guest crashed right after the in-place load: "
+                              "libvirt's revert instead")
+            return False
+        return True
 
     def agent_alive(self, deadline: float = agent.PING_DEADLINE_S) -> bool:
         """Whether the guest agent answers over virtio-serial (never raises a LabFailure)."""

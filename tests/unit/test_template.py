@@ -141,7 +141,10 @@ def test_each_host_keeps_its_own_template(tmp_path: Path) -> None:
     local = template.TemplateCache(tmp_path / "state")
     host2 = template.TemplateCache(tmp_path / "state", "host2")
     local.store("a" * 24, src, 1.0)
-    host2.store_from("b" * 24, lambda tmp: tmp.write_bytes(src.read_bytes()), 2.0)
+    def fetch(tmp: Path) -> None:  # as a download from host2's pool writes it
+        tmp.write_bytes(src.read_bytes())
+
+    host2.store_from("b" * 24, fetch, 2.0)
     local.store("c" * 24, src, 1.0)  # a new local key: the old local one goes
     assert local.lookup("a" * 24) is None and local.lookup("c" * 24) is not None
     found = host2.lookup("b" * 24)
