@@ -527,12 +527,28 @@ def start(state_dir: Path, uri: str, vms: Mapping[str, Path]) -> int:
     tmp = pid_file(state_dir).with_suffix(".tmp")
     tmp.write_text(f"{proc.pid}\n")
     os.replace(tmp, pid_file(state_dir))
+    _launched[Path(state_dir).resolve()] = (proc, time.monotonic())
+    return proc.pid
+
+
+#: keepers this process launched and has not confirmed yet (state dir -> process, when)
+_launched: dict[Path, tuple[subprocess.Popen[bytes], float]] = {}
+
+
+def confirm(state_dir: Path, settle_s: float = 0.3) -> None:
+    """Raise one LabFailure if the keeper :func:`start` launched for ``state_dir`` has
+    exited (a keeper that cannot even start); called before the VMs whose consoles it
+    keeps are started, so the launch costs no wait of its own: ``settle_s`` is only
+    waited out for what is left of it since the launch."""
+    launched = _launched.pop(Path(state_dir).resolve(), None)
+    if launched is None:
+        return
+    proc, at = launched
     with suppress(subprocess.TimeoutExpired):
-        rc = proc.wait(0.3)  # a keeper that cannot even start says so at once
+        rc = proc.wait(max(0.0, at + settle_s - time.monotonic()))
         pid_file(state_dir).unlink(missing_ok=True)
         raise LabFailure(f"the console keeper exited at once (exit code {rc})",
-                         hint=f"see {logfile}")
-    return proc.pid
+                         hint=f"see {log_path(state_dir)}")
 
 
 def stop(state_dir: Path, timeout: float = STOP_TIMEOUT_S) -> bool:

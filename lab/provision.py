@@ -121,6 +121,7 @@ def _up_on_host(hv: Hypervisor, ctx: VmContext, pool_path: str,
         return []
     _ensure_networks(hv, ctx.plan, ctx.owner_run, ctx.me, progress)
     boot = _upload_image(hv, ctx.config, ctx.image, ctx.me, pool_path, progress)
+    console_keeper.confirm(ctx.config.state_dir)  # before a VM whose console it keeps
     ctx = dataclasses.replace(ctx, boot=boot)
     ctx = dataclasses.replace(ctx, template=_template(hv, ctx, progress))
     return _bring_up_all(hv, ctx, progress)

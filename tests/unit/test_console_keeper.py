@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 
 from lab import console_keeper
 from lab.console_keeper import ConsoleFile, bounded
+from lab.errors import LabFailure
 
 
 def test_a_console_file_appends_and_marks_on_a_line_of_its_own(tmp_path: Path) -> None:
@@ -94,6 +96,7 @@ def test_start_and_stop_the_keeper_process(tmp_path: Path) -> None:
     one = {"test": tmp_path / "consoles" / "test.log"}
     pid = console_keeper.start(tmp_path, "test:///default", one)
     try:
+        console_keeper.confirm(tmp_path)  # it runs: no error
         assert console_keeper.running(tmp_path) == pid
         assert (tmp_path / "console-keeper.pid").read_text() == f"{pid}\n"
         _wait_for_log(tmp_path, b"console not open")
@@ -113,6 +116,24 @@ def test_start_and_stop_the_keeper_process(tmp_path: Path) -> None:
     assert not (tmp_path / "console-keeper.json").exists()
     assert not Path(f"/proc/{pid}").exists()
     assert b"keeper exits" in (tmp_path / "logs" / "console-keeper.log").read_bytes()
+
+
+def test_a_keeper_that_exits_at_once_is_one_lab_failure_when_confirmed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """start() does not wait; confirm() (before the VMs start) names the exit code and
+    the keeper's log, and forgets the pid file."""
+    monkeypatch.setattr(console_keeper, "command", lambda _state: [
+        sys.executable, "-c", "import sys; sys.stderr.write('no libvirt here\\n'); sys.exit(3)"])
+    t0 = time.monotonic()
+    console_keeper.start(tmp_path, "test:///default", {"test": tmp_path / "test.log"})
+    assert time.monotonic() - t0 < 0.25  # the launch itself does not wait
+    with pytest.raises(LabFailure) as failed:
+        console_keeper.confirm(tmp_path)
+    assert "exited at once (exit code 3)" in str(failed.value)
+    assert str(tmp_path / "logs" / "console-keeper.log") in (failed.value.hint or "")
+    assert b"no libvirt here" in (tmp_path / "logs" / "console-keeper.log").read_bytes()
+    assert not (tmp_path / "console-keeper.pid").exists()
+    console_keeper.confirm(tmp_path)  # confirmed once: nothing left to check
 
 
 def test_a_pid_file_naming_another_process_is_not_a_keeper(tmp_path: Path) -> None:
