@@ -509,7 +509,17 @@ def running(state_dir: Path) -> int | None:
 def start(state_dir: Path, uri: str, vms: Mapping[str, Path]) -> int:
     """Keep the consoles ``vms`` (domain -> controller file) of ``uri`` (replacing what was
     kept for that URI; other URIs' consoles stay) and return the keeper's pid: the
-    running keeper takes the change over, or one is launched detached."""
+    running keeper takes the change over, or one is launched detached. Hosts brought up
+    at once call this from their own threads: one at a time."""
+    with _starting:
+        return _start(state_dir, uri, vms)
+
+
+#: serializes :func:`start` within this process (one spec file, one keeper per lab)
+_starting = threading.Lock()
+
+
+def _start(state_dir: Path, uri: str, vms: Mapping[str, Path]) -> int:
     spec = read_spec(state_dir)
     spec[uri] = {dom: str(Path(path).resolve()) for dom, path in sorted(vms.items())}
     _write_spec(state_dir, spec)

@@ -6,6 +6,7 @@ is in (define, boot, ssh, snapshot...) for such a sink; plain output ignores it.
 
 from __future__ import annotations
 
+import copy
 import sys
 import threading
 import time
@@ -48,7 +49,11 @@ class Progress:
     def elapsed(self) -> float:
         return time.monotonic() - self._start
 
-    def __call__(self, message: str, subject: str = "lab") -> None:
+    #: the subject of a line that names none
+    _default = "lab"
+
+    def __call__(self, message: str, subject: str | None = None) -> None:
+        subject = subject or self._default
         line = f"[{self.elapsed():6.1f}s] {subject}: {message}"
         with self._lock:
             if self._sink is not None:
@@ -95,6 +100,13 @@ class Progress:
 
     def for_subject(self, subject: str) -> SubjectProgress:
         return SubjectProgress(self, subject)
+
+    def on_host(self, host: str) -> Progress:
+        """The same output (clock, lock, log, sink) whose lab-wide lines are ``host``'s:
+        hosts brought up at once each say which host a line is about."""
+        view = copy.copy(self)
+        view._default = host
+        return view
 
 
 class SubjectProgress:

@@ -8,9 +8,11 @@ changes nothing, and a run after a lost VM recreates just that VM.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import secrets
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,13 +107,42 @@ def up(config: LabConfig, progress: Progress, first_boot: bool = True) -> invent
         ctx = VmContext(config=config, plan=plan.on_host("local"), owner_run=run, me=me,
                         domain_type=accel.domain_type(accel_choice),
                         boot=BootFiles("", 0), image=image, kind=kind, first_boot=first_boot)
-        entries = _up_on_host(hv, ctx, config.pool_path, progress)
         targets = hosts.targets(config, progress)
+        jobs: dict[str, Callable[[], list[inventory.VmEntry]]] = {
+            "local": functools.partial(_up_on_host, hv, ctx, config.pool_path, progress)}
         for target in targets:
-            entries += _up_on_remote(target, dataclasses.replace(
+            jobs[target.name] = functools.partial(_up_on_remote, target, dataclasses.replace(
                 ctx, plan=plan.on_host(target.name), host=target.name,
-                gateway=target.gateway, console_dir=target.console_dir), progress)
+                gateway=target.gateway, console_dir=target.console_dir),
+                progress.on_host(target.name))
+        entries = _on_every_host(jobs)
         return _write_inventory(dataclasses.replace(ctx, plan=plan), entries, targets)
+
+
+def _on_every_host(jobs: dict[str, Callable[[], list[inventory.VmEntry]]]
+                   ) -> list[inventory.VmEntry]:
+    """Each host's bring-up at the same time (a lab of N hosts takes about as long as its
+    slowest, not their sum); every host finishes its work before a failure is raised:
+    one host's own error as it is, several as one LabFailure naming each host."""
+    if len(jobs) == 1:
+        return next(iter(jobs.values()))()
+    entries: list[inventory.VmEntry] = []
+    failures: dict[str, LabError] = {}
+    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="host") as pool:
+        futures = {name: pool.submit(job) for name, job in jobs.items()}
+        for name, fut in futures.items():
+            try:
+                entries += fut.result()
+            except LabError as exc:
+                failures[name] = exc
+    if len(failures) == 1:
+        raise next(iter(failures.values()))
+    if failures:
+        raise LabFailure(f"{len(failures)} of {len(jobs)} hosts did not come up:\n  "
+                         + "\n  ".join(f"{name}: {exc}" for name, exc in failures.items()),
+                         hint="`lab down` removes everything, `lab up` retries only what "
+                              "is missing")
+    return entries
 
 
 def _up_on_host(hv: Hypervisor, ctx: VmContext, pool_path: str,
@@ -129,7 +160,7 @@ def _up_on_host(hv: Hypervisor, ctx: VmContext, pool_path: str,
 
 def _up_on_remote(target: hosts.HostTarget, ctx: VmContext,
                   progress: Progress) -> list[inventory.VmEntry]:
-    progress(f"host {target.name} ({target.kind}): {len(ctx.plan.vms)} VMs, "
+    progress(f"{target.kind} host {target.name}: {len(ctx.plan.vms)} VMs, "
              f"pool {target.pool_path}")
     with Hypervisor(target.uri, str(ctx.config.path)) as hv:
         hv.check()
