@@ -29,7 +29,6 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -496,11 +495,3 @@ class NamespaceHost:
         return stopped
 
 
-def wait_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
-    """The pids still alive after ``timeout`` (an exiting process may take a moment)."""
-    deadline = time.monotonic() + timeout
-    alive = [p for p in pids if not _gone(p)]
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.1)
-        alive = [p for p in alive if not _gone(p)]
-    return alive

@@ -236,6 +236,7 @@ def stop_stragglers(ns: str, ours: frozenset[str], spare: set[int]) -> list[str]
     """Stop the processes left in namespace ``ns`` whose name is in ``ours`` (what the
     lab's daemons start); name the others, which are left running. One line each."""
     lines: list[str] = []
+    others: dict[int, str] = {}
     for pid in netns.pids(ns):
         if pid in spare or _gone(pid):
             continue
@@ -244,8 +245,26 @@ def stop_stragglers(ns: str, ours: frozenset[str], spare: set[int]) -> list[str]
             _terminate(pid)
             lines.append(f"{comm} (pid {pid}, left in the namespace)")
         else:
-            lines.append(f"nothing: {comm} (pid {pid}) is not the lab's, left running")
+            others[pid] = comm
+    # a login shell of a session the stopped sshd served ends with it: only what is
+    # still there after a moment is somebody else's
+    for pid in wait_gone(list(others), OTHERS_GRACE_S):
+        lines.append(f"nothing: {others[pid]} (pid {pid}) is not the lab's, left running")
     return lines
+
+
+#: How long stop_stragglers lets other processes end after the lab's have stopped.
+OTHERS_GRACE_S = 2.0
+
+
+def wait_gone(pids: list[int], timeout: float = 10.0) -> list[int]:
+    """The pids still alive after ``timeout`` (an exiting process may take a moment)."""
+    deadline = time.monotonic() + timeout
+    alive = [p for p in pids if not _gone(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in alive if not _gone(p)]
+    return alive
 
 
 #: Processes the sandbox daemons start; only these are stopped when left behind.

@@ -42,8 +42,8 @@ from lab.hostagent import (
 from lab.hosts import HostTarget
 from lab.l2probe import ProbeReply
 from lab.load import ErrorClass, LoadResult, LoadSpec, Target
-from lab.nshost import HostSpec, NamespaceHost, wait_gone
-from lab.sandbox import RUN_DIR
+from lab.nshost import HostSpec, NamespaceHost
+from lab.sandbox import RUN_DIR, wait_gone
 from lab.teardown import remove_host_agent_dir
 
 CONTROLLER_NS = "dlctlia"

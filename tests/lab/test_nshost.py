@@ -24,8 +24,8 @@ from labtier import require_lab_host
 
 from lab import netns
 from lab.errors import LabFailure
-from lab.nshost import HostSpec, NamespaceHost, wait_gone
-from lab.sandbox import RUN_DIR
+from lab.nshost import HostSpec, NamespaceHost
+from lab.sandbox import RUN_DIR, wait_gone
 
 CONTROLLER_NS = "dlctl2"
 #: a guest-like network (a bridge, as libvirt makes) inside the host only: the controller
