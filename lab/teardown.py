@@ -7,7 +7,9 @@ idempotent: a second run finds nothing and says so.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePosixPath
+from typing import Any
 
 import paramiko
 
@@ -34,9 +36,10 @@ def down(config: LabConfig, progress: Progress) -> int:
     else:
         hv = open_host(config, progress, start=True)
         assert hv is not None
-        with hv:
+        with hv, ThreadPoolExecutor(max_workers=1, thread_name_prefix="hosts") as side:
+            on_hosts = side.submit(_down_on_hosts, config, me, progress)  # meanwhile
             removed = _remove_objects(hv, config, me, progress, config.pool_path)
-            removed += _down_on_hosts(config, me, progress)
+            removed += on_hosts.result()
             others = hv.lab_object_names() if plan.use_sandbox else []
     if others:
         progress(f"sandbox libvirtd kept: it still holds {', '.join(others)}")
@@ -65,44 +68,54 @@ def _stop_sandbox(sandbox: Sandbox, progress: Progress) -> None:
 def _down_on_hosts(config: LabConfig, me: identity.Identity, progress: Progress) -> int:
     """The lab's objects on every [[hosts]] host, then its namespace hosts stopped. An
     unreachable host is reported (its objects stay) and the others go on."""
-    removed = 0
     console_keeper.stop(config.state_dir)
-    for target in hosts.targets(config, progress, start=False):
-        if target.kind == "namespace" and not hosts.namespace_host_running(config, target.name):
-            progress(f"host {target.name}: namespace host not running (nothing of the lab "
-                     "can be left in it)")
-            continue
-        try:
-            with Hypervisor(target.uri, str(config.path)) as hv:
-                hv.check()
-                progress(f"host {target.name}: removing the lab's objects")
-                removed += _remove_objects(hv, config, me, progress, target.pool_path)
-        except LabFailure as exc:
-            progress(f"host {target.name} unreachable, its objects are left: {exc.summary} "
-                     "(run `lab down` again once it answers)")
-        remove_host_agent_dir(config.lab.name, target, progress)
+    targets = hosts.targets(config, progress, start=False)
+    with ThreadPoolExecutor(max_workers=max(1, len(targets)), thread_name_prefix="host") as pool:
+        done = [pool.submit(_down_on_host, target, config, me, progress.on_host(target.name))
+                for target in targets]
+    removed = sum(fut.result() for fut in done)
     hosts.stop_namespace_hosts(config, progress)
+    return removed
+
+
+def _down_on_host(target: hosts.HostTarget, config: LabConfig, me: identity.Identity,
+                  progress: Progress) -> int:
+    """The lab's objects on one [[hosts]] host and its host agent directory there."""
+    if target.kind == "namespace" and not hosts.namespace_host_running(config, target.name):
+        progress("namespace host not running (nothing of the lab can be left in it)")
+        return 0
+    removed = 0
+    try:
+        with Hypervisor(target.uri, str(config.path)) as hv:
+            hv.check()
+            progress("removing the lab's objects")
+            removed = _remove_objects(hv, config, me, progress, target.pool_path)
+    except LabFailure as exc:
+        progress(f"unreachable, its objects are left: {exc.summary} "
+                 "(run `lab down` again once it answers)")
+    remove_host_agent_dir(config.lab.name, target, progress)
     return removed
 
 
 def remove_host_agent_dir(lab: str, target: hosts.HostTarget, progress: Callable[[str], None],
                           base: PurePosixPath = hostagent.AGENT_DIR) -> None:
     """Lab ``lab``'s host agent directory on ``target`` (only that one), over its
-    gateway; an unreachable host is reported and its directory left."""
+    gateway; an unreachable host is reported and its directory left. ``progress`` is
+    the host's own (its lines do not name it)."""
     path = hostagent.lab_agent_dir(lab, base)
     try:
         removed = hostagent.remove_agent_dir(gateway.transport(target.gateway), path)
     except LabError as exc:
-        progress(f"host {target.name} unreachable, the host agent's directory {path} is "
-                 f"left: {exc.summary} (run `lab down` again once it answers)")
+        progress(f"unreachable, the host agent's directory {path} is left: {exc.summary} "
+                 "(run `lab down` again once it answers)")
         return
     except (OSError, EOFError, paramiko.SSHException) as exc:
-        progress(f"host {target.name}: the host agent's directory {path} is left: {exc} "
+        progress(f"the host agent's directory {path} is left: {exc} "
                  "(run `lab down` again once it answers)")
         return
     finally:
         gateway.close(target.gateway)
-    progress(f"host {target.name}: host agent directory {path} "
+    progress(f"host agent directory {path} "
              + ("removed" if removed else "absent (no agent ran there)"))
 
 
@@ -112,13 +125,22 @@ def _remove_objects(hv: Hypervisor, config: LabConfig, me: identity.Identity,
     removed = 0
     foreign: list[str] = []
     states: set[str] = set()
+    mine = []
     for dom, owner in hv.owned_domains(lab):
         if not identity.owns(me, lab, owner.lab, owner.install):
             foreign.append(f"domain {dom.name()}")
             states.add(owner.state_dir or "?")
             continue
-        hv.remove_domain(dom)
-        progress(f"domain {dom.name()} (run {owner.run}) removed with its snapshots")
+        mine.append((dom, owner))
+
+    def remove(dom: Any, run: str) -> None:
+        hv.remove_domain(dom)  # each QEMU takes a second or two to end: all at once
+        progress(f"domain {dom.name()} (run {run}) removed with its snapshots")
+
+    with ThreadPoolExecutor(max_workers=max(1, len(mine)), thread_name_prefix="down") as pool:
+        done = [pool.submit(remove, dom, owner.run) for dom, owner in mine]
+    for fut in done:
+        fut.result()  # the first failure, once every domain had its try
         removed += 1
     for net, owner in hv.owned_networks(lab):
         if not identity.owns(me, lab, owner.lab, owner.install):

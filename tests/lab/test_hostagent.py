@@ -435,6 +435,7 @@ def test_lab_down_removes_only_the_labs_agent_directory(
     starts, stays; a second run finds none; an unreachable host is one progress line."""
     _, remote, host = sides
     assert isinstance(remote.instruments, RemoteInstruments)
+    remote.instruments.ensure_agent()  # the fixture's lab has its own (run alone too)
     mine = agent_dir(host, "dliadown")
     with RemoteInstruments("hia", remote.instruments.transport, agent_dir=mine,
                            cache_dir=remote.instruments.cache_dir) as down_lab:
@@ -457,10 +458,9 @@ def test_lab_down_removes_only_the_labs_agent_directory(
     assert not pushed.exists() and not Path(str(mine)).exists()
     assert (outside / "keep").read_text() == "another lab's\n"
     assert Path(str(agent_dir(host))).is_dir()  # the fixture's lab: untouched
-    assert said[:2] == [f"host hia: host agent directory {mine} removed",
-                        f"host hia: host agent directory {mine} absent (no agent ran there)"]
-    assert said[2].startswith(f"host hia unreachable, the host agent's directory {mine} "
-                              "is left: ")
+    assert said[:2] == [f"host agent directory {mine} removed",
+                        f"host agent directory {mine} absent (no agent ran there)"]
+    assert said[2].startswith(f"unreachable, the host agent's directory {mine} is left: ")
     assert len(said) == 3
 
 
