@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from lab import netns
 from lab.config import HostKind, HostSection, LabConfig
 from lab.gateway import Gateway
 from lab.nshost import HostSpec, NamespaceHost, write_ssh_wrapper
@@ -56,6 +57,9 @@ def targets(config: LabConfig, say: Callable[[str], None], start: bool = True
                 say(f"starting namespace host {section.name} (own network namespace "
                     f"{host.spec.netns}, libvirtd and sshd at {host.spec.addr})")
                 host.start()
+            elif start and host.relink():
+                say(f"namespace host {section.name}: its link to the sandbox was gone (the "
+                    "sandbox was started again since); made again")
             gateway = Gateway(section.name, host.spec.addr, 22, "root",
                               str(host.ssh.client_key), str(host.ssh.known_hosts))
             found.append(HostTarget(section.name, "namespace", host.uri("ssh"), pool, gateway))
@@ -78,6 +82,21 @@ def stop_namespace_hosts(config: LabConfig, say: Callable[[str], None]) -> None:
             if host.state() is not None:
                 for line in host.stop():
                     say(f"namespace host {section.name}: stopped {line}")
+
+
+def relinked_namespace_host(config: LabConfig, name: str, say: Callable[[str], None]) -> bool:
+    """Namespace host ``name`` of the lab linked to the sandbox again if it lost its link
+    (:meth:`NamespaceHost.relink`); False when it cannot be: the sandbox's namespace is
+    gone, and the host is reached only once it is stopped and started again."""
+    for section in config.hosts:
+        if section.name == name and section.kind is HostKind.NAMESPACE:
+            host = namespace_host(section)
+            if not netns.exists(host.spec.controller_netns):
+                return False
+            if host.relink():
+                say("its link to the sandbox was gone (the sandbox was started again "
+                    "since); made again")
+    return True
 
 
 def namespace_host_running(config: LabConfig, name: str) -> bool:

@@ -40,6 +40,17 @@ def delete(name: str) -> None:
         ip("netns", "delete", name)
 
 
+def links(name: str, kind: str | None = None) -> list[str]:
+    """The names of namespace ``name``'s network devices (only veths: ``kind="veth"``);
+    none when the namespace does not exist."""
+    if not exists(name):
+        return []
+    args = ["-n", name, "-o", "link", "show", *(["type", kind] if kind else [])]
+    # "7: dlh2c@if6: <BROADCAST,...> ...": the name ends at "@" (a pair's peer) or ":"
+    return [line.split(":", 2)[1].strip().split("@", 1)[0]
+            for line in ip(*args).splitlines() if line.count(":") >= 2]
+
+
 def pids(name: str) -> list[int]:
     """PIDs of every process whose network namespace is ``name``."""
     if not exists(name):

@@ -360,12 +360,33 @@ class NamespaceHost:
     def _record(self, state: HostState) -> None:
         _write(self.state_file, json.dumps(asdict(state), indent=2))
 
+    def linked(self) -> bool:
+        """Its veth pair is there: the controller's end in the controller's namespace."""
+        return self.spec.veth[0] in netns.links(self.spec.controller_netns)
+
+    def relink(self) -> bool:
+        """The veth pair of a running host made again when the controller's namespace lost
+        its end (the sandbox was stopped and started again since: its VMs and libvirt
+        objects are all still there, only unreachable). True when it was made again;
+        LabFailure when the controller's namespace does not exist."""
+        spec = self.spec
+        if not netns.exists(spec.controller_netns):
+            raise LabFailure(f"namespace host {spec.name}: controller namespace "
+                             f"{spec.controller_netns} does not exist",
+                             hint="start the lab's sandbox first (`lab up`)")
+        if self.linked():
+            return False
+        if spec.veth[1] in netns.links(spec.netns):
+            netns.ip("-n", spec.netns, "link", "del", spec.veth[1])
+        self._link()
+        return True
+
     def _link(self) -> None:
         """The veth pair: controller end in the controller's namespace, host end in ours."""
         spec = self.spec
         ctl, host = spec.veth
         ctl_ns = spec.controller_netns
-        if ctl in netns.ip("-n", ctl_ns, "-o", "link", "show"):
+        if ctl in netns.links(ctl_ns):
             netns.ip("-n", ctl_ns, "link", "del", ctl)  # left by a killed run
         netns.ip("-n", ctl_ns, "link", "add", ctl, "type", "veth",
                  "peer", "name", host, "netns", spec.netns)
@@ -478,8 +499,7 @@ class NamespaceHost:
                     stopped.append(f"{name} (pid {pid})")
         stopped += stop_stragglers(spec.netns, HOST_CHILDREN, {os.getpid()})
         ctl = spec.veth[0]
-        if netns.exists(spec.controller_netns) and \
-                ctl in netns.ip("-n", spec.controller_netns, "-o", "link", "show"):
+        if ctl in netns.links(spec.controller_netns):
             netns.ip("-n", spec.controller_netns, "link", "del", ctl)
             stopped.append(f"veth {ctl}")
         if netns.exists(spec.netns):

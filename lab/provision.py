@@ -160,7 +160,7 @@ def _up_on_host(hv: Hypervisor, ctx: VmContext, pool_path: str,
 
 def _up_on_remote(target: hosts.HostTarget, ctx: VmContext,
                   progress: Progress) -> list[inventory.VmEntry]:
-    progress(f"{target.kind} host {target.name}: {len(ctx.plan.vms)} VMs, "
+    progress(f"{target.kind} host: {len(ctx.plan.vms)} VMs, "
              f"pool {target.pool_path}")
     with Hypervisor(target.uri, str(ctx.config.path)) as hv:
         hv.check()

@@ -32,7 +32,9 @@ def down(config: LabConfig, progress: Progress) -> int:
     removed = 0
     others: list[str] = []
     if plan.use_sandbox and sandbox.state() is None:
-        progress("no sandbox recorded: nothing runs for this lab")
+        progress("no sandbox recorded: nothing runs for this lab here")
+        if config.hosts:
+            removed = _down_on_hosts(config, me, progress)
     else:
         hv = open_host(config, progress, start=True)
         assert hv is not None
@@ -40,7 +42,7 @@ def down(config: LabConfig, progress: Progress) -> int:
             on_hosts = side.submit(_down_on_hosts, config, me, progress)  # meanwhile
             removed = _remove_objects(hv, config, me, progress, config.pool_path)
             removed += on_hosts.result()
-            others = hv.lab_object_names() if plan.use_sandbox else []
+            others = hv.lab_object_names() + _joined(sandbox) if plan.use_sandbox else []
     if others:
         progress(f"sandbox libvirtd kept: it still holds {', '.join(others)}")
     elif plan.use_sandbox:
@@ -50,6 +52,13 @@ def down(config: LabConfig, progress: Progress) -> int:
         path.unlink(missing_ok=True)
     progress(f"lab {config.lab.name} is down ({removed} libvirt objects removed)")
     return removed
+
+
+def _joined(sandbox: Sandbox) -> list[str]:
+    """The veth pairs of other labs' namespace hosts in the sandbox's namespace (this
+    lab's are stopped by now): stopping the sandbox would cut those hosts off."""
+    return [f"the link {name} of a namespace host" for name in netns.links(sandbox.netns,
+                                                                            "veth")]
 
 
 def _stop_sandbox(sandbox: Sandbox, progress: Progress) -> None:
@@ -83,6 +92,11 @@ def _down_on_host(target: hosts.HostTarget, config: LabConfig, me: identity.Iden
     """The lab's objects on one [[hosts]] host and its host agent directory there."""
     if target.kind == "namespace" and not hosts.namespace_host_running(config, target.name):
         progress("namespace host not running (nothing of the lab can be left in it)")
+        return 0
+    if target.kind == "namespace" and \
+            not hosts.relinked_namespace_host(config, target.name, progress):
+        progress("its link went with the sandbox's namespace: the lab's objects there "
+                 "go with the host when it is stopped")
         return 0
     removed = 0
     try:

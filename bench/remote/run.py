@@ -54,14 +54,14 @@ acceleration = "tcg"
 kind = "linux-micro"
 
 [network]
-management = "192.168.220.0/24"
-test = ["192.168.221.0/24"]
+management = "192.168.{mgmt}.0/24"
+test = ["192.168.{test}.0/24"]
 
 [vms]
 names = ["{vm}"]
 test_nics = ["virtio"]
-# both VMs boot: the lab's template (issue 13) serves only the local host so far, and
-# this bench measures what the second host costs, not the template
+# both VMs boot: this bench measures what the second host costs, not the template
+# (issue 13), which would hide the boot both sides share
 template = false
 """
 HOSTS = f'\n[[hosts]]\nname = "{HOST}"\nkind = "namespace"\nvms = ["{VM}"]\n'
@@ -89,7 +89,10 @@ class Side:
 
     def write(self) -> None:
         STATE.mkdir(parents=True, exist_ok=True)
-        text = CONFIG.format(name=self.name, vm=VM, pool=STATE / f"{self.name}-pool")
+        # each its own subnets: both labs are up at once while SSH is timed
+        mgmt = 238 if self.remote else 220
+        text = CONFIG.format(name=self.name, vm=VM, pool=STATE / f"{self.name}-pool",
+                             mgmt=mgmt, test=mgmt + 1)
         self.config.write_text(text + (HOSTS if self.remote else ""))
         seed(STATE / self.name)
 
@@ -139,19 +142,27 @@ def record_up(side: Side, wall: float, log: str) -> None:
     side.sandbox_starts += any("starting the lab's own libvirtd" in t for _, _, t in lines)
 
 
-def one_round(side: Side, ssh_rounds: int) -> None:
-    """`lab up` from down (timed), SSH timings when asked, `lab down` (timed)."""
+def one_round(side: Side) -> None:
+    """`lab up` from down (timed), then `lab down` (timed)."""
     wall, log = lab(side, "up")
     record_up(side, wall, log)
-    if ssh_rounds:
-        side.ssh = measure(load_config(side.config), VM, ssh_rounds)
     took, _ = lab(side, "down")
     side.down.append(took)
 
 
+def time_ssh(local: Side, remote: Side, rounds: int) -> None:
+    """Both labs up at once, SSH rounds to each interleaved, both down again."""
+    for side in (local, remote):
+        lab(side, "up")
+    local.ssh, remote.ssh = measure(load_config(local.config), load_config(remote.config),
+                                    VM, rounds)
+    for side in (local, remote):
+        lab(side, "down")
+
+
 def provision(sides: list[Side], runs: int, ssh_rounds: int) -> None:
     """Images first (untimed), one untimed up/down each, then ``runs`` rounds with the
-    order of the two labs alternating; SSH is timed in the last round."""
+    order of the two labs alternating; then SSH, with both labs up."""
     for side in sides:
         side.write()
         lab(side, "down")
@@ -164,7 +175,8 @@ def provision(sides: list[Side], runs: int, ssh_rounds: int) -> None:
             for side in (sides if i % 2 == 0 else sides[::-1]):
                 print(f"round {i + 1}/{runs}: {side.name} ({'remote' if side.remote else 'local'})",
                       file=sys.stderr, flush=True)
-                one_round(side, ssh_rounds if i == runs - 1 else 0)
+                one_round(side)
+        time_ssh(sides[0], sides[1], ssh_rounds)
     finally:
         for side in sides:
             subprocess.run([sys.executable, "-m", "lab", "-c", str(side.config), "down"],
@@ -248,7 +260,7 @@ def report(local: Side, remote: Side, runs: int, ssh_rounds: int) -> tuple[str, 
         f"1 micro VM; local = lab `{local.name}` (sandbox libvirtd), remote = lab "
         f"`{remote.name}` (namespace host `{HOST}`, same machine, same image). Each figure: "
         f"median (min-max); `lab up`/`down`: {runs} runs each from down, interleaved; SSH: "
-        f"{ssh_rounds} rounds each.", "",
+        f"{ssh_rounds} rounds each, local and remote alternating with both labs up.", "",
         "| measurement | local | remote | ratio remote/local | target | verdict |",
         "|---|---:|---:|---:|---|---|",
     ]
@@ -275,7 +287,7 @@ def report(local: Side, remote: Side, runs: int, ssh_rounds: int) -> tuple[str, 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="`lab up` runs per side")
-    parser.add_argument("--ssh-rounds", type=int, default=10, help="SSH rounds per figure")
+    parser.add_argument("--ssh-rounds", type=int, default=30, help="SSH rounds per figure")
     parser.add_argument("--out", type=Path, default=OUT, help="the table (markdown)")
     args = parser.parse_args()
     if args.out.resolve().is_relative_to(REPO / "bench" / "results"):

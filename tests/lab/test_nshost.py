@@ -180,6 +180,29 @@ def test_direct_tcpip_reaches_a_guest_address_only_through_the_host(
             listener.wait(timeout=10)
 
 
+def test_a_host_cut_off_by_a_new_controller_namespace_is_linked_again(
+        host2: NamespaceHost) -> None:
+    """The sandbox stopped and started again (its namespace made anew) takes the
+    controller's end of the veth pair with it: the running host, its libvirtd and
+    sshd are untouched but unreachable until relink() makes the pair again."""
+    ctl = host2.spec.controller_netns
+    assert host2.linked() and host2.relink() is False  # nothing to do
+    netns.delete(ctl)
+    with pytest.raises(LabFailure, match=f"controller namespace {ctl} does not exist"):
+        host2.relink()
+    netns.create(ctl)
+    assert not host2.linked() and host2.running()
+    with netns.inside(ctl), pytest.raises(OSError):  # no route to it now
+        socket.create_connection((host2.spec.addr, 22), timeout=2).close()
+    assert host2.relink() is True
+    assert host2.linked() and host2.spec.veth[0] in netns.links(ctl, "veth")
+    conn = _open(host2, host2.uri("ssh"))  # the same sshd and libvirtd answer again
+    try:
+        assert conn.getLibVersion() >= 9_000_000
+    finally:
+        conn.close()
+
+
 def test_stop_leaves_nothing(controller: str) -> None:
     run_dir = RUN_DIR / "hosts" / "host2-test"
     host = NamespaceHost(HostSpec(controller_netns=controller, run_dir=run_dir))
@@ -196,7 +219,7 @@ def test_stop_leaves_nothing(controller: str) -> None:
     assert any(line.startswith("libvirtd") for line in stopped), stopped
     assert not netns.exists(st.netns)
     assert wait_gone(pids) == []
-    assert host.spec.veth[0] not in netns.ip("-n", controller, "-o", "link", "show")
+    assert host.spec.veth[0] not in netns.links(controller)
     assert not run_dir.exists()
     assert not run_dir.parent.exists()  # hosts/: no other namespace host here
     for mountpoint in st.made_mountpoints:

@@ -1,6 +1,8 @@
 """What a stopped namespace leaves behind (lab.sandbox.stop_stragglers), with real
 processes in a network namespace of the test's own: the lab's kinds are stopped, a
-shell that ends with them is not reported, anybody else's process is named and left."""
+shell that ends with them is not reported, anybody else's process is named and left.
+And what keeps the sandbox from being stopped: another lab's namespace host joined to
+its namespace by a veth pair (lab.teardown._joined)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ import pytest
 from labtier import require_lab_host
 
 from lab import netns
-from lab.sandbox import _gone, stop_stragglers, wait_gone
+from lab.sandbox import Sandbox, _gone, stop_stragglers, wait_gone
+from lab.teardown import _joined
 
 NS = "dlstray"
 
@@ -60,3 +63,12 @@ def test_a_shell_ending_with_the_labs_process_is_not_called_somebody_elses(ns: s
                 proc.kill()
                 proc.wait(5)
     assert wait_gone([session.pid, other.pid], 5) == []
+
+
+def test_a_namespace_host_joined_to_the_sandbox_keeps_it(ns: str) -> None:
+    sandbox = Sandbox(netns_name=ns)  # this test's namespace plays the sandbox's
+    assert _joined(sandbox) == []  # only lo: nothing joined
+    netns.ip("-n", ns, "link", "add", "dlstrayc", "type", "veth", "peer", "name", "dlstrayh")
+    netns.ip("-n", ns, "link", "add", "dlstraybr", "type", "bridge")  # a lab network's
+    assert sorted(_joined(sandbox)) == ["the link dlstrayc of a namespace host",
+                                        "the link dlstrayh of a namespace host"]
