@@ -32,6 +32,7 @@ from typing import Any
 
 from lab import agent, domxml, template
 from lab.errors import LabFailure
+from lab.gateway import Gateway, run_on_host
 from lab.guests.base import GuestKind, RestoredIdentity
 from lab.hypervisor import Hypervisor
 from lab.plan import VmSpec
@@ -44,20 +45,35 @@ IDENTITY_DEADLINE_S = 30.0
 AGENT_PING_S = 3.0
 
 
-def fill_overlay(hv: Hypervisor, pool: Any, name: str, template_path: str) -> None:
+#: How long a host may take to copy the template into one VM's overlay.
+HOST_COPY_DEADLINE_S = 120.0
+
+
+def fill_overlay(hv: Hypervisor, pool: Any, name: str, made: template.Template,
+                 gateway: Gateway | None = None) -> str:
     """The VM's overlay volume ``name`` becomes a byte copy of the template's file: the
     same backing file (the golden image, as the template's host names it) and the saved
-    state. A copy on this machine, a stream through libvirtd to another host."""
+    state. A copy on this machine; on another host, a copy the host makes of the
+    template in its pool (over ``gateway``), else a stream through libvirtd. Returns
+    how it was made, for the progress line."""
     vol = hv.volume(pool, name)
     if vol is None:
         raise LabFailure(f"the overlay volume {name} is not in the pool to copy the "
                          "template into")
+    refused = ""
+    if made.host_path is not None and gateway is not None:
+        argv = ["cp", "--reflink=auto", "--", made.host_path, str(vol.path())]
+        status, err = run_on_host(gateway, argv, HOST_COPY_DEADLINE_S)
+        if status == 0:
+            return "copied on its host"
+        refused = f" (the host's copy failed, exit {status}: {err or 'no message'})"
     try:
-        hv.upload_into(vol, Path(template_path))
+        hv.upload_into(vol, Path(made.path))
     except LabFailure as exc:  # e.g. ENOSPC where the pool is
         raise LabFailure(f"copying the template into {name} failed: {exc.summary}",
                          hint="free space where the lab's pool_path is, or set "
                               "[vms] template = false") from exc
+    return ("streamed to its host" if not hv.is_local else "copied") + refused
 
 
 def restore(hv: Hypervisor, dom: Any, vm: VmSpec, kind: GuestKind, host_key: Path | None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shlex
 import socket
 import threading
 import time
@@ -171,6 +172,36 @@ class ChannelSocket:
         finally:
             if got:
                 self._lock.release()
+
+
+def run_on_host(gateway: Gateway, argv: list[str], timeout: float) -> tuple[int, str]:
+    """``argv`` (shell-quoted) run on the host over its gateway connection: its exit
+    status and the end of its stderr. Raises GatewayUnreachable when the host cannot be
+    reached or the command did not end within ``timeout`` (it may still be running)."""
+    end = time.monotonic() + timeout
+    link = transport(gateway, timeout)
+    try:
+        chan = link.open_session(timeout=_left(end))
+    except SSH_ERRORS as exc:
+        raise GatewayUnreachable(f"gateway {gateway.where}: opening a session failed: {exc}",
+                                 hint=_hint(gateway)) from None
+    timer = threading.Timer(_left(end), chan.close)  # exec_command has no deadline itself
+    timer.start()
+    with contextlib.closing(chan):
+        try:
+            chan.exec_command(shlex.join(argv))
+            if not chan.status_event.wait(_left(end)):
+                raise GatewayUnreachable(f"gateway {gateway.where}: {argv[0]} did not end "
+                                         f"within {timeout:.0f}s", hint=_hint(gateway))
+            status = chan.recv_exit_status()
+            chan.settimeout(max(0.1, _left(end)))
+            err = chan.recv_stderr(4096) if chan.recv_stderr_ready() else b""
+        except SSH_ERRORS as exc:
+            raise GatewayUnreachable(f"gateway {gateway.where}: running {argv[0]} failed: "
+                                     f"{exc}", hint=_hint(gateway)) from None
+        finally:
+            timer.cancel()
+    return status, err.decode(errors="replace").strip()[-300:]
 
 
 def close(gateway: Gateway | None = None) -> None:

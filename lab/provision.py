@@ -150,8 +150,11 @@ def _up_on_host(hv: Hypervisor, ctx: VmContext, pool_path: str,
     """Networks, the image's volumes and the VMs of one host (nothing when it runs none)."""
     if not ctx.plan.vms:
         return []
-    _ensure_networks(hv, ctx.plan, ctx.owner_run, ctx.me, progress)
-    boot = _upload_image(hv, ctx.config, ctx.image, ctx.me, pool_path, progress)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="networks") as side:
+        networks = side.submit(_ensure_networks, hv, ctx.plan, ctx.owner_run, ctx.me,
+                               progress)  # while the image uploads
+        boot = _upload_image(hv, ctx.config, ctx.image, ctx.me, pool_path, progress)
+        networks.result()
     console_keeper.confirm(ctx.config.state_dir)  # before a VM whose console it keeps
     ctx = dataclasses.replace(ctx, boot=boot)
     ctx = dataclasses.replace(ctx, template=_template(hv, ctx, progress))
@@ -278,30 +281,36 @@ def _upload_image(hv: Hypervisor, config: LabConfig, image: GoldenImage,
                           [f"{name}{naming.POOL_OWNER_SUFFIX}",
                            identity.install_marker(name, me.install)])
 
-    def xml_for(vol: str, size: int, fmt: str) -> str:
-        return domxml.volume_xml(vol, size, fmt)
-
-    paths: dict[str, str] = {}
-    pieces = [("kernel", image.kernel, "raw"), ("initrd", image.initrd, "raw"),
-              ("golden", image.disk, "qcow2")]
-    for label, local, fmt in pieces:
-        if local is None:
-            continue
-        vol_name = f"{label}-{image.digest}" + (".qcow2" if fmt == "qcow2" else "")
-        done = identity.done_marker(vol_name, _sha256(local))
-        fresh = hv.volume(pool, done) is None
-        if fresh and hv.volume(pool, vol_name) is not None:
-            if _made_before_marks(hv, pool, config):
-                hv.mark(pool, done)
-                fresh = False
-            else:
-                progress(f"volume {vol_name} is a partial upload (no {done}): "
-                         "uploading it again")
-        paths[label] = hv.upload(pool, vol_name, local, fmt, xml_for, done)
-        if fresh:
-            progress(f"uploaded {label} to volume {vol_name}")
+    pieces = [(label, local, fmt) for label, local, fmt in (
+        ("kernel", image.kernel, "raw"), ("initrd", image.initrd, "raw"),
+        ("golden", image.disk, "qcow2")) if local is not None]
+    # all at once: to another host they share the connection's bandwidth instead of
+    # each waiting for the one before (and its hashing) to end
+    with ThreadPoolExecutor(max_workers=len(pieces), thread_name_prefix="upload") as ex:
+        done = {label: ex.submit(_upload_piece, hv, pool, config, image.digest, label,
+                                 local, fmt, progress) for label, local, fmt in pieces}
+    paths = {label: fut.result() for label, fut in done.items()}
     return BootFiles(golden=paths["golden"], golden_size=image.disk_size,
                      kernel=paths.get("kernel"), initrd=paths.get("initrd"))
+
+
+def _upload_piece(hv: Hypervisor, pool: Any, config: LabConfig, digest: str, label: str,
+                  local: Path, fmt: str, progress: Progress) -> str:
+    """One piece of the image as a pool volume (reused when its upload-complete mark
+    is there); its path on the host."""
+    vol_name = f"{label}-{digest}" + (".qcow2" if fmt == "qcow2" else "")
+    done = identity.done_marker(vol_name, _sha256(local))
+    fresh = hv.volume(pool, done) is None
+    if fresh and hv.volume(pool, vol_name) is not None:
+        if _made_before_marks(hv, pool, config):
+            hv.mark(pool, done)
+            fresh = False
+        else:
+            progress(f"volume {vol_name} is a partial upload (no {done}): uploading it again")
+    path = hv.upload(pool, vol_name, local, fmt, domxml.volume_xml, done)
+    if fresh:
+        progress(f"uploaded {label} to volume {vol_name}")
+    return path
 
 
 def _bring_up_all(hv: Hypervisor, ctx: VmContext,
@@ -429,8 +438,10 @@ def _define_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec, log: str, say: Subjec
     disk = hv.create_volume(pool, naming.overlay_volume(vm.name), domxml.volume_xml(
         naming.overlay_volume(vm.name), ctx.boot.golden_size, "qcow2",
         backing=ctx.boot.golden))
+    made = ""
     if template is not None:
-        clone.fill_overlay(hv, pool, naming.overlay_volume(vm.name), template.path)
+        made = clone.fill_overlay(hv, pool, naming.overlay_volume(vm.name), template,
+                                  ctx.gateway)
     choices = ctx.kind.boot_choices(vm)
     initrd, key = _vm_initrd(hv, pool, ctx, vm, say)
     boot = domxml.BootSpec(disk_path=disk, console_log=log, kernel=ctx.boot.kernel,
@@ -440,7 +451,7 @@ def _define_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec, log: str, say: Subjec
     xml = domxml.domain_xml(vm, boot, ownership(ctx.me, ctx.owner_run, vm.name),
                             ctx.domain_type)
     dom = hv.define_domain(xml)
-    what = "a copy of the template's" if template else "linked clone"
+    what = f"the template's, {made}:" if template else "linked clone"
     say(f"defined {vm.domain} ({what} {naming.overlay_volume(vm.name)}, "
         f"{len(vm.test_nics)} test NICs, {vm.machine.value})")
     return dom, key

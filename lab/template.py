@@ -19,8 +19,11 @@ atomically) names its size and SHA-256; the pool copy has an upload-complete mar
 
 A host of `[[hosts]]` gets its own template, built there (its QEMU, its paths): it is
 booted and saved in that host's pool, then downloaded through libvirt's storage stream
-into the cache (``templates/host-<name>``; one per host), and each of that host's VMs
-gets its overlay streamed back from the cached file (no shared filesystem assumed).
+into the cache (``templates/host-<name>``; one per host). At each `lab up` the cached
+file is streamed into that host's pool once (unless it was built there just now) and
+the host copies it into each VM's overlay itself, over the lab's SSH connection to it
+(no shared filesystem assumed; where the host refuses the copy, each overlay is
+streamed from the cache instead).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab import identity, inventory, naming
+from lab import domxml, identity, inventory, naming
 from lab.errors import LabError, LabFailure
 from lab.hypervisor import Hypervisor
 from lab.paths import StatePaths
@@ -60,6 +63,9 @@ class Template:
     key: str
     volume: str  #: pool volume name (the volume it is built in)
     path: str  #: its file on this machine: the cache's, or the pool volume just built
+    #: on another host: its file there (that pool's volume), which the host copies into
+    #: each VM's overlay itself; None on this machine
+    host_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -212,7 +218,7 @@ def ensure(hv: Hypervisor, pool: Any, key: str, state_dir: Path, boot_timeout_s:
         local, record = cached
         progress(f"template {key[:12]}: from the cache (built {record.built}, "
                  f"{record.size >> 20} MiB)")
-        return Template(key, name, str(local))
+        return _in_pool(hv, pool, Template(key, name, str(local)), record.sha256)
     t0 = time.monotonic()
     path = _build(hv, pool, name, boot_timeout_s, hooks, progress)
     try:
@@ -232,7 +238,18 @@ def ensure(hv: Hypervisor, pool: Any, key: str, state_dir: Path, boot_timeout_s:
     hv.mark(pool, identity.done_marker(name, record.sha256))
     progress(f"template {key[:12]}: built in {record.build_s:.1f}s "
              f"({record.size >> 20} MiB), cached for the next `lab up`")
-    return Template(key, name, path)
+    return _in_pool(hv, pool, Template(key, name, path), record.sha256)
+
+
+def _in_pool(hv: Hypervisor, pool: Any, made: Template, sha256: str) -> Template:
+    """On another host, the template also in its pool (streamed there once per `lab up`
+    from the cache, unless it was built there just now): its VMs' overlays are then
+    copied there, not each streamed from this machine."""
+    if hv.is_local:
+        return made
+    on_host = hv.upload(pool, made.volume, Path(made.path), "qcow2", domxml.volume_xml,
+                        identity.done_marker(made.volume, sha256))
+    return dataclasses.replace(made, host_path=on_host)
 
 
 def _build(hv: Hypervisor, pool: Any, name: str, boot_timeout_s: float, hooks: BuildHooks,

@@ -35,6 +35,7 @@ from lab.commands import interactive_ssh_argv
 from lab.errors import (
     CommandTimeout,
     GatewayKeyRefused,
+    GatewayUnreachable,
     GuestUnreachable,
     LabError,
     OutsideLab,
@@ -187,6 +188,28 @@ def _route(address: str) -> str:
     res = subprocess.run(["ip", "-o", "route", "get", address], capture_output=True,
                          text=True, timeout=10)
     return res.stdout + res.stderr
+
+
+def test_a_command_on_the_host_itself_gets_its_status_stderr_and_a_deadline(
+        host3: NamespaceHost, tmp_path: Path) -> None:
+    """gateway.run_on_host (the host copies the template into a VM's overlay with it):
+    arguments arrive as words (quoted, never a shell line of config text), the exit
+    status and stderr come back, and a command that does not end meets the deadline."""
+    gw = _gateway(host3)
+    src, dst = tmp_path / "src file", tmp_path / "dst"
+    src.write_bytes(os.urandom(1 << 20))
+    dst.write_bytes(b"")
+    with netns.inside(CONTROLLER_NS):
+        assert gateways.run_on_host(gw, ["cp", "--", str(src), str(dst)], 30) == (0, "")
+        assert dst.read_bytes() == src.read_bytes()
+        said = gateways.run_on_host(gw, ["sh", "-c", 'printf "%s" "$1" >&2; exit 3', "sh",
+                                         "a b; $HOME `id`"], 30)
+        assert said == (3, "a b; $HOME `id`")
+        t0 = time.monotonic()
+        with pytest.raises(GatewayUnreachable, match="sleep did not end within 1s"):
+            gateways.run_on_host(gw, ["sleep", "30"], 1)
+        assert time.monotonic() - t0 < 1 + MARGIN
+        assert gateways.run_on_host(gw, ["true"], 30) == (0, "")  # the connection is fine
 
 
 def test_a_guest_that_stops_answering_meets_its_deadline(guest: RemoteGuest) -> None:
