@@ -512,15 +512,23 @@ class _Agent:
 
     def ask(self, request: str, until: float) -> str:
         """Send ``request``; the agent's answer line (TimeoutError at ``until``)."""
-        self.chan.sendall(request.encode())
+        try:
+            self.chan.sendall(request.encode())
+        except (OSError, EOFError):
+            if not self.ended():
+                raise
+            # it ended before reading the request: what it said (or how it exited) tells
+            # why, not the closed channel
         while b"\n" not in self.out:
+            self._drain()
+            if b"\n" in self.out:
+                break
             if self.chan.eof_received and not self.chan.recv_ready():
                 raise _AgentGone(self._exited(until))
             left = until - time.monotonic()
             if left <= 0:
                 raise TimeoutError
             select.select([self.chan], [], [], min(left, 1.0))
-            self._drain()
         line, _, rest = bytes(self.out).partition(b"\n")
         self.out = bytearray(rest)
         return line.decode(errors="replace")
@@ -546,8 +554,12 @@ class _Agent:
             said = f"{said}; stdout: {bytes(self.out)[:80]!r}"
         return f"the agent {how}: {said}"
 
+    def ended(self) -> bool:
+        """The agent's side of the channel is over (EOF, exit status or closed)."""
+        return bool(self.chan.closed or self.chan.eof_received or self.chan.exit_status_ready())
+
     def alive(self) -> bool:
-        return not (self.chan.closed or self.chan.eof_received or self.chan.exit_status_ready())
+        return not self.ended()
 
     def close(self) -> None:
         self.chan.close()

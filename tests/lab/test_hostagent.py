@@ -331,6 +331,16 @@ def test_no_result_and_a_non_zero_exit_are_one_line(
             broken.l2_probe(BRIDGE, NOBODY_MAC, timeout=0.1)
         assert "\n" not in str(info.value)
         assert info.value.summary.startswith("host hia: instrument agent, op l2probe: " + said)
+        # the same when the agent has certainly ended before the request is sent (the
+        # race above goes either way): its own words, not "the SSH channel failed"
+        until = time.monotonic() + 10
+        agent = broken._take("l2probe", until)
+        while not (agent.chan.closed and agent.chan.exit_status_ready()):
+            assert time.monotonic() < until, "the broken agent did not end"
+            time.sleep(0.02)
+        with pytest.raises(LabFailure) as info:
+            broken._ask(agent, "l2probe", {}, (until, 10.0))
+        assert info.value.summary.startswith("host hia: instrument agent, op l2probe: " + said)
 
 
 def _agents(host: NamespaceHost) -> list[int]:
