@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [k for k in every if (not args.quick or k.quick)
               and (not args.case or k.name in args.case)]
     rows: list[c.Row] = []
+    started = time.time()
     for case in chosen:
         t0 = time.monotonic()
         h.say(f"fault case {case.name} ...")
@@ -45,7 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
     if not args.quick:
         # the suite's labs that this run wrote a config for (another run's lab is not ours)
-        left = [x for lab in (c.FLT, c.TWIN) if lab.config.exists() for x in c._down_clean(lab)]
+        # (a config left by another checkout's run names that checkout's state dir)
+        left = [x for lab in (c.FLT, c.TWIN)
+                if lab.config.exists() and lab.config.stat().st_mtime >= started
+                for x in c._down_clean(lab)]
         rows.append(c._row("final `lab down` of the suite's labs", not left, left,
                            "nothing of flt left"))
     print(table(rows))
