@@ -194,7 +194,7 @@ def run_on_host(gateway: Gateway, argv: list[str], timeout: float) -> tuple[int,
                 raise GatewayUnreachable(f"gateway {gateway.where}: {argv[0]} did not end "
                                          f"within {timeout:.0f}s", hint=_hint(gateway))
             status = chan.recv_exit_status()
-            chan.settimeout(max(0.1, _left(end)))
+            # sshd sends a command's output before its exit status: what there is is here
             err = chan.recv_stderr(4096) if chan.recv_stderr_ready() else b""
         except SSH_ERRORS as exc:
             raise GatewayUnreachable(f"gateway {gateway.where}: running {argv[0]} failed: "

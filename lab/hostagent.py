@@ -519,7 +519,7 @@ class _Agent:
                 raise
             # it ended before reading the request: what it said (or how it exited) tells
             # why, not the closed channel
-        while b"\n" not in self.out:
+        while True:
             self._drain()
             if b"\n" in self.out:
                 break

@@ -58,8 +58,7 @@ def targets(config: LabConfig, say: Callable[[str], None], start: bool = True
                     f"{host.spec.netns}, libvirtd and sshd at {host.spec.addr})")
                 host.start()
             elif start and host.relink():
-                say(f"namespace host {section.name}: its link to the sandbox was gone (the "
-                    "sandbox was started again since); made again")
+                say(f"namespace host {section.name}: {RELINKED}")
             gateway = Gateway(section.name, host.spec.addr, 22, "root",
                               str(host.ssh.client_key), str(host.ssh.known_hosts))
             found.append(HostTarget(section.name, "namespace", host.uri("ssh"), pool, gateway))
@@ -84,6 +83,10 @@ def stop_namespace_hosts(config: LabConfig, say: Callable[[str], None]) -> None:
                     say(f"namespace host {section.name}: stopped {line}")
 
 
+#: said when a running namespace host's veth pair is made again (NamespaceHost.relink)
+RELINKED = "its link to the sandbox was gone (the sandbox was started again since); made again"
+
+
 def relinked_namespace_host(config: LabConfig, name: str, say: Callable[[str], None]) -> bool:
     """Namespace host ``name`` of the lab linked to the sandbox again if it lost its link
     (:meth:`NamespaceHost.relink`); False when it cannot be: the sandbox's namespace is
@@ -94,8 +97,7 @@ def relinked_namespace_host(config: LabConfig, name: str, say: Callable[[str], N
             if not netns.exists(host.spec.controller_netns):
                 return False
             if host.relink():
-                say("its link to the sandbox was gone (the sandbox was started again "
-                    "since); made again")
+                say(RELINKED)
     return True
 
 
