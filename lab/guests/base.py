@@ -161,6 +161,10 @@ class BootChoices:
     #: a VM generation ID (libvirt <genid/>: one per domain): a guest restored from the
     #: lab's template sees a new one and reseeds its random state (Windows does)
     vm_genid: bool = False
+    #: libvirt reads a new QEMU's CPU through the x86 feature words (2 monitor calls)
+    #: instead of one qom-get per feature (~400): lab.domxml.fewer_cpu_queries. Off for
+    #: Windows: no Windows guest runs here to prove it there, and its boot is minutes.
+    fewer_cpu_queries: bool = True
 
 
 #: A guest agent command: (execute, arguments) -> its "return" value (lab.agent.command).

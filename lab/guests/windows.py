@@ -142,7 +142,8 @@ class Windows(GuestKind):
                            loader=str(base / Path(image.windows_ovmf_code).expanduser()),
                            nvram_template=str(base / Path(image.windows_ovmf_vars).expanduser()),
                            hyperv=True, disk_bus=image.windows_disk_bus, watchdog=False,
-                           tb_cache_mib=None, free_page_reporting=False, vm_genid=True)
+                           tb_cache_mib=None, free_page_reporting=False, vm_genid=True,
+                           fewer_cpu_queries=False)
 
     def template_boot_choices(self, vm: VmSpec) -> BootChoices | None:
         """The template boots as every VM does (its computer name stays: see

@@ -35,7 +35,7 @@ def _vm(**vms: object) -> VmSpec:
 def _boot(disk_bus: str) -> domxml.BootSpec:
     choices = BootChoices(firmware="efi", loader=CODE, nvram_template=VARS, hyperv=True,
                           disk_bus=disk_bus, cpu="max", watchdog=False, tb_cache_mib=None,
-                          free_page_reporting=False)
+                          free_page_reporting=False, fewer_cpu_queries=False)
     return domxml.BootSpec(disk_path="/pool/vm1.qcow2", console_log="/var/consoles/vm1.log",
                            choices=choices)
 
@@ -116,7 +116,8 @@ def test_windows_kind_boot_choices_and_management_nic(tmp_path: Path) -> None:
     choices = kind.boot_choices(vm)
     assert choices == BootChoices(firmware="efi", loader=CODE, nvram_template=VARS,
                                   hyperv=True, disk_bus="sata", cpu="max", watchdog=False,
-                                  tb_cache_mib=None, free_page_reporting=False, vm_genid=True)
+                                  tb_cache_mib=None, free_page_reporting=False, vm_genid=True,
+                                  fewer_cpu_queries=False)
     assert kind.template_boot_choices(vm) == choices  # the template boots as its VMs do
     assert kind.management_nic == "e1000e" and kind.login_user == "Administrator"
     assert all(nic.model == "e1000e" for nic in vm.nics)
