@@ -20,7 +20,7 @@
  * "lab-guest: IF MAC IP/LEN up" goes to the console. A NIC with no address stays down.
  * rcS sets arp_notify, so bringing it up announces the address (gratuitous ARP).
  *
- *   lab-uevent --netup IF  netup(IF) once (rcS, /sbin/lab-identity: NICs already there)
+ *   lab-uevent --netup IF  netup(IF) once (rcS, lab-agent's lab-identity: NICs already there)
  *   lab-uevent --explain   reads one event (the netlink payload: "action@devpath" and
  *                          NUL-separated KEY=VALUE) from stdin and prints what it would
  *                          do, one line each, without doing it (for tests; the lab's

@@ -256,7 +256,7 @@ class LinuxMicro(GuestKind):
 
     def take_identity(self, restored: RestoredIdentity, agent: AgentCall) -> None:
         """Hostname, NIC addresses, clock, random seed and SSH host key in one lab-agent
-        command; /sbin/lab-identity restarts dropbear with the key."""
+        command; the agent restarts dropbear with the key itself (no shell)."""
         reply = agent("lab-identity", identity_arguments(restored))
         if reply != {"identity": restored.vm.name}:
             raise LabFailure(f"{restored.vm.name}: lab-identity answered {reply!r}, "
