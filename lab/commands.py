@@ -143,41 +143,50 @@ def cmd_status(args: argparse.Namespace) -> int:
                   "keeps them")
         return 1
     states: dict[str, str] = {}
+    rss: dict[str, int | None] = {}
     with hv:
         for vm in inv.vms:
             if vm.host == "local":
-                states[vm.name] = _vm_state(hv, vm)
+                states[vm.name], rss[vm.name] = _vm_state(hv, vm)
     for host in inv.hosts:  # each other host through its own connection
         try:
             with Hypervisor(host.uri, str(cfg.path)) as remote:
                 remote.check()
-                states.update({vm.name: _vm_state(remote, vm) for vm in inv.vms
-                               if vm.host == host.name})
+                for vm in inv.vms:
+                    if vm.host == host.name:
+                        states[vm.name], rss[vm.name] = _vm_state(remote, vm)
         except LabFailure as exc:
             states.update({vm.name: "host unreachable" for vm in inv.vms
                            if vm.host == host.name})
             print(f"host {host.name} unreachable: {exc.summary}")
-    print(status_table(inv, states))
+    print(status_table(inv, states, rss))
     return 0
 
 
-def _vm_state(hv: Hypervisor, vm: inventory.VmEntry) -> str:
+def _vm_state(hv: Hypervisor, vm: inventory.VmEntry) -> tuple[str, int | None]:
+    """The VM's state in words and its QEMU's resident memory (KiB; None: not running)."""
     dom = hv.domain(vm.domain)
     if dom is None:
-        return "missing"
+        return "missing", None
     live = {n["alias"] for n in hv.interfaces(dom)}
-    return hv.describe_state(dom) + "".join(f" [{n.alias[3:]} unplugged]" for n in vm.nics
-                                            if n.alias not in live)
+    return (hv.describe_state(dom) + "".join(f" [{n.alias[3:]} unplugged]" for n in vm.nics
+                                             if n.alias not in live), hv.rss_kib(dom))
 
 
-def status_table(inv: inventory.Inventory, states: dict[str, str] | None) -> str:
-    """One row per VM; a HOST column when the lab spans several hypervisor hosts."""
+def status_table(inv: inventory.Inventory, states: dict[str, str] | None,
+                 rss: dict[str, int | None] | None = None) -> str:
+    """One row per VM; a HOST column when the lab spans several hypervisor hosts; a QEMU
+    RSS column (its resident memory; "-" when it has none) when ``rss`` is given."""
     multi = bool(inv.hosts)
-    rows = [(*(("HOST",) if multi else ()), "VM", "STATE", "MANAGEMENT", "TEST NICS")]
+    rows = [(*(("HOST",) if multi else ()), "VM", "STATE",
+             *(("RSS",) if rss is not None else ()), "MANAGEMENT", "TEST NICS")]
     for vm in inv.vms:
         tests = "  ".join(f"{n.alias[3:]}={n.address}({n.model})" for n in vm.test_nics)
         state = states.get(vm.name, "?") if states is not None else "running"
-        rows.append((*((vm.host,) if multi else ()), vm.name, state, vm.mgmt.address, tests))
+        kib = rss.get(vm.name) if rss is not None else None
+        memory = (() if rss is None else (f"{kib / 1024:.0f} MiB" if kib else "-",))
+        rows.append((*((vm.host,) if multi else ()), vm.name, state, *memory,
+                     vm.mgmt.address, tests))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join("  ".join(f"{c:<{w}}" for c, w in zip(r, widths, strict=False)) + "  "
                      + r[-1] for r in rows)

@@ -585,6 +585,19 @@ class Hypervisor:
         return name
 
     @staticmethod
+    def rss_kib(dom: libvirt.virDomain) -> int | None:
+        """QEMU's resident memory for a running domain, in KiB: libvirt's memory stat
+        ``rss``, which it reads from the QEMU process on that domain's host (so a remote
+        host's VMs have theirs too); None when the domain does not run or has none."""
+        try:
+            if not dom.isActive():
+                return None
+            rss = dom.memoryStats().get("rss")
+        except libvirt.libvirtError:
+            return None
+        return int(rss) if isinstance(rss, int) and rss > 0 else None
+
+    @staticmethod
     def start(dom: libvirt.virDomain) -> None:
         with classified(f"starting {dom.name()}"):
             dom.create()

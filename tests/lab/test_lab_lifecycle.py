@@ -38,16 +38,36 @@ def _inventory(cfg: LabConfig) -> inventory.Inventory:
     return inventory.read(StatePaths(cfg.state_dir).inventory)
 
 
+def _proc_rss_mib(domain: str) -> int:
+    """VmRSS of the QEMU process running ``domain``, from /proc (not through libvirt)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # gone, or not a process directory
+            continue
+        if any(arg.startswith(f"guest={domain},".encode()) for arg in argv):
+            status = (proc / "status").read_text()
+            kib = next(line.split()[1] for line in status.splitlines()
+                       if line.startswith("VmRSS:"))
+            return int(kib) // 1024
+    raise AssertionError(f"no QEMU process runs {domain}")
+
+
 def test_up_brings_up_both_vms(running_lab: LabConfig, cli: LabCli) -> None:
     res = cli(running_lab.path, "status")
     assert res.returncode == 0
     lines = res.stdout.splitlines()
     assert lines[0].startswith(f"lab {running_lab.lab.name} (config ")  # which lab it read
     head = next(i for i, line in enumerate(lines) if line.split()[:1] == ["VM"])
-    assert lines[head].split()[:3] == ["VM", "STATE", "MANAGEMENT"]
+    assert lines[head].split()[:4] == ["VM", "STATE", "RSS", "MANAGEMENT"]
     rows = {line.split()[0]: line for line in lines[head + 1:] if line.strip()}
     assert set(rows) == {"t1", "t2"}
     assert all(" running " in row for row in rows.values())
+    for vm in ("t1", "t2"):  # QEMU's RSS as libvirt reports it vs the process's own
+        shown = int(rows[vm].split()[2])
+        assert rows[vm].split()[3] == "MiB"
+        vm_rss = _proc_rss_mib(f"{running_lab.lab.name}-{vm}")
+        assert abs(shown - vm_rss) <= 8 + vm_rss // 10, (vm, shown, vm_rss)
     inv = _inventory(running_lab)
     data = json.loads(StatePaths(running_lab.state_dir).inventory.read_text())
     assert data["vms"][0]["snapshot"] == "clean"

@@ -137,6 +137,17 @@ def test_status_shows_a_host_column_only_for_several_hosts(tmp_path: Path) -> No
     assert single[0].split()[:2] == ["VM", "STATE"]
 
 
+def test_status_shows_each_vms_qemu_rss_when_given(tmp_path: Path) -> None:
+    """`lab status` passes libvirt's rss stat (KiB) per VM; one without any shows '-'."""
+    inv = _inventory(tmp_path)
+    table = status_table(inv, {"a1": "running", "b1": "shut off"},
+                         {"a1": 170_000, "b1": None}).splitlines()
+    assert table[0].split()[:4] == ["HOST", "VM", "STATE", "RSS"]
+    rows = {line.split()[1]: line.split() for line in table[1:]}
+    assert rows["a1"][3:5] == ["166", "MiB"]
+    assert rows["b1"][2:5] == ["shut", "off", "-"]
+
+
 def test_a_remote_hosts_libvirt_hop_pins_its_host_key(tmp_path: Path) -> None:
     """The ssh transport ignores libvirt's known_hosts parameter: the URI runs ssh through
     a wrapper with only the lab's key and known_hosts (what ssh -G resolves proves it)."""
