@@ -87,8 +87,12 @@ lab: lab-up drivers-linux
 # The Wine tests run in a pytest process of their own: in one process with the whole
 # tiers, wskecho's service stop under Wine hung (3 clean-clone runs; alone they pass).
 WINE_TESTS := tests/drivers/test_wskecho_wine.py
+# The unit tier runs on 2 workers (its tests share nothing); the drivers and lab tiers
+# in one process (the lab tier's modules share run directories and namespaces).
 test: setup
-	$(PY) -m pytest -p no:cacheprovider tests/unit tests/drivers tests/lab \
+	$(PY) -m pytest -p no:cacheprovider -n 2 tests/unit \
+		--junitxml=artifacts/junit-unit.xml $(PYTEST_ARGS)
+	$(PY) -m pytest -p no:cacheprovider tests/drivers tests/lab \
 		--ignore=$(WINE_TESTS) --junitxml=artifacts/junit-tiers.xml $(PYTEST_ARGS)
 	$(PY) -m pytest -p no:cacheprovider $(WINE_TESTS) --junitxml=artifacts/junit-wine.xml \
 		$(PYTEST_ARGS)
