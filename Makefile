@@ -86,6 +86,8 @@ lab: lab-up drivers-linux
 # already up is used and left up; otherwise it is brought up and removed again.
 # The Wine tests run in a pytest process of their own: in one process with the whole
 # tiers, wskecho's service stop under Wine hung (3 clean-clone runs; alone they pass).
+# It still hangs in about one clean-clone run of three (README Known gaps): a failed
+# Wine run is run once more from scratch, the first run's JUnit kept beside it.
 WINE_TESTS := tests/drivers/test_wskecho_wine.py
 # The unit tier runs on 2 workers (its tests share nothing); the drivers and lab tiers
 # in one process (the lab tier's modules share run directories and namespaces).
@@ -95,7 +97,10 @@ test: setup
 	$(PY) -m pytest -p no:cacheprovider tests/drivers tests/lab \
 		--ignore=$(WINE_TESTS) --junitxml=artifacts/junit-tiers.xml $(PYTEST_ARGS)
 	$(PY) -m pytest -p no:cacheprovider $(WINE_TESTS) --junitxml=artifacts/junit-wine.xml \
-		$(PYTEST_ARGS)
+		$(PYTEST_ARGS) || { mv artifacts/junit-wine.xml artifacts/junit-wine-first.xml; \
+		echo "make test: the Wine tests failed: once more in a new Wine prefix (Wine's service stop hangs now and then: README Known gaps); the first run: artifacts/junit-wine-first.xml"; \
+		$(PY) -m pytest -p no:cacheprovider $(WINE_TESTS) --junitxml=artifacts/junit-wine.xml \
+		$(PYTEST_ARGS); }
 	$(MAKE) --no-print-directory faults-quick
 	$(MAKE) --no-print-directory scenarios SELFTEST=--quick
 	$(MAKE) --no-print-directory scenarios CONFIG=$(E1000E_CONFIG) \
