@@ -26,3 +26,19 @@ def tree(pid: int) -> list[int]:
     for each in found:  # grows while walking
         found += children(each)
     return found
+
+
+def qemu_pid(domain: str) -> int | None:
+    """The QEMU process running libvirt domain ``domain`` (libvirt names it in QEMU's
+    ``-name guest=<domain>,...`` argument), read from /proc; None when none runs it."""
+    mark = f"guest={domain},".encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # it exited meanwhile
+            continue
+        if argv[0].endswith(b"qemu-system-x86_64") and any(a.startswith(mark) for a in argv):
+            return int(proc.name)
+    return None

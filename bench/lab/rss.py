@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+from tests import proctree  # noqa: E402  (the tests' /proc helpers)
+
 STATE = REPO / "var" / "bench-rss"
 RESULTS = Path(os.environ.get("RSS_BENCH_OUT", REPO / "artifacts" / "bench" / "rss.md"))
 GOAL_MIB = 160
@@ -60,16 +63,10 @@ class Rss:
 
 
 def qemu_pid(domain: str) -> int:
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmd = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if cmd and cmd[0].endswith(b"qemu-system-x86_64") and f"guest={domain}".encode() in \
-                    b" ".join(cmd):
-                return int(proc.name)
-    sys.exit(f"no QEMU process for domain {domain}")
+    pid = proctree.qemu_pid(domain)
+    if pid is None:
+        sys.exit(f"no QEMU process for domain {domain}")
+    return pid
 
 
 def read_rss(pid: int, memory_mib: int, kernel_bytes: int) -> Rss:

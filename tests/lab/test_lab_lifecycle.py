@@ -28,6 +28,7 @@ from lab.paths import StatePaths
 from lab.plan import make_plan
 from lab.sandbox import Sandbox
 from lab.wait import wait_for
+from tests import proctree
 
 LabCli = Callable[..., "subprocess.CompletedProcess[str]"]
 
@@ -40,17 +41,11 @@ def _inventory(cfg: LabConfig) -> inventory.Inventory:
 
 def _proc_rss_mib(domain: str) -> int:
     """VmRSS of the QEMU process running ``domain``, from /proc (not through libvirt)."""
-    for proc in Path("/proc").iterdir():
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:  # gone, or not a process directory
-            continue
-        if any(arg.startswith(f"guest={domain},".encode()) for arg in argv):
-            status = (proc / "status").read_text()
-            kib = next(line.split()[1] for line in status.splitlines()
-                       if line.startswith("VmRSS:"))
-            return int(kib) // 1024
-    raise AssertionError(f"no QEMU process runs {domain}")
+    pid = proctree.qemu_pid(domain)
+    assert pid is not None, f"no QEMU process runs {domain}"
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines()
+                    if line.startswith("VmRSS:"))) // 1024
 
 
 def test_up_brings_up_both_vms(running_lab: LabConfig, cli: LabCli) -> None:
