@@ -27,6 +27,7 @@ from __future__ import annotations
 import secrets
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +78,10 @@ def fill_overlay(hv: Hypervisor, pool: Any, name: str, made: template.Template,
 
 
 def restore(hv: Hypervisor, dom: Any, vm: VmSpec, kind: GuestKind, host_key: Path | None,
-            say: SubjectProgress) -> None:
-    """Steps 1-4 of the module docstring on the defined, shut-off domain ``dom``."""
+            say: SubjectProgress, networks_ready: Callable[[], None]) -> None:
+    """Steps 1-4 of the module docstring on the defined, shut-off domain ``dom``;
+    ``networks_ready`` blocks until the lab's networks exist (they are made meanwhile)
+    and is called just before the NICs are plugged."""
     t0 = time.monotonic()
     xml = hv.inactive_xml(dom)
     hv.redefine_snapshot(dom, domxml.restore_snapshot_xml(template.SNAPSHOT, xml,
@@ -88,10 +91,12 @@ def restore(hv: Hypervisor, dom: Any, vm: VmSpec, kind: GuestKind, host_key: Pat
     marks = [("restore", time.monotonic())]
     if kind.identity_before_nics:
         _identity(hv, dom, vm, kind, host_key, xml, marks)
+        networks_ready()
         _plug_nics(hv, dom, vm, marks)
     else:
         # NICs first: the guest's hotplug handling overlaps the agent wait; the kind's
         # identity step then configures the NICs it finds
+        networks_ready()
         _plug_nics(hv, dom, vm, marks)
         _identity(hv, dom, vm, kind, host_key, xml, marks)
     steps, last = [], t0

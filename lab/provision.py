@@ -1,4 +1,5 @@
-"""`lab up`: config -> golden image -> networks -> VMs in parallel -> inventory.
+"""`lab up`: config -> golden image -> networks (made while the image uploads and VMs
+restore from the template) -> VMs in parallel -> inventory.
 
 Idempotent: every step first looks for what it would create (by name and lab
 metadata) and only creates what is missing, so a second run on a running lab
@@ -13,10 +14,10 @@ import hashlib
 import secrets
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lab import (
     accel,
@@ -56,6 +57,18 @@ class BootFiles:
     initrd: str | None = None
 
 
+_T = TypeVar("_T")
+
+
+def _networks_there() -> None:
+    """The networks exist already (VmContext.networks_ready before they are made)."""
+
+
+class NetworksFailed(LabFailure):
+    """A VM worker found that this host's networks could not be made: the VM stops
+    (never boots instead) and :func:`alongside_networks` raises the networks' own error."""
+
+
 @dataclass(frozen=True)
 class VmContext:
     """What each VM worker needs (shared, read-only)."""
@@ -78,6 +91,9 @@ class VmContext:
     #: the lab's template in this host's pool (lab.template): missing VMs are made from
     #: it; None: they boot
     template: templates.Template | None = None
+    #: blocks until this host's networks exist: they are made while the image uploads
+    #: and VMs restore from the template (a restored VM needs them only for its NICs)
+    networks_ready: Callable[[], None] = _networks_there
 
 
 def console_log_path(config: LabConfig, vm: str) -> str:
@@ -150,15 +166,40 @@ def _up_on_host(hv: Hypervisor, ctx: VmContext, pool_path: str,
     """Networks, the image's volumes and the VMs of one host (nothing when it runs none)."""
     if not ctx.plan.vms:
         return []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="networks") as side:
-        networks = side.submit(_ensure_networks, hv, ctx.plan, ctx.owner_run, ctx.me,
-                               progress)  # while the image uploads
+
+    def image_and_vms(networks_ready: Callable[[], None]) -> list[inventory.VmEntry]:
         boot = _upload_image(hv, ctx.config, ctx.image, ctx.me, pool_path, progress)
+        console_keeper.confirm(ctx.config.state_dir)  # before a VM whose console it keeps
+        made = dataclasses.replace(ctx, boot=boot, networks_ready=networks_ready)
+        made = dataclasses.replace(made, template=_template(hv, made, progress))
+        return _bring_up_all(hv, made, progress)
+
+    return alongside_networks(
+        lambda: _ensure_networks(hv, ctx.plan, ctx.owner_run, ctx.me, progress), image_and_vms)
+
+
+def alongside_networks(make: Callable[[], None],
+                       work: Callable[[Callable[[], None]], _T]) -> _T:
+    """``work`` (image upload, template, VMs) runs while ``make`` makes the networks in a
+    thread of its own; ``work`` gets a wait for them that raises :class:`NetworksFailed`
+    when making them failed. The networks' own error is the one raised then, whatever
+    ``work`` raised meanwhile; otherwise ``work``'s result or error."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="networks") as side:
+        networks = side.submit(make)
+        try:
+            result = work(functools.partial(_wait_networks, networks))
+        except LabError:
+            networks.result()
+            raise
         networks.result()
-    console_keeper.confirm(ctx.config.state_dir)  # before a VM whose console it keeps
-    ctx = dataclasses.replace(ctx, boot=boot)
-    ctx = dataclasses.replace(ctx, template=_template(hv, ctx, progress))
-    return _bring_up_all(hv, ctx, progress)
+        return result
+
+
+def _wait_networks(networks: Future[None]) -> None:
+    try:
+        networks.result()
+    except LabError as exc:
+        raise NetworksFailed(f"the lab's networks were not made: {exc.summary}") from exc
 
 
 def _up_on_remote(target: hosts.HostTarget, ctx: VmContext,
@@ -352,6 +393,7 @@ def _bring_up_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec,
     found = hv.domain_with_owner(vm.domain)
     dom = found[0] if found is not None else None
     if found is not None:
+        ctx.networks_ready()
         owner = found[1]
         if owner is None or owner.lab != ctx.plan.lab:
             raise NotOurs(f"domain {vm.domain} exists but is not this lab's",
@@ -370,6 +412,7 @@ def _bring_up_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec,
     if dom is None and ctx.template is not None:
         dom = _from_template(hv, ctx, ctx.template, vm, qemu_log, say)
     if dom is None:
+        ctx.networks_ready()
         say.step("define")
         dom, _key = _define_vm(hv, ctx, vm, qemu_log, say)
     log_start = Path(log).stat().st_size if Path(log).exists() else 0
@@ -413,14 +456,21 @@ def _from_template(hv: Hypervisor, ctx: VmContext, template: templates.Template,
     say.step("restore")
     try:
         dom, key = _define_vm(hv, ctx, vm, log, say, template)
-        clone.restore(hv, dom, vm, ctx.kind, key, say)
+        clone.restore(hv, dom, vm, ctx.kind, key, say, ctx.networks_ready)
         return dom
+    except NetworksFailed:
+        _remove_domain(hv, vm)  # restored without NICs: no VM to keep
+        raise
     except LabError as exc:
         say(f"restore from the template failed: {exc}; booting instead")
-        made = hv.domain(vm.domain)
-        if made is not None:
-            hv.remove_domain(made)
+        _remove_domain(hv, vm)
         return None
+
+
+def _remove_domain(hv: Hypervisor, vm: VmSpec) -> None:
+    made = hv.domain(vm.domain)
+    if made is not None:
+        hv.remove_domain(made)
 
 
 def _define_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec, log: str, say: SubjectProgress,

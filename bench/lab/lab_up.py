@@ -20,6 +20,7 @@ is untouched.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import statistics
@@ -57,10 +58,15 @@ class Up:
     restored: int  #: VMs made from the template (the rest booted)
 
 
+#: `lab` as users run it: with Python's bytecode cache (PYTHONDONTWRITEBYTECODE=1 in
+#: the caller's environment makes every `lab up` compile its modules again: +0.3 s)
+LAB_ENV = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+
+
 def lab(config: Path, *args: str) -> tuple[float, str]:
     t0 = time.monotonic()
     res = subprocess.run([sys.executable, "-m", "lab", "-c", str(config), *args],
-                         capture_output=True, text=True, timeout=1200, cwd=REPO)
+                         capture_output=True, text=True, timeout=1200, cwd=REPO, env=LAB_ENV)
     took = time.monotonic() - t0
     if res.returncode != 0:
         sys.exit(f"lab {' '.join(args)} failed:\n{res.stderr}")
