@@ -393,13 +393,13 @@ def _bring_up_vm(hv: Hypervisor, ctx: VmContext, vm: VmSpec,
     found = hv.domain_with_owner(vm.domain)
     dom = found[0] if found is not None else None
     if found is not None:
-        ctx.networks_ready()
         owner = found[1]
         if owner is None or owner.lab != ctx.plan.lab:
             raise NotOurs(f"domain {vm.domain} exists but is not this lab's",
                           hint="rename the lab ([lab] name) or remove that domain")
         if not identity.owns(ctx.me, ctx.plan.lab, owner.lab, owner.install):
             raise foreign_owner(f"domain {vm.domain}", owner.state_dir)
+        ctx.networks_ready()  # its NICs are on them
         _heal(hv, dom, say)
         if inventory.SNAPSHOT_NAME in hv.snapshot_names(dom) \
                 and hv.state(dom) == DomainState.RUNNING:
