@@ -89,6 +89,8 @@ lab: lab-up drivers-linux
 # It still hangs in about one clean-clone run of three (README Known gaps): a failed
 # Wine run is run once more from scratch, the first run's JUnit kept beside it.
 WINE_TESTS := tests/drivers/test_wskecho_wine.py
+WINE_RUN = $(PY) -m pytest -p no:cacheprovider $(WINE_TESTS) \
+	--junitxml=artifacts/junit-wine.xml $(PYTEST_ARGS)
 # The unit tier runs on 2 workers (its tests share nothing); the drivers and lab tiers
 # in one process (the lab tier's modules share run directories and namespaces).
 test: setup
@@ -96,11 +98,9 @@ test: setup
 		--junitxml=artifacts/junit-unit.xml $(PYTEST_ARGS)
 	$(PY) -m pytest -p no:cacheprovider tests/drivers tests/lab \
 		--ignore=$(WINE_TESTS) --junitxml=artifacts/junit-tiers.xml $(PYTEST_ARGS)
-	$(PY) -m pytest -p no:cacheprovider $(WINE_TESTS) --junitxml=artifacts/junit-wine.xml \
-		$(PYTEST_ARGS) || { mv artifacts/junit-wine.xml artifacts/junit-wine-first.xml; \
+	$(WINE_RUN) || { mv artifacts/junit-wine.xml artifacts/junit-wine-first.xml; \
 		echo "make test: the Wine tests failed: once more in a new Wine prefix (Wine's service stop hangs now and then: README Known gaps); the first run: artifacts/junit-wine-first.xml"; \
-		$(PY) -m pytest -p no:cacheprovider $(WINE_TESTS) --junitxml=artifacts/junit-wine.xml \
-		$(PYTEST_ARGS); }
+		$(WINE_RUN); }
 	$(MAKE) --no-print-directory faults-quick
 	$(MAKE) --no-print-directory scenarios SELFTEST=--quick
 	$(MAKE) --no-print-directory scenarios CONFIG=$(E1000E_CONFIG) \

@@ -127,13 +127,15 @@ def test_a_vm_start_reads_its_cpu_in_a_few_monitor_calls(running_lab: LabConfig)
         _virt_admin("daemon-log-filters", "--filters", "1:qemu.qemu_monitor 3:*")
         _virt_admin("daemon-log-outputs", "--outputs", f"1:file:{log}")
         try:
-            hv.destroy(dom)
-            hv.revert_snapshot(dom, inventory.SNAPSHOT_NAME)  # a new QEMU, -loadvm
+            try:
+                hv.destroy(dom)
+                hv.revert_snapshot(dom, inventory.SNAPSHOT_NAME)  # a new QEMU, -loadvm
+            finally:
+                _virt_admin("daemon-log-outputs", "--outputs", outputs or "3:stderr")
+                _virt_admin("daemon-log-filters", "--filters", filters)
+            text = seen.read_text(errors="replace")
         finally:
-            _virt_admin("daemon-log-outputs", "--outputs", outputs or "3:stderr")
-            _virt_admin("daemon-log-filters", "--filters", filters)
-        text = seen.read_text(errors="replace")
-        seen.unlink()
+            seen.unlink(missing_ok=True)  # also when the start failed
         assert hv.state(dom) == DomainState.RUNNING
         sent = [line for line in text.splitlines() if "QEMU_MONITOR_SEND_MSG" in line]
         assert any('"execute":"cont"' in line for line in sent), "no VM start in the log"
