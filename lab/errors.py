@@ -146,6 +146,12 @@ class LinkStateUnsupported(LabFailure):
     link state, the guest's own carrier did not follow): nothing to test the driver on."""
 
 
+class NoCarrier(LabFailure):
+    """The guest's own adapter (read from the OS, not from the driver under test) has no
+    carrier and did not get it back within the LINK_BACK budget: the NIC model's link,
+    so the L2 echo through it tests nothing of the transport."""
+
+
 class GatewayUnreachable(GuestUnreachable):
     """The SSH gateway (a remote hypervisor host's sshd) in front of a guest could not be
     reached or refused the lab's key: the guests behind it cannot be reached either."""

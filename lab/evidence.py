@@ -82,6 +82,7 @@ def unique_loads(*groups: Sequence[LoadResult]) -> list[LoadResult]:
 def _guest_logs(vm: Vm, ev: Evidence) -> None:
     try:
         ev.write("kernel-log.txt", vm.handle.kernel_log())
+        ev.write("network.txt", vm.handle.network_state())
         for dep in ev.deployments:
             ev.write(f"journal-{dep.module}.txt", "".join(e.line + "\n" for e in dep.journal()))
     except LabError as exc:

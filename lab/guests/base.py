@@ -329,6 +329,13 @@ class GuestHandle(abc.ABC):
     @abc.abstractmethod
     def deployment(self, manifest: DriverManifest, vocabulary: Vocabulary) -> Deployment: ...
 
+    def network_state(self) -> str:
+        """The guest's own view of its adapters for a failure's evidence (names, MACs,
+        carrier, addresses); a kind may add its packet counters."""
+        return "".join(f"{a.name} {a.mac} ifindex {a.index} carrier "
+                       f"{'-' if a.carrier is None else int(a.carrier)} "
+                       f"{' '.join(a.addresses) or '-'}\n" for a in self.adapters())
+
     def media_connected(self, adapter: AdapterInfo) -> bool | None:
         """The guest's own view of the adapter's link (carrier / media state), read from
         the OS, not from the driver under test; None when this kind cannot tell."""

@@ -67,6 +67,13 @@ _ADAPTERS_CMD = ("for d in /sys/class/net/*; do echo \"if $(basename $d) $(cat $
                  "$(cat $d/ifindex) $(cat $d/carrier 2>/dev/null || echo -)\"; done; "
                  "ip -o -4 addr")
 
+#: Per interface its packet counters (sysfs), then labtdi's per-binding L2 echo counters
+#: (/proc/labtdi/adapters/<ifindex>: requests seen, replies sent) when it is loaded.
+_COUNTERS_CMD = ("for d in /sys/class/net/*; do s=$d/statistics; echo \"$(basename $d) "
+                 "rx_packets $(cat $s/rx_packets) rx_dropped $(cat $s/rx_dropped) "
+                 "tx_packets $(cat $s/tx_packets) tx_dropped $(cat $s/tx_dropped)\"; done; "
+                 "for f in /proc/labtdi/adapters/*; do [ -f \"$f\" ] && echo \"labtdi "
+                 "binding $(basename $f):\" $(cat \"$f\"); done; true")
 
 #: Interface names written to a twin's control file (never need quoting).
 _IFNAME = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
@@ -295,6 +302,12 @@ class LinuxMicroHandle(GuestHandle):
     def deployment(self, manifest: DriverManifest, vocabulary: Vocabulary) -> LinuxTwinDeployment:
         skip = (self.management_mac,) if self.management_mac else ()
         return LinuxTwinDeployment(self.shell, manifest, vocabulary, skip_macs=skip)
+
+    def network_state(self) -> str:
+        """The adapters, then each interface's packet counters and the transport twin's
+        per-binding echo counters (did the probes arrive, were replies sent)."""
+        counters = self.shell.run(_COUNTERS_CMD, timeout=30, check=False).stdout
+        return f"{super().network_state()}\n{counters}"
 
     def media_connected(self, adapter: AdapterInfo) -> bool | None:
         """``/sys/class/net/<name>/carrier`` (1 or 0; unreadable on a down adapter)."""

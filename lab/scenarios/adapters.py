@@ -62,7 +62,7 @@ def hot_unplug(vm: Vm, tdi: Deployment, nic: Nic, kecho: Deployment | None = Non
     last_ns = max(e.t_ns for e in journal)
     vm.replug(nic)
     wait_bound(tdi, nic, last_ns, "replugged")
-    m.values["probe_rtt_s"] = await_probe(nic, "replugged")
+    m.values["probe_rtt_s"] = await_probe(nic, "replugged", vm)
     if kecho is not None:
         echo_once(nic)
     return m
@@ -90,7 +90,7 @@ def unbind_rebind(vm: Vm, tdi: Deployment, nic: Nic, others: tuple[Nic, ...],
     tdi.bind(info)
     vm.timeline.add(f"{tdi.module} bound to {nic.alias} again")
     wait_bound(tdi, nic, last_ns, "rebound")
-    m.values["probe_rtt_s"] = await_probe(nic, "rebound")
+    m.values["probe_rtt_s"] = await_probe(nic, "rebound", vm)
     return m
 
 

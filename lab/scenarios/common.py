@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from lab import budgets, hostagent, route_guard
-from lab.errors import DriverFailure
+from lab.errors import DeadlineExceeded, DriverFailure, LabFailure, NoCarrier
 from lab.guests.base import Deployment
 from lab.journal import Adapter, Journal
 from lab.l2probe import ProbeReply
@@ -15,6 +16,7 @@ from lab.load import LoadResult, LoadSpec, Target
 from lab.naming import ECHO_PORT
 from lab.plan import Nic
 from lab.vm import Vm
+from lab.wait import wait_for
 
 
 @dataclass
@@ -64,12 +66,81 @@ def require_probe(nic: Nic, what: str) -> float:
     return reply.rtt_s
 
 
-def await_probe(nic: Nic, state: str) -> float:
-    """Wait until the L2 echo answers on ``nic`` again (a driver verdict when it never does)."""
+def guest_carrier(vm: Vm, nic: Nic) -> bool | None:
+    """The guest OS's own view of ``nic``'s link (never the driver under test's); None
+    when this guest kind cannot tell or the guest does not list the adapter now."""
+    try:
+        return vm.handle.media_connected(vm.handle.adapter(nic.mac))
+    except LabFailure:
+        return None
+
+
+def await_probe(nic: Nic, state: str, vm: Vm | None = None) -> float:
+    """Wait until the L2 echo answers on ``nic`` again: a driver verdict when it never
+    does within L2_ECHO. With ``vm`` only the time the adapter has its link counts: after
+    each unanswered probe the guest itself (not the driver under test) is asked for the
+    adapter's carrier; while it has none (the NIC model renegotiating, e.g. an e1000e
+    after a wake) the budget starts over, for up to LINK_BACK per loss
+    (:class:`NoCarrier`, a lab failure, when the link does not come back)."""
     require_inside_lab([nic], "L2 probe of")
-    return budgets.L2_ECHO.wait(
-        f"L2 echo from the {state} {nic.alias} ({nic.mac})",
-        lambda: r.rtt_s if (r := probe(nic.bridge, nic.mac)) else None)
+    what = f"L2 echo from the {state} {nic.alias} ({nic.mac})"
+    if vm is None:
+        return budgets.L2_ECHO.wait(
+            what, lambda: r.rtt_s if (r := probe(nic.bridge, nic.mac)) else None)
+    echo = _EchoWithLink(vm, nic, what)
+    cap = 2 * budgets.L2_ECHO.seconds + budgets.LINK_BACK.seconds + 10.0
+    try:
+        return wait_for(what, echo, cap)
+    except DeadlineExceeded as exc:  # the link came and went again and again
+        raise NoCarrier(f"{exc.summary}: {nic.model} ({nic.alias}) kept losing its link "
+                        "in the guest's own view", hint=_CARRIER_HINT) from None
+
+
+_CARRIER_HINT = "see the guest's kernel log (link up/down lines)"
+_LINK_TEXT = {True: "carrier", False: "no carrier", None: "not known (this guest kind "
+              "cannot tell)"}
+
+
+@dataclass
+class _EchoWithLink:
+    """One L2 probe per call; the L2_ECHO budget runs only while the guest reports
+    carrier on the NIC (or cannot tell)."""
+
+    vm: Vm
+    nic: Nic
+    what: str
+    deadline: float = field(default_factory=lambda: time.monotonic() + budgets.L2_ECHO.seconds)
+    lost_at: float | None = None
+
+    def __call__(self) -> float | None:
+        if (reply := probe(self.nic.bridge, self.nic.mac)) is not None:
+            return reply.rtt_s
+        carrier = guest_carrier(self.vm, self.nic)
+        now = time.monotonic()
+        if carrier is False:
+            self._no_link(now)
+        elif self.lost_at is not None:
+            self.lost_at = None
+            self.deadline = now + budgets.L2_ECHO.seconds
+            self.vm.timeline.add(f"{self.nic.alias} has carrier again: its L2_ECHO budget "
+                                 "runs from now")
+        if now >= self.deadline:
+            raise DriverFailure(f"no {self.what} within {budgets.L2_ECHO.seconds:.0f}s with "
+                                f"its link up (budget: {budgets.L2_ECHO.what}); the guest's "
+                                f"own view of the link: {_LINK_TEXT[carrier]}")
+        return None
+
+    def _no_link(self, now: float) -> None:
+        if self.lost_at is None:
+            self.lost_at = now
+            self.vm.timeline.add(f"no L2 echo from {self.nic.alias} and the guest reports "
+                                 "no carrier on it: waiting for its link (LINK_BACK)")
+        elif now - self.lost_at > budgets.LINK_BACK.seconds:
+            raise NoCarrier(f"{self.nic.model} ({self.nic.alias}): the guest's own adapter "
+                            f"has had no carrier for {budgets.LINK_BACK.seconds:.0f}s: the "
+                            "NIC model's link, not the transport, so its L2 echo tests "
+                            "nothing", hint=_CARRIER_HINT)
+        self.deadline = now + budgets.L2_ECHO.seconds
 
 
 def echo_once(nic: Nic, payload: bytes = b"driver-lab echo probe\n") -> None:

@@ -70,7 +70,7 @@ def disable_enable(vm: Vm, tdi: Deployment, nic: Nic, kecho: Deployment | None =
     _enable(vm, nic, m)
     wait_bound(tdi, nic, last_ns, "enabled")
     m.values["new_index"] = adapter_of(vm, nic).ifindex != adapter.ifindex
-    m.values["probe_rtt_s"] = await_probe(nic, "enabled")
+    m.values["probe_rtt_s"] = await_probe(nic, "enabled", vm)
     if kecho is not None:
         echo_once(nic)
     return m

@@ -147,7 +147,7 @@ def link_flap(vm: Vm, tdi: Deployment, nics: tuple[Nic, ...], nic: Nic,
     check_kept(own, tdi.module, nic)
     check_link_events(own, tdi.module, nic)
     others_intact(tdi, tdi.journal(), nic, others, before, "flapping the link of")
-    m.values["probe_rtt_s"] = await_probe(nic, "link-up")
+    m.values["probe_rtt_s"] = await_probe(nic, "link-up", vm)
     echo_once(nic)  # traffic resumes on the flapped NIC
     m.values["throughput_Bps"] = result.throughput
     m.values["flap_errors"] = len(result.errors)
@@ -181,7 +181,7 @@ def nic_reset(vm: Vm, tdi: Deployment, nics: tuple[Nic, ...], nic: Nic,
         wait_bound(tdi, nic, torn_ns, "reset")
         check_bound_again(events_since(tdi, adapter.mac, torn_ns), tdi.module, nic, torn_ns)
     others_intact(tdi, tdi.journal(), nic, others, before, "resetting")
-    m.values["probe_rtt_s"] = await_probe(nic, "reset")
+    m.values["probe_rtt_s"] = await_probe(nic, "reset", vm)
     echo_once(nic)  # traffic resumes on the reset NIC
     m.values["throughput_Bps"] = result.throughput
     m.values["reset_errors"] = len(result.errors)

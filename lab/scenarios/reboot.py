@@ -63,7 +63,7 @@ def reboot_installed(vm: Vm, drivers: tuple[Deployment, ...], nics: tuple[Nic, .
                             "skip list did not persist or was not applied to the adapters "
                             "present at load")
     for nic in nics:
-        m.values[f"probe_rtt_{nic.alias}_s"] = await_probe(nic, "rebooted")
+        m.values[f"probe_rtt_{nic.alias}_s"] = await_probe(nic, "rebooted", vm)
         if any(d.serves_echo for d in drivers):
             echo_once(nic)
     return m

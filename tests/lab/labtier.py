@@ -11,6 +11,23 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+#: A stand-in for the labtdi transport's L2 echo: answers every lab L2 echo request that
+#: reaches interface argv[1] (the repository in argv[2]), built from lab.l2probe's
+#: constants (those are checked against drivers/common/labl2echo.h by the unit tier).
+L2_RESPONDER = """import socket, sys
+sys.path.insert(0, sys.argv[2])
+from lab import l2probe as p
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(p.ETHERTYPE))
+s.bind((sys.argv[1], p.ETHERTYPE)); me = s.getsockname()[4][:6]
+index = socket.if_nametoindex(sys.argv[1]); print("ready", flush=True)
+while True:
+    f = s.recv(2048)
+    magic, ver, op, n, seq, _ = p.HEADER.unpack_from(f, p.ETH_HLEN)
+    if (magic, ver, op) != (p.MAGIC, p.VERSION, p.OP_REQUEST) or f[:6] != me: continue
+    body = f[p.ETH_HLEN + p.HEADER.size:p.ETH_HLEN + p.HEADER.size + n]
+    s.send(f[6:12] + me + f[12:14] + p.HEADER.pack(p.MAGIC, 1, p.OP_REPLY, n, seq, index) + body)
+"""
+
 #: what every lab-tier test needs on the host (tests add their own tools)
 BASE_TOOLS = ("libvirtd", "qemu-system-x86_64", "ip", "busybox", "dropbear")
 

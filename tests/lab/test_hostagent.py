@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 
 import paramiko
 import pytest
-from labtier import REPO, require_lab_host
+from labtier import L2_RESPONDER, REPO, require_lab_host
 
 from lab import netns
 from lab.errors import DriverFailure, LabError, LabFailure, OutsideLab
@@ -93,22 +93,6 @@ for line in sys.stdin:
     with lock: print(json.dumps(st), flush=True)
 """
 
-#: answers every lab L2 echo request on argv[1] (as the labtdi transport does)
-RESPONDER = """import socket, sys
-sys.path.insert(0, sys.argv[2])
-from lab import l2probe as p
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(p.ETHERTYPE))
-s.bind((sys.argv[1], p.ETHERTYPE)); me = s.getsockname()[4][:6]
-index = socket.if_nametoindex(sys.argv[1]); print("ready", flush=True)
-while True:
-    f = s.recv(2048)
-    magic, ver, op, n, seq, _ = p.HEADER.unpack_from(f, p.ETH_HLEN)
-    if (magic, ver, op) != (p.MAGIC, p.VERSION, p.OP_REQUEST) or f[:6] != me: continue
-    body = f[p.ETH_HLEN + p.HEADER.size:p.ETH_HLEN + p.HEADER.size + n]
-    s.send(f[6:12] + me + f[12:14] + p.HEADER.pack(p.MAGIC, 1, p.OP_REPLY, n, seq, index) + body)
-"""
-
-
 @dataclass
 class Side:
     """One namespace's targets and the instruments that reach them."""
@@ -163,7 +147,7 @@ def start_targets(ns: str, launch: Callable[[list[str]], list[str]],
     for dev in (BRIDGE, PROBE_IF, RESPONDER_IF):
         netns.ip("-n", ns, "link", "set", dev, "up")
     for script, args in ((ECHO_SERVER, [TARGET_ADDR, str(ECHO_PORT)]),
-                         (RESPONDER, [RESPONDER_IF, str(REPO)])):
+                         (L2_RESPONDER, [RESPONDER_IF, str(REPO)])):
         proc = subprocess.Popen(launch([sys.executable, "-c", script, *args]), text=True,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         procs.append(proc)
