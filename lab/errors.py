@@ -146,10 +146,19 @@ class LinkStateUnsupported(LabFailure):
     link state, the guest's own carrier did not follow): nothing to test the driver on."""
 
 
-class NoCarrier(LabFailure):
+class NicModelDown(LabFailure):
+    """A test NIC cannot carry the transport's traffic for reasons below the driver under
+    test (the NIC model's emulation): nothing to test the driver on through it."""
+
+
+class NoCarrier(NicModelDown):
     """The guest's own adapter (read from the OS, not from the driver under test) has no
-    carrier and did not get it back within the LINK_BACK budget: the NIC model's link,
-    so the L2 echo through it tests nothing of the transport."""
+    carrier and did not get it back within the LINK_BACK budget."""
+
+
+class NoTraffic(NicModelDown):
+    """The adapter has carrier but passes no IP at all either (not even the guest
+    kernel's reset of a connection to a closed port): the NIC, not the transport."""
 
 
 class GatewayUnreachable(GuestUnreachable):

@@ -282,6 +282,11 @@ class GuestHandle(abc.ABC):
     #: whether the lab suspends this guest to RAM through its QEMU guest agent (libvirt
     #: dompmsuspend); else the guest suspends itself (:meth:`start_sleep`)
     sleeps_through_agent: ClassVar[bool] = False
+    #: whether the guest's own kernel answers a connection to a closed TCP port with a
+    #: reset, so the host can tell "passes IP at all" with no driver under test involved
+    #: (lab.echo_clients.carries_ip); False where a firewall may drop it silently
+    #: (Windows Firewall's default for inbound): then the lab cannot tell
+    resets_closed_ports: ClassVar[bool] = False
 
     def __init__(self, shell: Shell) -> None:
         self.shell = shell

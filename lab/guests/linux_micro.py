@@ -286,6 +286,8 @@ class LinuxMicro(GuestKind):
 class LinuxMicroHandle(GuestHandle):
     """One micro guest over SSH (busybox sh as root)."""
 
+    resets_closed_ports = True
+
     def adapters(self) -> tuple[AdapterInfo, ...]:
         return parse_adapters(self.shell.run(_ADAPTERS_CMD, timeout=30).stdout)
 

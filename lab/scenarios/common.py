@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab import budgets, hostagent, route_guard
-from lab.errors import DeadlineExceeded, DriverFailure, LabFailure, NoCarrier
+from lab.errors import DeadlineExceeded, DriverFailure, LabFailure, NoCarrier, NoTraffic
 from lab.guests.base import Deployment
 from lab.journal import Adapter, Journal
 from lab.l2probe import ProbeReply
@@ -125,6 +125,13 @@ class _EchoWithLink:
             self.vm.timeline.add(f"{self.nic.alias} has carrier again: its L2_ECHO budget "
                                  "runs from now")
         if now >= self.deadline:
+            if (self.vm.handle.resets_closed_ports
+                    and not hostagent.current().carries_ip(self.nic.address)):
+                raise NoTraffic(f"{self.nic.model} ({self.nic.alias}): no {self.what} and no "
+                                "IP through it either (not even the guest kernel's reset on "
+                                "a closed port) while the guest reports its link "
+                                f"{_LINK_TEXT[carrier]}: the NIC passes nothing, so its L2 "
+                                "echo tests nothing of the transport", hint=_CARRIER_HINT)
             raise DriverFailure(f"no {self.what} within {budgets.L2_ECHO.seconds:.0f}s with "
                                 f"its link up (budget: {budgets.L2_ECHO.what}); the guest's "
                                 f"own view of the link: {_LINK_TEXT[carrier]}")

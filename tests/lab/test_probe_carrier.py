@@ -3,16 +3,19 @@
 An e1000e renegotiates its link after a wake, a reset or a replug, under a busy TCG
 host for longer than the transport's L2_ECHO budget now and then; a NIC without link
 cannot carry the echo, so that time is the NIC model's, not the driver's. Here, for
-real: a network namespace of this module's own (``dlcarr``) with a lab bridge and a
-veth pair. The "guest" end of the pair is read by the micro guest's own handle code
-(``LinuxMicroHandle``: its adapter listing and ``/sys/class/net/<if>/carrier``) through
-a shell into the namespace; an L2 echo responder on it stands in for the transport
+real: a network namespace of this module's own (``dlcarr``) with a lab bridge and one
+end of a veth pair, the other end in a "guest" namespace (``dlcarg``) with the guest's
+address (its kernel resets a connection to a closed port). That end is read by the
+micro guest's own handle code (``LinuxMicroHandle``: its adapter listing and
+``/sys/class/net/<if>/carrier``) through a shell into that namespace; an L2 echo responder on it stands in for the transport
 (stopped with SIGSTOP: a transport that stopped answering). The link goes down when
-the bridge's end of the pair is set down. Budgets are shortened for the test.
+the bridge's end of the pair is set down; a stopped responder on an adapter without its
+address stands in for a NIC that passes nothing. Budgets are shortened for the test.
 
 The oracle must catch a silent transport with the link up, and after the link came
 back; it must pass a healthy transport whose link comes back later than L2_ECHO; a link
-that never comes back is a lab failure (NoCarrier), never a driver verdict.
+that never comes back (NoCarrier) or a NIC that passes nothing at all (NoTraffic) is a
+lab failure, never a driver verdict.
 """
 
 from __future__ import annotations
@@ -32,14 +35,14 @@ from labtier import L2_RESPONDER, REPO, require_lab_host
 
 from lab import budgets, netns
 from lab.budgets import Budget
-from lab.errors import CommandTimeout, DriverFailure, LabFailure, NoCarrier
+from lab.errors import CommandTimeout, DriverFailure, LabFailure, NoCarrier, NoTraffic
 from lab.guests.base import CommandResult, RunningCommand
 from lab.guests.linux_micro import LinuxMicroHandle
 from lab.plan import Nic
 from lab.scenarios.common import await_probe
 from lab.vm import Timeline, Vm
 
-NS = "dlcarr"
+NS, GUEST_NS = "dlcarr", "dlcarg"
 BRIDGE, PORT_IF, GUEST_IF = "dlcar-t0", "dlcarp0", "dlcarg0"
 GUEST_MAC = "02:00:5e:10:21:30"
 #: the bridge's address and the "guest's" (routed through the bridge; not assigned)
@@ -55,7 +58,7 @@ class NamespaceShell:
 
     def run(self, command: str, timeout: float = 60.0, check: bool = True) -> CommandResult:
         try:
-            res = subprocess.run(["ip", "netns", "exec", NS, "sh", "-c", command],
+            res = subprocess.run(["ip", "netns", "exec", GUEST_NS, "sh", "-c", command],
                                  capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise CommandTimeout(self.name, command, timeout) from None
@@ -98,22 +101,34 @@ class Rig:
         timer.start()
         return timer
 
+    def nic_passes_nothing(self) -> None:
+        """Nothing the host sends gets an answer through the guest's adapter (no L2 echo,
+        no ARP reply, so no reset from a closed port either); its carrier stays up."""
+        self.transport(answers=False)
+        netns.ip("-n", GUEST_NS, "addr", "flush", "dev", GUEST_IF)
+
     def transport(self, answers: bool) -> None:
         self.responder.send_signal(signal.SIGCONT if answers else signal.SIGSTOP)
 
 
 def _build() -> subprocess.Popen[str]:
-    netns.delete(NS)  # left by a killed run
-    netns.create(NS)
+    """The host's namespace (bridge, one end of the pair) and the guest's (the other end
+    with the guest's address: its kernel resets a connection to a closed port)."""
+    for ns in (NS, GUEST_NS):
+        netns.delete(ns)  # left by a killed run
+        netns.create(ns)
     netns.ip("-n", NS, "link", "add", BRIDGE, "type", "bridge")
     netns.ip("-n", NS, "addr", "add", f"{BRIDGE_ADDR}/24", "dev", BRIDGE)
-    netns.ip("-n", NS, "link", "add", PORT_IF, "type", "veth", "peer", "name", GUEST_IF)
+    netns.ip("-n", NS, "link", "add", PORT_IF, "type", "veth", "peer", "name", GUEST_IF,
+             "netns", GUEST_NS)
     netns.ip("-n", NS, "link", "set", PORT_IF, "master", BRIDGE)
-    netns.ip("-n", NS, "link", "set", GUEST_IF, "address", GUEST_MAC)
-    for dev in (BRIDGE, PORT_IF, GUEST_IF):
-        netns.ip("-n", NS, "link", "set", dev, "up")
-    proc = subprocess.Popen(["ip", "netns", "exec", NS, sys.executable, "-c", L2_RESPONDER,
-                             GUEST_IF, str(REPO)], text=True, stdout=subprocess.PIPE)
+    netns.ip("-n", GUEST_NS, "link", "set", GUEST_IF, "address", GUEST_MAC)
+    netns.ip("-n", GUEST_NS, "addr", "add", f"{GUEST_ADDR}/24", "dev", GUEST_IF)
+    for ns, dev in ((NS, BRIDGE), (NS, PORT_IF), (GUEST_NS, GUEST_IF)):
+        netns.ip("-n", ns, "link", "set", dev, "up")
+    proc = subprocess.Popen(["ip", "netns", "exec", GUEST_NS, sys.executable, "-c",
+                             L2_RESPONDER, GUEST_IF, str(REPO)], text=True,
+                            stdout=subprocess.PIPE)
     assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
     return proc
 
@@ -136,6 +151,7 @@ def rig(monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
         responder.kill()
         responder.wait(timeout=10)
         netns.delete(NS)
+        netns.delete(GUEST_NS)
 
 
 def test_a_link_back_later_than_the_echo_budget_passes(rig: Rig) -> None:
@@ -181,6 +197,16 @@ def test_a_silent_transport_is_caught_after_its_link_came_back(rig: Rig) -> None
     assert time.monotonic() - t0 > 2 * L2_ECHO_S + 1.0
     assert info.value.summary.endswith("link: carrier")
     assert any("has carrier again" in what for _, what in rig.vm.timeline.events)
+
+
+def test_a_nic_that_passes_nothing_is_a_lab_failure(rig: Rig) -> None:
+    """Carrier up, but not even the guest kernel answers through the NIC (no reset from
+    a closed port): NoTraffic, the NIC's failure, not the transport's."""
+    rig.nic_passes_nothing()
+    with pytest.raises(NoTraffic) as info:
+        await_probe(rig.nic, "woken", rig.vm)
+    assert "no IP through it either" in info.value.summary
+    assert info.value.summary.count("carrier") == 1  # "its link carrier"
 
 
 def test_a_link_that_never_comes_back_is_a_lab_failure(rig: Rig) -> None:
