@@ -7,7 +7,8 @@ real: a network namespace of this module's own (``dlcarr``) with a lab bridge an
 end of a veth pair, the other end in a "guest" namespace (``dlcarg``) with the guest's
 address (its kernel resets a connection to a closed port). That end is read by the
 micro guest's own handle code (``LinuxMicroHandle``: its adapter listing and
-``/sys/class/net/<if>/carrier``) through a shell into that namespace; an L2 echo responder on it stands in for the transport
+``/sys/class/net/<if>/carrier``) through a shell into that namespace; an L2 echo
+responder on it stands in for the transport
 (stopped with SIGSTOP: a transport that stopped answering). The link goes down when
 the bridge's end of the pair is set down; a stopped responder on an adapter without its
 address stands in for a NIC that passes nothing. Budgets are shortened for the test.
