@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import os
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +50,25 @@ def links(name: str, kind: str | None = None) -> list[str]:
     # "7: dlh2c@if6: <BROADCAST,...> ...": the name ends at "@" (a pair's peer) or ":"
     return [line.split(":", 2)[1].strip().split("@", 1)[0]
             for line in ip(*args).splitlines() if line.count(":") >= 2]
+
+
+def delete_link(name: str, dev: str, timeout: float = 10.0) -> bool:
+    """Remove device ``dev`` from namespace ``name`` if it is there and return once it is
+    gone (True when it was there). A veth whose peer's namespace was just deleted goes
+    away by itself a moment later (the kernel cleans a deleted namespace up
+    asynchronously): a delete that finds it already gone is no error; one that keeps
+    failing while it is still listed is, after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    was_there = False
+    while dev in links(name):
+        was_there = True
+        try:
+            ip("-n", name, "link", "del", dev)
+        except LabFailure:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)  # gone by now, or going: look again
+    return was_there
 
 
 def pids(name: str) -> list[int]:

@@ -386,8 +386,7 @@ class NamespaceHost:
                              hint="start the lab's sandbox first (`lab up`)")
         if self.linked():
             return False
-        if spec.veth[1] in netns.links(spec.netns):
-            netns.ip("-n", spec.netns, "link", "del", spec.veth[1])
+        netns.delete_link(spec.netns, spec.veth[1])  # its peer's namespace is gone
         self._link()
         return True
 
@@ -396,8 +395,7 @@ class NamespaceHost:
         spec = self.spec
         ctl, host = spec.veth
         ctl_ns = spec.controller_netns
-        if ctl in netns.links(ctl_ns):
-            netns.ip("-n", ctl_ns, "link", "del", ctl)  # left by a killed run
+        netns.delete_link(ctl_ns, ctl)  # left by a killed run
         netns.ip("-n", ctl_ns, "link", "add", ctl, "type", "veth",
                  "peer", "name", host, "netns", spec.netns)
         for ns, dev, addr in ((ctl_ns, ctl, spec.controller_addr), (spec.netns, host, spec.addr)):
@@ -509,8 +507,7 @@ class NamespaceHost:
                     stopped.append(f"{name} (pid {pid})")
         stopped += stop_stragglers(spec.netns, HOST_CHILDREN, {os.getpid()})
         ctl = spec.veth[0]
-        if ctl in netns.links(spec.controller_netns):
-            netns.ip("-n", spec.controller_netns, "link", "del", ctl)
+        if netns.delete_link(spec.controller_netns, ctl):
             stopped.append(f"veth {ctl}")
         if netns.exists(spec.netns):
             netns.delete(spec.netns)
