@@ -185,12 +185,18 @@ def run_on_host(gateway: Gateway, argv: list[str], timeout: float) -> tuple[int,
     except SSH_ERRORS as exc:
         raise GatewayUnreachable(f"gateway {gateway.where}: opening a session failed: {exc}",
                                  hint=_hint(gateway)) from None
-    timer = threading.Timer(_left(end), chan.close)  # exec_command has no deadline itself
+    expired = threading.Event()
+
+    def expire() -> None:  # exec_command has no deadline itself
+        expired.set()
+        with contextlib.suppress(*SSH_ERRORS):  # the connection may be closing too
+            chan.close()  # sets status_event too (paramiko): the flag tells it from an exit
+    timer = threading.Timer(_left(end), expire)
     timer.start()
     with contextlib.closing(chan):
         try:
             chan.exec_command(shlex.join(argv))
-            if not chan.status_event.wait(_left(end)):
+            if not chan.status_event.wait(_left(end)) or expired.is_set():
                 raise GatewayUnreachable(f"gateway {gateway.where}: {argv[0]} did not end "
                                          f"within {timeout:.0f}s", hint=_hint(gateway))
             status = chan.recv_exit_status()

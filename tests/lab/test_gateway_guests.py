@@ -212,6 +212,20 @@ def test_a_command_on_the_host_itself_gets_its_status_stderr_and_a_deadline(
         assert gateways.run_on_host(gw, ["true"], 30) == (0, "")  # the connection is fine
 
 
+def test_a_deadline_that_closes_the_channel_first_is_still_a_deadline(
+        host3: NamespaceHost, monkeypatch: pytest.MonkeyPatch) -> None:
+    """run_on_host's deadline timer closes the channel, and closing it also wakes the wait
+    for the exit status (paramiko sets status_event on close): on a busy machine the
+    timer can win that race (a CI run got no error, an exit status of -1). Made certain
+    here, the timer at half the deadline: still "did not end", never a status."""
+    real_timer = threading.Timer
+    monkeypatch.setattr(threading, "Timer", lambda interval, fn: real_timer(interval / 2, fn))
+    gw = _gateway(host3)
+    with netns.inside(CONTROLLER_NS), \
+            pytest.raises(GatewayUnreachable, match="sleep did not end within 2s"):
+        gateways.run_on_host(gw, ["sleep", "4"], 2)
+
+
 def test_a_guest_that_stops_answering_meets_its_deadline(guest: RemoteGuest) -> None:
     with netns.inside(CONTROLLER_NS), Guest(guest.addr, connect_timeout=3) as g:
         g.run("true", timeout=10)
