@@ -11,7 +11,8 @@ micro guest's own handle code (``LinuxMicroHandle``: its adapter listing and
 responder on it stands in for the transport
 (stopped with SIGSTOP: a transport that stopped answering). The link goes down when
 the bridge's end of the pair is set down; a stopped responder on an adapter without its
-address stands in for a NIC that passes nothing. Budgets are shortened for the test.
+address stands in for a NIC that passes nothing. Budgets and the wait of one probe are
+shortened for the test.
 
 The oracle must catch a silent transport with the link up, and after the link came
 back; it must pass a healthy transport whose link comes back later than L2_ECHO; a link
@@ -40,6 +41,7 @@ from lab.errors import CommandTimeout, DriverFailure, LabFailure, NoCarrier, NoT
 from lab.guests.base import CommandResult, RunningCommand
 from lab.guests.linux_micro import LinuxMicroHandle
 from lab.plan import Nic
+from lab.scenarios import common
 from lab.scenarios.common import await_probe
 from lab.vm import Timeline, Vm
 
@@ -48,7 +50,9 @@ BRIDGE, PORT_IF, GUEST_IF = "dlcar-t0", "dlcarp0", "dlcarg0"
 GUEST_MAC = "02:00:5e:10:21:30"
 #: the bridge's address and the "guest's" (routed through the bridge; not assigned)
 BRIDGE_ADDR, GUEST_ADDR = "192.168.203.1", "192.168.203.2"
-L2_ECHO_S, LINK_BACK_S = 3.0, 6.0
+L2_ECHO_S, LINK_BACK_S = 1.5, 3.0
+#: how long one unanswered L2 probe waits here (the lab's: 2 s)
+PROBE_WAIT_S = 0.5
 
 
 class NamespaceShell:
@@ -137,6 +141,9 @@ def _build() -> subprocess.Popen[str]:
 @pytest.fixture
 def rig(monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
     require_lab_host()
+    real_probe = common.probe
+    monkeypatch.setattr(common, "probe", lambda bridge, mac, timeout=PROBE_WAIT_S:
+                        real_probe(bridge, mac, timeout))
     monkeypatch.setattr(budgets, "L2_ECHO", Budget(L2_ECHO_S, "driver", budgets.L2_ECHO.what))
     monkeypatch.setattr(budgets, "LINK_BACK", Budget(LINK_BACK_S, "lab",
                                                      budgets.LINK_BACK.what))
@@ -161,14 +168,14 @@ def test_a_link_back_later_than_the_echo_budget_passes(rig: Rig) -> None:
     waited. The same without the guest's view (no ``vm``) blames the driver: the
     control that shows the carrier read is what tells the two apart."""
     rig.link(False)
-    timer = rig.link_back_after(L2_ECHO_S + 2.0)
+    timer = rig.link_back_after(L2_ECHO_S + 1.5)
     t0 = time.monotonic()
     rtt = await_probe(rig.nic, "woken", rig.vm)
     timer.join()
-    assert 0 < rtt < 2.0 and time.monotonic() - t0 > L2_ECHO_S + 2.0
+    assert 0 < rtt < 2.0 and time.monotonic() - t0 > L2_ECHO_S + 1.5
     assert any("no carrier" in what for _, what in rig.vm.timeline.events)
     rig.link(False)
-    timer = rig.link_back_after(L2_ECHO_S + 2.0)
+    timer = rig.link_back_after(L2_ECHO_S + 1.5)
     with pytest.raises(DriverFailure):
         await_probe(rig.nic, "woken")
     timer.join()
