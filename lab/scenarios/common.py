@@ -81,7 +81,9 @@ def await_probe(nic: Nic, state: str, vm: Vm | None = None) -> float:
     each unanswered probe the guest itself (not the driver under test) is asked for the
     adapter's carrier; while it has none (the NIC model renegotiating, e.g. an e1000e
     after a wake) the budget starts over, for up to LINK_BACK per loss
-    (:class:`NoCarrier`, a lab failure, when the link does not come back)."""
+    (:class:`NoCarrier`, a lab failure, when the link does not come back). When the
+    budget runs out on a guest whose kernel resets closed ports, a NIC that passes no IP
+    at all either is :class:`NoTraffic` (a lab failure: the NIC passes nothing)."""
     require_inside_lab([nic], "L2 probe of")
     what = f"L2 echo from the {state} {nic.alias} ({nic.mac})"
     if vm is None:
@@ -97,8 +99,8 @@ def await_probe(nic: Nic, state: str, vm: Vm | None = None) -> float:
 
 
 _CARRIER_HINT = "see the guest's kernel log (link up/down lines)"
-_LINK_TEXT = {True: "carrier", False: "no carrier", None: "not known (this guest kind "
-              "cannot tell)"}
+_LINK_TEXT = {True: "carrier", False: "no carrier", None: "not known (the guest does not "
+              "list the adapter, or its kind cannot tell)"}
 
 
 @dataclass
