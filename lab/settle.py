@@ -32,8 +32,7 @@ def unsettled(handle: GuestHandle, nics: Sequence[Nic]) -> list[str]:
             missing.append(f"{nic.alias}: not listed by the guest")
         elif not adapter.carries(nic.address):
             missing.append(f"{nic.alias}: not configured with {nic.address}")
-        elif adapter.carrier is False or (adapter.carrier is None
-                                          and handle.media_connected(adapter) is False):
+        elif handle.carrier_of(adapter) is False:
             missing.append(f"{nic.alias}: no carrier")
     return missing
 

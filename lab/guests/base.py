@@ -341,6 +341,11 @@ class GuestHandle(abc.ABC):
                        f"{'-' if a.carrier is None else int(a.carrier)} "
                        f"{' '.join(a.addresses) or '-'}\n" for a in self.adapters())
 
+    def carrier_of(self, adapter: AdapterInfo) -> bool | None:
+        """The adapter's link in the guest's own view: what its listing saw, else read
+        now (:meth:`media_connected`); None when this kind cannot tell."""
+        return adapter.carrier if adapter.carrier is not None else self.media_connected(adapter)
+
     def media_connected(self, adapter: AdapterInfo) -> bool | None:
         """The guest's own view of the adapter's link (carrier / media state), read from
         the OS, not from the driver under test; None when this kind cannot tell."""

@@ -70,7 +70,7 @@ def guest_carrier(vm: Vm, nic: Nic) -> bool | None:
     """The guest OS's own view of ``nic``'s link (never the driver under test's); None
     when this guest kind cannot tell or the guest does not list the adapter now."""
     try:
-        return vm.handle.media_connected(vm.handle.adapter(nic.mac))
+        return vm.handle.carrier_of(vm.handle.adapter(nic.mac))
     except LabFailure:
         return None
 
