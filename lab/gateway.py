@@ -14,6 +14,7 @@ import contextlib
 import errno
 import os
 import shlex
+import shutil
 import socket
 import threading
 import time
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 import paramiko
 
+from lab import agent_pipes
 from lab.errors import GatewayKeyRefused, GatewayUnreachable, GuestUnreachable
 
 CONNECT_TIMEOUT = 10.0
@@ -93,6 +95,17 @@ def transport(gateway: Gateway, timeout: float = CONNECT_TIMEOUT) -> paramiko.Tr
         return slot.transport
     finally:
         slot.lock.release()
+
+
+def openssh(gateway: Gateway) -> list[str] | None:
+    """The OpenSSH client command reaching ``gateway`` with the same key and pinned host
+    key (:func:`lab.agent_pipes.openssh_argv`); None when ``ssh`` is not installed."""
+    if shutil.which("ssh") is None:
+        return None
+    return agent_pipes.openssh_argv(address=gateway.address, port=gateway.port,
+                                    user=gateway.user, key_file=gateway.key_file,
+                                    known_hosts=gateway.known_hosts,
+                                    connect_timeout_s=CONNECT_TIMEOUT)
 
 
 def open_channel(gateway: Gateway, dest_host: str, dest_port: int,

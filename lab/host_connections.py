@@ -72,7 +72,9 @@ class HostConnections:
 
     def instruments_for(self, vm: VmEntry) -> Instruments:
         """The host-side instruments of ``vm``'s host: in-process for the local host,
-        else that host's agent over its gateway (one per host, reopened if it died)."""
+        else that host's agent over its gateway (one per host, reopened if it died): each
+        agent through the OpenSSH client when it is installed, else in a channel of the
+        gateway's own connection."""
         if vm.host == "local" or vm.gateway is None:
             return self._local_instruments
         with self._lock:
@@ -83,7 +85,8 @@ class HostConnections:
                 python = next((h.python for h in self.config.hosts if h.name == vm.host),
                               "python3")
                 inst = RemoteInstruments(vm.host, gateway.transport(vm.gateway),
-                                         lab=self.config.lab.name, python=python)
+                                         lab=self.config.lab.name, python=python,
+                                         ssh=gateway.openssh(vm.gateway))
                 self._instruments[vm.host] = inst
             return inst
 

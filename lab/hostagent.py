@@ -39,6 +39,7 @@ import stat
 import tempfile
 import threading
 import time
+import weakref
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -50,6 +51,7 @@ from typing import Any, Protocol, TypeVar
 import paramiko
 
 from lab import echo_clients, l2probe, load
+from lab.agent_pipes import AgentPipe, ChannelPipe, ProcessPipe
 from lab.echo_clients import HeldClients, Outcome
 from lab.errors import LabFailure
 from lab.hostagent_wire import (
@@ -260,16 +262,28 @@ class RemoteInstruments:
     session's own). ``lab``: the lab's name; the agent then goes to the lab's own
     directory (:func:`lab_agent_dir`, unless ``agent_dir`` says otherwise) and sends
     only through that lab's bridges (else through any bridge of the host).
-    ``deadline_s`` overrides every operation's own bound (tests).
+    ``deadline_s`` overrides every operation's own bound (tests). ``ssh``: the OpenSSH
+    client command that reaches the same host as that user
+    (:func:`lab.agent_pipes.openssh_argv`): each agent then runs through its own ``ssh``
+    process (:class:`~lab.agent_pipes.ProcessPipe`); None: in exec channels of
+    ``transport`` (which copies the agent there either way).
     :meth:`close` (or the transport's end) stops the agents.
     """
 
     def __init__(self, host: str, transport: paramiko.Transport, *,
                  agent_dir: PurePosixPath | None = None, python: str = "python3",
                  netns: str | None = None, cache_dir: Path | None = None,
-                 deadline_s: float | None = None, lab: str | None = None) -> None:
+                 deadline_s: float | None = None, lab: str | None = None,
+                 ssh: Sequence[str] | None = None) -> None:
         self.host = host
         self.transport = transport
+        self.ssh = tuple(ssh) if ssh is not None else None
+        #: the network namespace the transport was made in (an agent's ssh connects from
+        #: there too); closed with this object
+        self._netns_fd: int | None = None
+        if self.ssh is not None:
+            self._netns_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            weakref.finalize(self, os.close, self._netns_fd)
         self.lab = lab
         self.agent_dir = agent_dir or (AGENT_DIR if lab is None else lab_agent_dir(lab))
         self.python = python
@@ -423,13 +437,17 @@ class RemoteInstruments:
                 if agent.alive():
                     return agent
                 agent.close()  # it died while idle (killed on the host)
-        argv = [self.python, str(self.ensure_agent()), "serve"]
+        command = shlex.join([self.python, str(self.ensure_agent()), "serve"])
+        pipe: AgentPipe
         try:
-            chan = self.transport.open_session(timeout=max(0.1, until - time.monotonic()))
-            chan.exec_command(shlex.join(argv))
+            if self.ssh is not None and self._netns_fd is not None:
+                pipe = ProcessPipe(self.ssh, command, self._netns_fd)
+            else:
+                pipe = ChannelPipe(self.transport, command,
+                                   timeout=max(0.1, until - time.monotonic()))
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise self._fail(op, f"starting the agent failed: {exc}") from None
-        return _Agent(chan)
+        return _Agent(pipe)
 
     def _document(self, op: str, line: str) -> dict[str, Any]:
         """The answer line as a result document, or one LabFailure line."""
@@ -503,51 +521,51 @@ class _AgentGone(Exception):
 
 
 class _Agent:
-    """One running agent (``serve``): an exec channel, one request line at a time."""
+    """One running agent (``serve``) on its pipe, one request line at a time."""
 
-    def __init__(self, chan: paramiko.Channel) -> None:
-        self.chan = chan
+    def __init__(self, pipe: AgentPipe) -> None:
+        self.pipe = pipe
         self.out = bytearray()
         self.err = bytearray()
 
     def ask(self, request: str, until: float) -> str:
         """Send ``request``; the agent's answer line (TimeoutError at ``until``)."""
         try:
-            self.chan.sendall(request.encode())
+            self.pipe.send(request.encode())
         except (OSError, EOFError):
             if not self.ended():
                 raise
             # it ended before reading the request: what it said (or how it exited) tells
-            # why, not the closed channel
+            # why, not the closed pipe
         while True:
             self._drain()
             if b"\n" in self.out:
                 break
-            if self.chan.eof_received and not self.chan.recv_ready():
+            if self.pipe.out_ended():
                 raise _AgentGone(self._exited(until))
             left = until - time.monotonic()
             if left <= 0:
                 raise TimeoutError
-            select.select([self.chan], [], [], min(left, 1.0))
+            select.select([self.pipe], [], [], min(left, 1.0))
         line, _, rest = bytes(self.out).partition(b"\n")
         self.out = bytearray(rest)
         return line.decode(errors="replace")
 
     def _drain(self) -> None:
-        while self.chan.recv_ready():
-            self.out += self.chan.recv(1 << 16)
-        while self.chan.recv_stderr_ready():
-            self.err = (self.err + self.chan.recv_stderr(1 << 16))[-4096:]  # its last words
+        self.out += self.pipe.read_out()
+        err = self.pipe.read_err()
+        if err:
+            self.err = (self.err + err)[-4096:]  # its last words
 
     def _exited(self, until: float) -> str:
         """How the agent ended: its exit code and last stderr line."""
         stop = min(until, time.monotonic() + 5.0)
-        while not self.chan.exit_status_ready() and time.monotonic() < stop:
+        while not self.pipe.exit_known() and time.monotonic() < stop:
             time.sleep(0.01)
             self._drain()
         self._drain()
-        code = self.chan.recv_exit_status() if self.chan.exit_status_ready() else -1
-        how = f"exited {code}" if code >= 0 else "was killed (no exit status)"
+        code = self.pipe.exit_code()
+        how = f"exited {code}" if code is not None else "was killed (no exit status)"
         said = (bytes(self.err).decode(errors="replace").strip().splitlines()
                 or ["(nothing on stderr)"])[-1][:300]
         if self.out:
@@ -555,14 +573,14 @@ class _Agent:
         return f"the agent {how}: {said}"
 
     def ended(self) -> bool:
-        """The agent's side of the channel is over (EOF, exit status or closed)."""
-        return bool(self.chan.closed or self.chan.eof_received or self.chan.exit_status_ready())
+        """The agent's side of the pipe is over (EOF, exit status or closed)."""
+        return self.pipe.ended()
 
     def alive(self) -> bool:
         return not self.ended()
 
     def close(self) -> None:
-        self.chan.close()
+        self.pipe.close()
 
 
 def _is_file(sftp: paramiko.SFTPClient, path: PurePosixPath, size: int) -> bool:

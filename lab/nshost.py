@@ -35,7 +35,7 @@ from urllib.parse import quote
 
 import paramiko
 
-from lab import netns, no_thp
+from lab import agent_pipes, netns, no_thp
 from lab.caps_cpu import CAPS_FIELD, QEMU_CAPS_CACHE, probing_cpu, release_when_serving
 from lab.errors import LabError, LabFailure
 from lab.hosttools import run_tool
@@ -492,6 +492,14 @@ class NamespaceHost:
             raise LabFailure(f"SSH to namespace host {self.spec.name} ({self.spec.addr}) "
                              f"failed: {exc}", hint=f"see {self.spec.run_dir}/sshd.log") from None
         return client
+
+    def openssh(self) -> list[str]:
+        """The OpenSSH client command that logs in as root here, as :meth:`ssh_client`
+        does (its key pinned); run it in the controller's namespace."""
+        return agent_pipes.openssh_argv(address=self.spec.addr, port=22, user="root",
+                                        key_file=str(self.ssh.client_key),
+                                        known_hosts=str(self.ssh.known_hosts),
+                                        connect_timeout_s=10.0)
 
     def stop(self) -> list[str]:
         """Stop what :meth:`start` started (by pid), what its daemons left in the

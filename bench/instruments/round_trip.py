@@ -2,7 +2,10 @@
 
 Issue 12's target: a remote instrument costs at most 1.2x the local figure. The
 "remote" host is a namespace host (lab/nshost.py: its own network + mount namespace
-and sshd) reached over real SSH; the agent runs there with the host's own python3.
+and sshd) reached over real SSH; the agent runs there with the host's own python3,
+each agent through the OpenSSH client as the lab runs it (lab/agent_pipes.py); the
+short load is also timed over a channel of the paramiko connection (the fallback when
+ssh is not installed), for comparison.
 Both sides get the same targets as tests/lab/test_hostagent.py (an L2 echo responder
 on a veth pair, a TCP echo server on a host-only address). Measured after the agent
 was pushed once (the push is once per content hash, not per call).
@@ -63,7 +66,7 @@ def line(what: str, local: float, remote: float) -> str:
             f"{remote * 1000:8.1f} ms  ratio {ratio:6.2f}x (target <= {TARGET}x) {verdict}")
 
 
-def measure(local: Side, remote: Side) -> list[str]:
+def measure(local: Side, remote: Side, channel: Side) -> list[str]:
     # the load engine's event loop on each side (uvloop when that python has it): a
     # remote host without python3-uvloop runs its loads on asyncio's own loop
     lines = [f"load engine event loop: local {local.run_load(_spec()).loop}, remote "
@@ -76,6 +79,14 @@ def measure(local: Side, remote: Side) -> list[str]:
                                                               bytes_per_connection=None)))):
         lines.append(line(what, *medians_s(partial(run, local), partial(run, remote),
                                             ROUNDS[what])))
+    # the same short call over an exec channel of the paramiko connection (the pipe the
+    # lab uses when ssh is not installed): for comparison, no goal
+    short = "load 2 x 1 MiB"
+    base, over_channel = medians_s(partial(local.run_load, _spec()),
+                                   partial(channel.run_load, _spec()), ROUNDS[short])
+    lines.append(f"(for comparison) {short} over a paramiko channel: local "
+                 f"{base * 1000:.1f} ms  remote {over_channel * 1000:.1f} ms  ratio "
+                 f"{over_channel / base:.2f}x")
     return lines
 
 
@@ -96,16 +107,24 @@ def main() -> int:
         local = Side(CONTROLLER_NS, LocalInstruments(), echo, index, CONTROLLER_NS)
         echo, index = start_targets(host.spec.netns, host.in_host, procs)
         agent_dir = PurePosixPath(host.spec.run_dir / "agent")
-        agents = RemoteInstruments("hib", transport, agent_dir=agent_dir,
-                                   cache_dir=host.spec.run_dir / "cache",
-                                   python=NAMESPACE_PYTHON)  # as the lab's namespace host
+        # as the lab's namespace host: its python; each agent through the OpenSSH client
+        # (made in the controller's namespace, where the client connects from)
+        with netns.inside(CONTROLLER_NS):
+            agents = RemoteInstruments("hib", transport, agent_dir=agent_dir,
+                                       cache_dir=host.spec.run_dir / "cache",
+                                       python=NAMESPACE_PYTHON, ssh=host.openssh())
         remote = Side(host.spec.netns, agents, echo, index, None)
+        channel_agents = RemoteInstruments("hib", transport, agent_dir=agent_dir,
+                                           cache_dir=host.spec.run_dir / "cache",
+                                           python=NAMESPACE_PYTHON)
+        channel = Side(host.spec.netns, channel_agents, echo, index, None)
         t0 = time.monotonic()
         remote.probe(NOBODY_MAC, timeout=0.01)  # builds and pushes the agent
         print(f"agent build + push + first call: {(time.monotonic() - t0) * 1000:.0f} ms")
-        for text in measure(local, remote):
+        for text in measure(local, remote, channel):
             print(text)
         agents.close()
+        channel_agents.close()
         client.close()
     finally:
         for proc in procs:

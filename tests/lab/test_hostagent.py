@@ -23,12 +23,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import paramiko
 import pytest
 from labtier import L2_RESPONDER, REPO, require_lab_host
 
-from lab import netns
+from lab import agent_pipes, netns
+from lab.agent_pipes import ChannelPipe, ProcessPipe
 from lab.errors import DriverFailure, LabError, LabFailure, OutsideLab
 from lab.gateway import Gateway
 from lab.hostagent import (
@@ -156,9 +158,16 @@ def start_targets(ns: str, launch: Callable[[list[str]], list[str]],
     return procs[-2], int(link[0]["ifindex"])
 
 
-@pytest.fixture(scope="module")
-def sides(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Side, Side, NamespaceHost]]:
-    require_lab_host("sshd", "nsenter", "ssh-keygen")
+#: how the controller talks to an agent: an exec channel of its paramiko connection, or
+#: the OpenSSH client (what the lab uses where ssh is installed); every test runs on both
+PIPES = ("channel", "openssh")
+
+
+@pytest.fixture(scope="module", params=PIPES)
+def sides(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[tuple[Side, Side, NamespaceHost]]:
+    require_lab_host("sshd", "nsenter", "ssh-keygen", *(["ssh"] if request.param == "openssh"
+                                                          else []))
     netns.delete(CONTROLLER_NS)  # left by a killed run
     netns.create(CONTROLLER_NS)
     host = NamespaceHost(HostSpec(controller_netns=CONTROLLER_NS, run_dir=RUN_PARENT / "hia",
@@ -175,9 +184,11 @@ def sides(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Side, Side
                                                          CONTROLLER_NS, *a], procs)
         local = Side(CONTROLLER_NS, LocalInstruments(), echo, index, CONTROLLER_NS)
         echo, index = start_targets(host.spec.netns, host.in_host, procs)
-        remote_instruments = RemoteInstruments("hia", transport, agent_dir=agent_dir(host),
-                                               cache_dir=tmp_path_factory.mktemp("agent"),
-                                               lab=LAB)
+        ssh = host.openssh() if request.param == "openssh" else None
+        with netns.inside(CONTROLLER_NS):  # an agent's ssh connects from there
+            remote_instruments = RemoteInstruments("hia", transport, agent_dir=agent_dir(host),
+                                                   cache_dir=tmp_path_factory.mktemp("agent"),
+                                                   lab=LAB, ssh=ssh)
         remote = Side(host.spec.netns, remote_instruments, echo, index, None)
         yield local, remote, host
     finally:
@@ -192,6 +203,14 @@ def sides(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Side, Side
         netns.delete(CONTROLLER_NS)
     assert not RUN_PARENT.exists()
     assert not netns.exists(host.spec.netns)
+
+
+def another(remote: Side, **kw: Any) -> RemoteInstruments:
+    """New instruments on the host of ``remote``'s, over the same connection and pipe."""
+    assert isinstance(remote.instruments, RemoteInstruments)
+    with netns.inside(CONTROLLER_NS):
+        return RemoteInstruments("hia", remote.instruments.transport,
+                                 ssh=remote.instruments.ssh, **kw)
 
 
 def agent_base(host: NamespaceHost) -> PurePosixPath:
@@ -276,11 +295,61 @@ def test_an_instrument_error_keeps_its_class(sides: tuple[Side, Side, NamespaceH
     assert there.hint == here.hint
 
 
+def test_each_agent_runs_over_the_pipe_asked_for(
+        sides: tuple[Side, Side, NamespaceHost]) -> None:
+    """With ``ssh`` given, an agent is a child ssh client of this process (OpenSSH's
+    own host key check against the pinned file passed: it answers); without, a channel."""
+    _, remote, _ = sides
+    assert isinstance(remote.instruments, RemoteInstruments)
+    agent = remote.instruments._take("l2probe", time.monotonic() + 10)
+    try:
+        doc = remote.instruments._ask(agent, "l2probe", {"bridge": BRIDGE, "mac": NOBODY_MAC,
+                                                         "timeout": 0.05, "lab": LAB},
+                                      (time.monotonic() + 10, 10.0))
+        assert doc == {"ok": True, "result": None}
+        if remote.instruments.ssh is None:
+            assert isinstance(agent.pipe, ChannelPipe)
+        else:
+            assert isinstance(agent.pipe, ProcessPipe)
+            assert Path(f"/proc/{agent.pipe.proc.pid}/exe").resolve().name == "ssh"
+    finally:
+        agent.close()
+    assert agent.pipe.ended()
+
+
+def test_the_openssh_pipe_refuses_a_host_key_other_than_the_pinned_one(
+        sides: tuple[Side, Side, NamespaceHost], tmp_path: Path) -> None:
+    """The agent's ssh checks the host's key against the lab's pinned file only: another
+    key there is one LabFailure line with ssh's own words, and no agent starts."""
+    _, remote, host = sides
+    assert isinstance(remote.instruments, RemoteInstruments)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")],
+                   check=True)
+    wrong = tmp_path / "known_hosts"
+    wrong.write_text(f"{host.spec.addr} {(tmp_path / 'k.pub').read_text().split(' ')[0]} "
+                     f"{(tmp_path / 'k.pub').read_text().split(' ')[1]}\n")
+    ssh = agent_pipes.openssh_argv(address=host.spec.addr, port=22, user="root",
+                                   key_file=str(host.ssh.client_key), known_hosts=str(wrong),
+                                   connect_timeout_s=5.0)
+    before = _agents(host)
+    with netns.inside(CONTROLLER_NS):
+        refused = RemoteInstruments("hia", remote.instruments.transport, ssh=ssh,
+                                    agent_dir=agent_dir(host), lab=LAB,
+                                    cache_dir=remote.instruments.cache_dir)
+    with pytest.raises(LabFailure) as info:
+        refused.l2_probe(BRIDGE, NOBODY_MAC, timeout=0.1)
+    assert "\n" not in str(info.value)
+    assert info.value.summary.startswith("host hia: instrument agent, op l2probe: the agent "
+                                         "exited 255: ")
+    assert "Host key verification failed" in info.value.summary
+    assert set(_agents(host)) <= set(before)  # none started (one ending may be gone)
+
+
 def test_the_agent_is_pushed_once_per_hash(sides: tuple[Side, Side, NamespaceHost]) -> None:
     _, remote, host = sides
     assert isinstance(remote.instruments, RemoteInstruments)
-    with RemoteInstruments("hia", remote.instruments.transport, agent_dir=agent_dir(host),
-                           cache_dir=remote.instruments.cache_dir, lab=LAB) as again:
+    with another(remote, agent_dir=agent_dir(host), cache_dir=remote.instruments.cache_dir,
+                 lab=LAB) as again:
         assert again.l2_probe(BRIDGE, NOBODY_MAC, timeout=0.1) is None
     assert again.pushes == 0  # the hash is on the host already
 
@@ -289,9 +358,8 @@ def test_a_killed_agent_is_one_lab_failure_line(sides: tuple[Side, Side, Namespa
     _, remote, host = sides
     assert isinstance(remote.instruments, RemoteInstruments)
     _no_agents(remote.instruments, host)
-    short = RemoteInstruments("hia", remote.instruments.transport, agent_dir=agent_dir(host),
-                              cache_dir=remote.instruments.cache_dir, deadline_s=1.5,
-                              lab=LAB)
+    short = another(remote, agent_dir=agent_dir(host), cache_dir=remote.instruments.cache_dir,
+                    deadline_s=1.5, lab=LAB)
     t0 = time.monotonic()
     with pytest.raises(LabFailure) as info:
         short.run_load(_spec(duration=20.0, bytes_per_connection=None))
@@ -308,9 +376,8 @@ def test_no_result_and_a_non_zero_exit_are_one_line(
     _, remote, host = sides
     assert isinstance(remote.instruments, RemoteInstruments)
     for python, said in (("echo", "no JSON result"), ("false", "the agent exited 1")):
-        broken = RemoteInstruments("hia", remote.instruments.transport,
-                                   agent_dir=agent_dir(host), python=python,
-                                   cache_dir=remote.instruments.cache_dir)
+        broken = another(remote, agent_dir=agent_dir(host), python=python,
+                         cache_dir=remote.instruments.cache_dir)
         with pytest.raises(LabFailure) as info:
             broken.l2_probe(BRIDGE, NOBODY_MAC, timeout=0.1)
         assert "\n" not in str(info.value)
@@ -319,7 +386,7 @@ def test_no_result_and_a_non_zero_exit_are_one_line(
         # race above goes either way): its own words, not "the SSH channel failed"
         until = time.monotonic() + 10
         agent = broken._take("l2probe", until)
-        while not (agent.chan.closed and agent.chan.exit_status_ready()):
+        while not (agent.pipe.ended() and agent.pipe.exit_known()):
             assert time.monotonic() < until, "the broken agent did not end"
             time.sleep(0.02)
         with pytest.raises(LabFailure) as info:
@@ -412,9 +479,8 @@ def test_the_agent_refuses_targets_outside_its_hosts_lab_bridges(
         remote.probe(RESPONDER_MAC, bridge=RESPONDER_IF)
     assert info.value.summary.startswith(f"host hia: L2 probe through {RESPONDER_IF}: "
                                          f"{RESPONDER_IF} is not a bridge of lab {LAB}")
-    with RemoteInstruments("hia", remote.instruments.transport, lab="dliaother",
-                           agent_dir=agent_dir(host), cache_dir=remote.instruments.cache_dir
-                           ) as other:
+    with another(remote, lab="dliaother", agent_dir=agent_dir(host),
+                 cache_dir=remote.instruments.cache_dir) as other:
         with pytest.raises(OutsideLab) as info:
             other.run_load(_spec())
         assert f"routed via {BRIDGE} on this host, not a bridge of lab dliaother" \
@@ -431,8 +497,7 @@ def test_lab_down_removes_only_the_labs_agent_directory(
     assert isinstance(remote.instruments, RemoteInstruments)
     remote.instruments.ensure_agent()  # the fixture's lab has its own (run alone too)
     mine = agent_dir(host, "dliadown")
-    with RemoteInstruments("hia", remote.instruments.transport, agent_dir=mine,
-                           cache_dir=remote.instruments.cache_dir) as down_lab:
+    with another(remote, agent_dir=mine, cache_dir=remote.instruments.cache_dir) as down_lab:
         pushed = Path(str(down_lab.ensure_agent()))
     outside = Path(str(agent_dir(host, "dliadow")))  # another lab's (a prefix of ours)
     outside.mkdir(mode=0o700, parents=True)
