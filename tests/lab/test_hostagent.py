@@ -158,16 +158,20 @@ def start_targets(ns: str, launch: Callable[[list[str]], list[str]],
     return procs[-2], int(link[0]["ifindex"])
 
 
-#: how the controller talks to an agent: an exec channel of its paramiko connection, or
-#: the OpenSSH client (what the lab uses where ssh is installed); every test runs on both
-PIPES = ("channel", "openssh")
+#: How the controller talks to an agent: the OpenSSH client (what the lab uses where ssh
+#: is installed) or an exec channel of its paramiko connection (the fallback). Every test
+#: runs on the OpenSSH pipe; the tests of what a pipe decides (an agent's start, answer,
+#: death, exit and pool) run on both.
+PIPES = ("openssh", "channel")
+ON_BOTH_PIPES = pytest.mark.parametrize("sides", PIPES, indirect=True)
+ON_OPENSSH = pytest.mark.parametrize("sides", PIPES[:1], indirect=True)
 
 
-@pytest.fixture(scope="module", params=PIPES)
+@pytest.fixture(scope="module")
 def sides(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[tuple[Side, Side, NamespaceHost]]:
-    require_lab_host("sshd", "nsenter", "ssh-keygen", *(["ssh"] if request.param == "openssh"
-                                                          else []))
+    pipe = request.param
+    require_lab_host("sshd", "nsenter", "ssh-keygen", *(["ssh"] if pipe == "openssh" else []))
     netns.delete(CONTROLLER_NS)  # left by a killed run
     netns.create(CONTROLLER_NS)
     host = NamespaceHost(HostSpec(controller_netns=CONTROLLER_NS, run_dir=RUN_PARENT / "hia",
@@ -184,7 +188,7 @@ def sides(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                                                          CONTROLLER_NS, *a], procs)
         local = Side(CONTROLLER_NS, LocalInstruments(), echo, index, CONTROLLER_NS)
         echo, index = start_targets(host.spec.netns, host.in_host, procs)
-        ssh = host.openssh() if request.param == "openssh" else None
+        ssh = host.openssh() if pipe == "openssh" else None
         with netns.inside(CONTROLLER_NS):  # an agent's ssh connects from there
             remote_instruments = RemoteInstruments("hia", transport, agent_dir=agent_dir(host),
                                                    cache_dir=tmp_path_factory.mktemp("agent"),
@@ -235,6 +239,7 @@ def _shape(result: LoadResult) -> tuple[object, ...]:
             len(result.connections), result.bytes_echoed, result.bytes_sent, result.ok)
 
 
+@ON_BOTH_PIPES
 def test_load_through_the_agent_matches_the_echo_server_and_local(
         sides: tuple[Side, Side, NamespaceHost]) -> None:
     local, remote, _ = sides
@@ -260,6 +265,7 @@ def test_load_through_the_agent_matches_the_echo_server_and_local(
           f"through the agent {timings[remote.ns] * 1000:.0f} ms (first: with the push)")
 
 
+@ON_OPENSSH
 def test_a_stall_is_the_same_verdict_on_both_sides(
         sides: tuple[Side, Side, NamespaceHost]) -> None:
     """Swallowed bytes: a TIMEOUT (stall) error class either way, never a lab error."""
@@ -270,6 +276,7 @@ def test_a_stall_is_the_same_verdict_on_both_sides(
         assert [e.cls for e in result.errors] == [ErrorClass.TIMEOUT], (side.ns, result.errors)
 
 
+@ON_OPENSSH
 def test_l2_probe_answers_and_times_out_alike(sides: tuple[Side, Side, NamespaceHost]) -> None:
     local, remote, _ = sides
     for side in (local, remote):
@@ -282,6 +289,7 @@ def test_l2_probe_answers_and_times_out_alike(sides: tuple[Side, Side, Namespace
         assert 0.3 <= time.monotonic() - t0 < 5.0
 
 
+@ON_OPENSSH
 def test_an_instrument_error_keeps_its_class(sides: tuple[Side, Side, NamespaceHost]) -> None:
     local, remote, _ = sides
     caught: list[LabError] = []
@@ -295,6 +303,7 @@ def test_an_instrument_error_keeps_its_class(sides: tuple[Side, Side, NamespaceH
     assert there.hint == here.hint
 
 
+@ON_BOTH_PIPES
 def test_each_agent_runs_over_the_pipe_asked_for(
         sides: tuple[Side, Side, NamespaceHost]) -> None:
     """With ``ssh`` given, an agent is a child ssh client of this process (OpenSSH's
@@ -317,6 +326,7 @@ def test_each_agent_runs_over_the_pipe_asked_for(
     assert agent.pipe.ended()
 
 
+@ON_OPENSSH
 def test_the_openssh_pipe_refuses_a_host_key_other_than_the_pinned_one(
         sides: tuple[Side, Side, NamespaceHost], tmp_path: Path) -> None:
     """The agent's ssh checks the host's key against the lab's pinned file only: another
@@ -345,6 +355,7 @@ def test_the_openssh_pipe_refuses_a_host_key_other_than_the_pinned_one(
     assert set(_agents(host)) <= set(before)  # none started (one ending may be gone)
 
 
+@ON_OPENSSH
 def test_the_agent_is_pushed_once_per_hash(sides: tuple[Side, Side, NamespaceHost]) -> None:
     _, remote, host = sides
     assert isinstance(remote.instruments, RemoteInstruments)
@@ -354,6 +365,7 @@ def test_the_agent_is_pushed_once_per_hash(sides: tuple[Side, Side, NamespaceHos
     assert again.pushes == 0  # the hash is on the host already
 
 
+@ON_BOTH_PIPES
 def test_a_killed_agent_is_one_lab_failure_line(sides: tuple[Side, Side, NamespaceHost]) -> None:
     _, remote, host = sides
     assert isinstance(remote.instruments, RemoteInstruments)
@@ -371,6 +383,7 @@ def test_a_killed_agent_is_one_lab_failure_line(sides: tuple[Side, Side, Namespa
     assert wait_gone(_agents(host), timeout=5.0) == []  # the agent exited with the channel
 
 
+@ON_BOTH_PIPES
 def test_no_result_and_a_non_zero_exit_are_one_line(
         sides: tuple[Side, Side, NamespaceHost]) -> None:
     _, remote, host = sides
@@ -407,6 +420,7 @@ def _agents(host: NamespaceHost) -> list[int]:
     return found
 
 
+@ON_BOTH_PIPES
 def test_agents_stay_up_and_a_probe_during_a_load_gets_its_own(
         sides: tuple[Side, Side, NamespaceHost]) -> None:
     _, remote, host = sides
@@ -443,6 +457,7 @@ def _no_agents(instruments: RemoteInstruments, host: NamespaceHost) -> None:
     assert wait_gone(_agents(host), timeout=5.0) == []
 
 
+@ON_BOTH_PIPES
 def test_an_agent_that_died_idle_is_replaced(sides: tuple[Side, Side, NamespaceHost]) -> None:
     _, remote, host = sides
     assert isinstance(remote.instruments, RemoteInstruments)
@@ -460,6 +475,7 @@ def test_an_agent_that_died_idle_is_replaced(sides: tuple[Side, Side, NamespaceH
     assert len(_agents(host)) == 1 and _agents(host) != [idle]
 
 
+@ON_OPENSSH
 def test_the_agent_refuses_targets_outside_its_hosts_lab_bridges(
         sides: tuple[Side, Side, NamespaceHost]) -> None:
     """The route guard on the host: an address the host routes elsewhere than through a
@@ -488,6 +504,7 @@ def test_the_agent_refuses_targets_outside_its_hosts_lab_bridges(
     assert remote.run_load(_spec()).ok  # the lab's own bridge: allowed
 
 
+@ON_OPENSSH
 def test_lab_down_removes_only_the_labs_agent_directory(
         sides: tuple[Side, Side, NamespaceHost]) -> None:
     """`lab down`'s step on each host: the lab's agent directory goes (a symlink in it
@@ -527,6 +544,7 @@ def _ends(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {k: after[k] - before[k] for k in ("fin", "rst", "err", "live")}
 
 
+@ON_OPENSSH
 def test_held_clients_echo_and_end_alike_on_both_sides(
         sides: tuple[Side, Side, NamespaceHost]) -> None:
     """Four clients held on each side: each echoes on demand; the close ends two with a
@@ -549,6 +567,7 @@ def test_held_clients_echo_and_end_alike_on_both_sides(
     assert remote.probe(RESPONDER_MAC) is not None  # served by an agent, maybe that one
 
 
+@ON_BOTH_PIPES
 def test_held_clients_end_with_their_agent(sides: tuple[Side, Side, NamespaceHost]) -> None:
     """The agent holding clients is killed on its host: its kernel ends the connections
     (nothing lingers at the echo server), the next round trip is one LabFailure line,
@@ -569,6 +588,7 @@ def test_held_clients_end_with_their_agent(sides: tuple[Side, Side, NamespaceHos
     assert clients.close() == 0
 
 
+@ON_OPENSSH
 def test_a_client_that_cannot_connect_is_the_same_driver_failure_on_both_sides(
         sides: tuple[Side, Side, NamespaceHost]) -> None:
     local, remote, _ = sides
@@ -583,6 +603,7 @@ def test_a_client_that_cannot_connect_is_the_same_driver_failure_on_both_sides(
     assert remote.report()["live"] == 0
 
 
+@ON_OPENSSH
 def test_carries_ip_alike_and_clients_refused_outside_the_lab(
         sides: tuple[Side, Side, NamespaceHost]) -> None:
     """IP liveness: the target's kernel refuses port 9 (carries), an address behind the
