@@ -9,11 +9,12 @@ echo load at the test NICs -- must run on the hypervisor host that owns the brid
   self-contained zipapp (the instrument modules and their pure dependencies; no
   libvirt, no paramiko) over SFTP once per content hash into the lab's own directory
   on the host (0700; `lab down` removes it), starts ``python3 agent.pyz serve``
-  through an SSH exec channel, writes each request as one JSON line to its stdin and
-  reads one JSON result line from its stdout, under a hard deadline per call. Agents
-  stay up between calls (an SSH session and an interpreter start cost ~0.1-0.3 s, more
-  than a probe); concurrent calls (a probe during a load) each get their own. At a
-  deadline the channel is closed and the agent, seeing EOF on stdin, exits
+  through SSH (its own OpenSSH client process, else an exec channel of the lab's
+  paramiko connection: :mod:`lab.agent_pipes`), writes each request as one JSON line
+  to its stdin and reads one JSON result line from its stdout, under a hard deadline
+  per call. Agents stay up between calls (an SSH session and an interpreter start cost
+  ~0.1-0.3 s, more than a probe); concurrent calls (a probe during a load) each get their own. At a
+  deadline its pipe is closed and the agent, seeing its stdin hang up, exits
   mid-operation. Echo clients held across calls (:meth:`Instruments.open_clients`) live
   in one agent, set aside for them until they are closed; if that agent goes, its
   connections go with its process.
