@@ -13,9 +13,9 @@ echo load at the test NICs -- must run on the hypervisor host that owns the brid
   paramiko connection: :mod:`lab.agent_pipes`), writes each request as one JSON line
   to its stdin and reads one JSON result line from its stdout, under a hard deadline
   per call. Agents stay up between calls (an SSH session and an interpreter start cost
-  ~0.1-0.3 s, more than a probe); concurrent calls (a probe during a load) each get their own. At a
-  deadline its pipe is closed and the agent, seeing its stdin hang up, exits
-  mid-operation. Echo clients held across calls (:meth:`Instruments.open_clients`) live
+  ~0.1-0.3 s, more than a probe); concurrent calls (a probe during a load) each get
+  their own. At a deadline its pipe is closed and the agent, seeing its stdin hang up,
+  exits mid-operation. Echo clients held across calls (:meth:`Instruments.open_clients`) live
   in one agent, set aside for them until they are closed; if that agent goes, its
   connections go with its process.
 
