@@ -19,13 +19,16 @@ WIN_KCFLAGS  := -std=gnu11 -O2 -g0 -Wall -Wextra -Werror -Wno-unused-parameter \
                 -fno-stack-check -fno-strict-aliasing -fno-common -fno-plt \
                 -D_AMD64_ -DWINVER=0x0A00 -D_WIN32_WINNT=0x0A00 -DNTDDI_VERSION=0x0A000000 \
                 -Idrivers/include -Idrivers/common
-# Native subsystem, DriverEntry entry, relocatable (dynamic base), NX, no CRT.
+# Native subsystem, DriverEntry entry, relocatable (dynamic base), NX, no CRT. The
+# shipped images are stripped (-s on their link lines); wskecho is linked a second time
+# with its symbols into obj/wskecho.sym.sys (same .text layout: the link is
+# deterministic), only to name the driver's frames in a Wine hang's backtraces.
 WIN_KLDFLAGS := -nostdlib -nostartfiles -Wl,--subsystem,native -Wl,--entry,DriverEntry \
                 -Wl,--dynamicbase -Wl,--enable-reloc-section -Wl,--nxcompat -Wl,--high-entropy-va \
                 -Wl,--image-base,0x140000000 -Wl,--file-alignment,0x200 \
                 -Wl,--section-alignment,0x1000 -Wl,--major-os-version,10 \
                 -Wl,--major-subsystem-version,10 -Wl,--minor-subsystem-version,0 \
-                -Wl,--gc-sections -Wl,--no-insert-timestamp -s
+                -Wl,--gc-sections -Wl,--no-insert-timestamp
 WIN_UCFLAGS  := -std=gnu11 -O2 -Wall -Wextra -Werror -Idrivers/include -Idrivers/common
 WIN_ULDFLAGS := -Wl,--dynamicbase -Wl,--nxcompat -Wl,--high-entropy-va -s -static
 
@@ -49,10 +52,17 @@ $(WIN_OBJ)/lib%.a: drivers/windows/lib/%.def
 	@mkdir -p $(@D)
 	$(WIN_DLLTOOL) --machine i386:x86-64 --kill-at -d $< -l $@
 
-$(WIN_OUT)/wskecho.sys: drivers/wskecho/windows/wskecho.c $(WIN_COMMON_SRC) $(WIN_HEADERS) $(WIN_OBJ)/libnetio.a
+WSKECHO_DEPS := drivers/wskecho/windows/wskecho.c $(WIN_COMMON_SRC) $(WIN_HEADERS) $(WIN_OBJ)/libnetio.a
+
+$(WIN_OBJ)/wskecho.sym.sys: $(WSKECHO_DEPS)
 	@mkdir -p $(@D)
 	$(WIN_CC) $(WIN_KCFLAGS) drivers/wskecho/windows/wskecho.c $(WIN_COMMON_SRC) \
-	    $(WIN_KLDFLAGS) -L$(WIN_OBJ) -lnetio -lntoskrnl -lhal -o $@.unsigned
+	    $(WIN_KLDFLAGS) -L$(WIN_OBJ) -lnetio -lntoskrnl -lhal -o $@
+
+$(WIN_OUT)/wskecho.sys: $(WSKECHO_DEPS) $(WIN_OBJ)/wskecho.sym.sys
+	@mkdir -p $(@D)
+	$(WIN_CC) $(WIN_KCFLAGS) drivers/wskecho/windows/wskecho.c $(WIN_COMMON_SRC) \
+	    $(WIN_KLDFLAGS) -s -L$(WIN_OBJ) -lnetio -lntoskrnl -lhal -o $@.unsigned
 	$(WIN_TOOL) fixup $@.unsigned
 	mv $@.unsigned $@
 
@@ -60,7 +70,7 @@ $(WIN_OUT)/labtdi.sys: $(LABTDI_SRC) $(WIN_COMMON_SRC) $(WIN_HEADERS) \
                        $(WIN_OBJ)/libtdi.a $(WIN_OBJ)/libndis.a
 	@mkdir -p $(@D)
 	$(WIN_CC) $(WIN_EXTRA_CFLAGS) $(WIN_KCFLAGS) -Idrivers/labtdi/windows $(LABTDI_SRC) $(WIN_COMMON_SRC) \
-	    $(WIN_KLDFLAGS) -L$(WIN_OBJ) -ltdi -lndis -lntoskrnl -lhal -o $@.unsigned
+	    $(WIN_KLDFLAGS) -s -L$(WIN_OBJ) -ltdi -lndis -lntoskrnl -lhal -o $@.unsigned
 	$(WIN_TOOL) fixup $@.unsigned
 	mv $@.unsigned $@
 

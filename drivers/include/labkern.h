@@ -41,6 +41,20 @@ _Static_assert(NonPagedPoolNx == 512, "NonPagedPoolNx");
 /* ntifs.h declares this; mingw-w64's wdm.h does not. Exported by ntoskrnl. */
 NTSYSAPI NTSTATUS NTAPI ZwWaitForSingleObject(HANDLE Handle, BOOLEAN Alertable, PLARGE_INTEGER Timeout);
 
+/* A lock for PASSIVE_LEVEL code (not recursive): a synchronization event that is set
+ * while the lock is free, held inside a critical region (no normal kernel APC, so the
+ * holder cannot be suspended with it). Not a KMUTEX: Wine 8's ntoskrnl backs a KMUTEX
+ * with a Win32 mutex that KeReleaseMutex never releases while another thread waits on
+ * it, so that waiter blocks until the releasing thread exits (under Wine, dozens of
+ * wskecho connection threads stuck on the journal lock held by the live accept
+ * thread). A synchronization event means the same on Windows and under Wine. */
+typedef struct _LAB_LOCK {
+    KEVENT Free;
+} LAB_LOCK;
+VOID LabLockInit(LAB_LOCK *lock);
+VOID LabLockAcquire(LAB_LOCK *lock);
+VOID LabLockRelease(LAB_LOCK *lock);
+
 /* Opens the service's Parameters key, reads the journal file knob and starts the
  * journal. `driver` is the short name written in every line (wskecho / labtdi). */
 NTSTATUS LabJournalInit(const char *driver, PUNICODE_STRING RegistryPath);

@@ -12,7 +12,8 @@ from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "var" / "drivers" / "windows"
-ARTIFACTS = ("wskecho.sys", "labtdi.sys", "labtdi.inf", "labtdi.cat", "labctl.exe", "BUILD.json")
+ARTIFACTS = ("wskecho.sys", "labtdi.sys", "labtdi.inf", "labtdi.cat", "labctl.exe", "BUILD.json",
+             "obj/wskecho.sym.sys")
 BUILD_TIMEOUT = 600
 
 

@@ -154,6 +154,7 @@ NOISE = frozenset({
     "memcpy", "memset", "RtlInitUnicodeString", "KeQueryPerformanceCounter",
     "ExAllocatePoolWithTag", "ExFreePoolWithTag", "KeInitializeEvent", "KeClearEvent",
     "KeSetEvent", "KeInitializeMutex", "KeWaitForSingleObject", "KeReleaseMutex",
+    "KeEnterCriticalRegion", "KeLeaveCriticalRegion",
     "DbgPrint", "ZwWriteFile", "ZwQueryValueKey", "ZwOpenKey", "ZwClose",
 })
 
@@ -308,6 +309,8 @@ class LabTdiEmulator:
         self._next_handle = HANDLE_BASE
         self._resources: dict[int, _Resource] = {}
         self._events: dict[int, bool] = {}
+        self._sync_events: set[int] = set()  # SynchronizationEvent: a wait resets it
+        self._critical_regions = 0  # KeEnterCriticalRegion depth of the one thread
         self._mutexes: dict[int, int] = {}
         self._bindings: dict[int, _Binding] = {}
         self._devices: dict[str, str] = {}  # TDI device name -> adapter label
@@ -804,6 +807,10 @@ class LabTdiEmulator:
 
     def _api_KeInitializeEvent(self, a: Args) -> int:
         self._events[a[0]] = bool(a[2] & 0xFF)
+        if a[1] & 0xFF == 1:  # SynchronizationEvent (wdm.h EVENT_TYPE)
+            self._sync_events.add(a[0])
+        else:
+            self._sync_events.discard(a[0])
         self._record("import", "KeInitializeEvent", detail=f"0x{a[0]:x}")
         return 0
 
@@ -820,6 +827,18 @@ class LabTdiEmulator:
             raise DriverCrash(f"KeClearEvent on an uninitialised event 0x{a[0]:x}")
         self._events[a[0]] = False
         self._record("import", "KeClearEvent", detail=f"0x{a[0]:x}")
+        return 0
+
+    def _api_KeEnterCriticalRegion(self, a: Args) -> int:
+        self._critical_regions += 1
+        self._record("import", "KeEnterCriticalRegion")
+        return 0
+
+    def _api_KeLeaveCriticalRegion(self, a: Args) -> int:
+        if not self._critical_regions:
+            raise DriverCrash("KeLeaveCriticalRegion without KeEnterCriticalRegion")
+        self._critical_regions -= 1
+        self._record("import", "KeLeaveCriticalRegion")
         return 0
 
     def _api_KeInitializeMutex(self, a: Args) -> int:
@@ -857,6 +876,8 @@ class LabTdiEmulator:
         if not self._events[obj]:
             raise DriverHang(f"KeWaitForSingleObject(0x{obj:x}) in {'/'.join(self._within)}: "
                              "nothing will ever set this event")
+        if obj in self._sync_events:
+            self._events[obj] = False  # a satisfied wait resets a synchronization event
         call.result = 0
         return 0
 
@@ -1539,4 +1560,6 @@ def _check_pairs(trace: Sequence[Call], emu: LabTdiEmulator) -> list[str]:
     held = [f"0x{m:x}" for m, n in emu._mutexes.items() if n]
     if held:
         v.append(f"mutexes still held: {', '.join(held)}")
+    if emu._critical_regions:
+        v.append(f"{emu._critical_regions} KeEnterCriticalRegion without KeLeaveCriticalRegion")
     return v

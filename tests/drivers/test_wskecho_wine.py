@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import winestacks
 from journal_contract import ContractViolation, Event, check_wsk_unload, parse
 from winehost import WineError, WinePrefix, free_loopback_port
 
@@ -29,20 +30,26 @@ SERVICE = "wskecho"
 PARAMS = r"HKLM\System\CurrentControlSet\Services\wskecho\Parameters"
 START_DEADLINE_S = 60
 IO_DEADLINE_S = 30
+ROOT = Path(__file__).resolve().parents[2]
+HANG_EVIDENCE = ROOT / "artifacts" / "wine-hang-backtraces.txt"
 
 
 @dataclass
 class EchoHost:
     wine: WinePrefix
     port: int
+    symbols: Path  # the driver linked with its symbols (obj/wskecho.sym.sys)
     journals: int = 0
     knobs: dict[str, int] = field(default_factory=dict)
+    hung: str = ""  # set when a stop did not finish: the service cannot start again
 
     def labctl(self, *args: str) -> str:
         return self.wine.run(["C:\\labctl.exe", *args], timeout=30).stdout
 
     def start(self, knobs: dict[str, int] | None = None) -> Path:
         """Sets knobs through labctl.exe, starts the service; returns its journal file."""
+        if self.hung:
+            raise WineError(f"{SERVICE} is stuck since an earlier test: {self.hung}")
         self.labctl("clear", SERVICE)
         for name, value in (knobs or {}).items():
             self.labctl("knob", SERVICE, name, str(value))
@@ -68,10 +75,30 @@ class EchoHost:
             if time.monotonic() > end:
                 journal = self.wine.drive_c / f"wskecho-{self.journals}.journal"
                 tail = journal.read_text().splitlines()[-6:] if journal.exists() else []
+                self.hung = f"the stop of journal {journal.name}"
                 raise WineError(f"{SERVICE} did not stop within {START_DEADLINE_S}s: net stop "
                                 f"said {asked.stdout.strip()!r}; sc query: {state.strip()}; "
-                                f"journal ends: {tail}")
+                                f"journal ends: {tail}\n{self.where_threads_wait()}")
             time.sleep(0.5)
+
+    def wait_journal(self, journal: Path, event: str, deadline_s: float, count: int = 1) -> None:
+        """wait_for_journal; when it times out, the failure says where the threads wait."""
+        try:
+            wait_for_journal(journal, event, deadline_s, count)
+        except AssertionError as e:
+            self.hung = f"{journal.name} never had {count} x {event}"
+            raise AssertionError(f"{e}\n{self.where_threads_wait()}") from None
+
+    def where_threads_wait(self) -> str:
+        """winedbg's backtraces of every thread, the full text kept in HANG_EVIDENCE, one
+        line per thread of the winedevice.exe that hosts the driver returned."""
+        text = self.wine.backtraces()
+        HANG_EVIDENCE.parent.mkdir(parents=True, exist_ok=True)
+        with HANG_EVIDENCE.open("a") as f:
+            f.write(f"==== {SERVICE}: {self.hung}\n{text}\n")
+        lines = winestacks.summary(text, "wskecho.sys", winestacks.Symbols(self.symbols))
+        found = "\n".join(lines) or "(no thread has wskecho.sys on its stack)"
+        return f"threads of winedevice.exe (winedbg; all in {HANG_EVIDENCE}):\n{found}"
 
 
 def wait_for_journal(path: Path, event: str, deadline_s: float, count: int = 1) -> list[Event]:
@@ -107,7 +134,7 @@ def echo_host(windows_build: Path, tmp_path_factory: pytest.TempPathFactory) -> 
             ["sc", "create", SERVICE, "type=", "kernel", "start=", "demand", "binPath=", sys_path],
             timeout=30,
         )
-        yield EchoHost(wine, port)
+        yield EchoHost(wine, port, windows_build / "obj" / "wskecho.sym.sys")
 
 
 # ---------------------------------------------------------------- traffic
@@ -179,7 +206,7 @@ def test_echo_load_and_clean_unload(echo_host: EchoHost) -> None:
     # Every connection's CLOSE is journaled (file) before the IOCTL read: under Wine an
     # IOCTL that races the connection threads' last journal writes has hung winedevice
     # (once in a clean-clone CI run); the IOCTL path is still read while loaded.
-    wait_for_journal(journal, "CLOSE", START_DEADLINE_S, count=8)
+    echo_host.wait_journal(journal, "CLOSE", START_DEADLINE_S, count=8)
     live = echo_host.labctl("journal", SERVICE)  # the IOCTL path, while loaded
     live_events = parse(live)
     assert [e.name for e in live_events[:3]] == ["LOAD", "WSK_REGISTER", "WSK_CAPTURE_NPI"]
@@ -188,6 +215,22 @@ def test_echo_load_and_clean_unload(echo_host: EchoHost) -> None:
     events = wait_unloaded(journal)
     check_wsk_unload(events)  # exactly one WskDeregister after WskRegister, after all closes
     assert sum(e.name == "CLOSE" for e in events) == 8
+
+
+def test_connections_closing_together_leave_the_locks_free(echo_host: EchoHost) -> None:
+    """64 short connections in bursts of 16: their threads journal CLOSE together while
+    the accept thread journals ACCEPT, then the IOCTL reads the journal and the service
+    stops. With the journal lock a KMUTEX this hung under Wine 8 (3 runs of 3): its
+    Win32 mutex stays owned by the thread that released it last while others wait, so
+    the connection threads waited for the accept thread to exit and the stop never ended."""
+    journal = echo_host.start()
+    for _ in range(4):
+        for sent, echoed in run_load(echo_host.port, connections=16, size=512):
+            assert echoed == sent
+    echo_host.wait_journal(journal, "CLOSE", IO_DEADLINE_S, count=64)
+    assert sum(e.name == "CLOSE" for e in parse(echo_host.labctl("journal", SERVICE))) == 64
+    echo_host.stop()
+    check_wsk_unload(wait_unloaded(journal))
 
 
 def test_skip_deregister_knob_breaks_the_contract(echo_host: EchoHost) -> None:
@@ -221,3 +264,17 @@ def test_unload_with_live_connection_closes_it(echo_host: EchoHost) -> None:
         with contextlib.suppress(ConnectionResetError):  # an abortive close is a close too
             assert s.recv(16) == b""
     check_wsk_unload(wait_unloaded(journal))
+
+
+def test_hang_evidence_names_the_drivers_waiting_threads(echo_host: EchoHost) -> None:
+    """What a hung stop reports (winedbg's backtraces, the driver's frames named from its
+    symbol twin) is read here from the real winedevice.exe while the driver is idle: its
+    accept thread waits for a connection, inside the driver's own wait loop."""
+    echo_host.start()
+    lines = winestacks.summary(echo_host.wine.backtraces(), "wskecho.sys",
+                               winestacks.Symbols(echo_host.symbols))
+    echo_host.stop()
+    accept = [ln for ln in lines if "wskecho.sys!accept_thread+" in ln]
+    assert accept, "\n".join(lines)
+    assert "wskecho.sys!wait_or_close+" in accept[0]
+    assert "KeWaitForSingleObject (ntoskrnl)" in accept[0]

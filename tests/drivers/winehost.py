@@ -154,6 +154,13 @@ class WinePrefix:
             raise WineError(f"wine {' '.join(args)} failed ({r.returncode}):\n{stdout}{stderr}")
         return r
 
+    def backtraces(self, timeout: float = 120) -> str:
+        """Every thread's backtrace in every process of this prefix (winedbg `bt all`)."""
+        try:
+            return self.run(["winedbg", "--command", "bt all"], timeout=timeout, check=False).stdout
+        except WineError as e:
+            return f"(no backtraces: {e})"
+
     @property
     def drive_c(self) -> Path:
         return self.prefix / "drive_c"

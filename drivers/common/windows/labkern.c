@@ -13,7 +13,7 @@
 #define LAB_TAG 0x6a62614c /* 'Labj' */
 
 static struct {
-    KMUTEX Lock;
+    LAB_LOCK Lock;
     BOOLEAN Ready;
     char Driver[16];
     char *Ring;             /* LAB_JOURNAL_SLOTS * LAB_JOURNAL_LINE bytes */
@@ -142,13 +142,30 @@ static ULONG64 now_ns(VOID)
     return (c / f) * 1000000000ULL + ((c % f) * 1000000000ULL) / f;
 }
 
+VOID LabLockInit(LAB_LOCK *lock)
+{
+    KeInitializeEvent(&lock->Free, SynchronizationEvent, TRUE);
+}
+
+VOID LabLockAcquire(LAB_LOCK *lock)
+{
+    KeEnterCriticalRegion();
+    KeWaitForSingleObject(&lock->Free, Executive, KernelMode, FALSE, NULL);
+}
+
+VOID LabLockRelease(LAB_LOCK *lock)
+{
+    KeSetEvent(&lock->Free, IO_NO_INCREMENT, FALSE);
+    KeLeaveCriticalRegion();
+}
+
 NTSTATUS LabJournalInit(const char *driver, PUNICODE_STRING RegistryPath)
 {
     WCHAR path[260];
     ULONG len = 0;
 
     RtlZeroMemory(&g_lab, sizeof(g_lab));
-    KeInitializeMutex(&g_lab.Lock, 0);
+    LabLockInit(&g_lab.Lock);
     put_str(g_lab.Driver, g_lab.Driver + sizeof(g_lab.Driver) - 1, driver);
     g_lab.Ring = ExAllocatePoolWithTag(LAB_NONPAGED_POOL, (SIZE_T)LAB_JOURNAL_SLOTS * LAB_JOURNAL_LINE, LAB_TAG);
     if (!g_lab.Ring)
@@ -200,7 +217,7 @@ VOID LabJournal(const char *event, const char *adapter, NTSTATUS status)
     *p++ = '\n';
     n = (ULONG)(p - line);
 
-    KeWaitForSingleObject(&g_lab.Lock, Executive, KernelMode, FALSE, NULL);
+    LabLockAcquire(&g_lab.Lock);
     {
         char *slot = g_lab.Ring + (g_lab.Count % LAB_JOURNAL_SLOTS) * LAB_JOURNAL_LINE;
         RtlZeroMemory(slot, LAB_JOURNAL_LINE);
@@ -214,7 +231,7 @@ VOID LabJournal(const char *event, const char *adapter, NTSTATUS status)
             ZwWriteFile(g_lab.File, NULL, NULL, NULL, &iosb, line, n, &off, NULL);
         }
     }
-    KeReleaseMutex(&g_lab.Lock, FALSE);
+    LabLockRelease(&g_lab.Lock);
     DbgPrint("LABJ %.*s", (int)n, line);
 }
 
@@ -222,13 +239,13 @@ VOID LabJournalClose(VOID)
 {
     if (!g_lab.Ready)
         return;
-    KeWaitForSingleObject(&g_lab.Lock, Executive, KernelMode, FALSE, NULL);
+    LabLockAcquire(&g_lab.Lock);
     g_lab.Ready = FALSE;
     if (g_lab.File) {
         ZwClose(g_lab.File);
         g_lab.File = NULL;
     }
-    KeReleaseMutex(&g_lab.Lock, FALSE);
+    LabLockRelease(&g_lab.Lock);
     if (g_lab.Ring) {
         ExFreePoolWithTag(g_lab.Ring, LAB_TAG);
         g_lab.Ring = NULL;
@@ -242,7 +259,7 @@ static NTSTATUS journal_read(char *out, ULONG size, ULONG *written)
     ULONG64 first, i;
     ULONG used = 0;
 
-    KeWaitForSingleObject(&g_lab.Lock, Executive, KernelMode, FALSE, NULL);
+    LabLockAcquire(&g_lab.Lock);
     first = g_lab.Count > LAB_JOURNAL_SLOTS ? g_lab.Count - LAB_JOURNAL_SLOTS : 0;
     for (i = first; i < g_lab.Count; i++) {
         const char *slot = g_lab.Ring + (i % LAB_JOURNAL_SLOTS) * LAB_JOURNAL_LINE;
@@ -256,7 +273,7 @@ static NTSTATUS journal_read(char *out, ULONG size, ULONG *written)
         RtlCopyMemory(out + used, slot, n);
         used += n;
     }
-    KeReleaseMutex(&g_lab.Lock, FALSE);
+    LabLockRelease(&g_lab.Lock);
     *written = used;
     return st;
 }

@@ -61,7 +61,7 @@ static struct {
     LISTENER Listeners[2];
     ULONG ListenerCount;
     LIST_ENTRY Conns;
-    KMUTEX ConnLock;
+    LAB_LOCK ConnLock;
     volatile LONG Stopping;
     ULONG Port;
     ULONG LoopbackOnly;
@@ -238,7 +238,7 @@ static VOID reap_conn(ECHO_CONN *c)
 static VOID reap_conns(BOOLEAN all)
 {
     LIST_ENTRY *e, *next;
-    KeWaitForSingleObject(&g.ConnLock, Executive, KernelMode, FALSE, NULL);
+    LabLockAcquire(&g.ConnLock);
     for (e = g.Conns.Flink; e != &g.Conns; e = next) {
         ECHO_CONN *c = CONTAINING_RECORD(e, ECHO_CONN, Link);
         next = e->Flink;
@@ -247,7 +247,7 @@ static VOID reap_conns(BOOLEAN all)
             reap_conn(c);
         }
     }
-    KeReleaseMutex(&g.ConnLock, FALSE);
+    LabLockRelease(&g.ConnLock);
 }
 
 static VOID start_conn(PWSK_SOCKET sock)
@@ -262,12 +262,12 @@ static VOID start_conn(PWSK_SOCKET sock)
     RtlZeroMemory(c, sizeof(*c));
     c->Socket = sock;
     InitializeObjectAttributes(&oa, NULL, OBJ_KERNEL_HANDLE, NULL, NULL);
-    KeWaitForSingleObject(&g.ConnLock, Executive, KernelMode, FALSE, NULL);
+    LabLockAcquire(&g.ConnLock);
     if (NT_SUCCESS(PsCreateSystemThread(&c->Thread, THREAD_ALL_ACCESS, &oa, NULL, NULL, conn_thread, c))) {
         InsertTailList(&g.Conns, &c->Link);
         c = NULL;
     }
-    KeReleaseMutex(&g.ConnLock, FALSE);
+    LabLockRelease(&g.ConnLock);
     if (c) {
         close_socket(sock);
         LabJournal("CLOSE", NULL, STATUS_INSUFFICIENT_RESOURCES);
@@ -407,7 +407,7 @@ NTSTATUS WINAPI DriverEntry(PDRIVER_OBJECT driver, PUNICODE_STRING registryPath)
 
     RtlZeroMemory(&g, sizeof(g));
     InitializeListHead(&g.Conns);
-    KeInitializeMutex(&g.ConnLock, 0);
+    LabLockInit(&g.ConnLock);
     st = LabJournalInit("wskecho", registryPath);
     if (!NT_SUCCESS(st))
         return st;
