@@ -26,6 +26,8 @@ from typing import Protocol
 
 import paramiko
 
+from lab import openssh_pins
+
 #: how long ``close`` waits for the ssh client to end after SIGTERM, then SIGKILL
 CLOSE_WAIT_S = 3.0
 #: seconds between keepalives of an agent's SSH connection, and how many may go unanswered
@@ -71,13 +73,7 @@ def openssh_argv(*, address: str, port: int, user: str, key_file: str, known_hos
     agent, no prompts, the host key checked strictly (never learnt)."""
     options = {
         "BatchMode": "yes",
-        "IdentitiesOnly": "yes",
-        "IdentityAgent": "none",
-        "UserKnownHostsFile": known_hosts,
-        "GlobalKnownHostsFile": "/dev/null",
-        "StrictHostKeyChecking": "yes",
-        "UpdateHostKeys": "no",
-        "CheckHostIP": "no",
+        **openssh_pins.pinned(known_hosts),
         "ConnectTimeout": str(max(1, round(connect_timeout_s))),
         "ServerAliveInterval": str(ALIVE_INTERVAL_S),
         "ServerAliveCountMax": str(ALIVE_COUNT),
@@ -85,9 +81,7 @@ def openssh_argv(*, address: str, port: int, user: str, key_file: str, known_hos
     }
     argv = ["ssh", "-F", "/dev/null", "-T", "-x", "-a", "-i", key_file, "-p", str(port),
             "-l", user]
-    for key, value in options.items():
-        argv += ["-o", f"{key}={value}"]
-    return [*argv, "--", address]
+    return [*argv, *openssh_pins.as_argv(options), "--", address]
 
 
 class ProcessPipe:

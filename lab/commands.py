@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from lab import config as config_mod
-from lab import inventory, netns, route_guard
+from lab import inventory, netns, openssh_pins, route_guard
 from lab.config import LabConfig, load_config
 from lab.errors import LabFailure
 from lab.gateway import Gateway
@@ -202,10 +202,9 @@ def interactive_ssh_argv(ssh: str, addr: GuestAddress, known_hosts: Path) -> lis
     through a ProxyCommand that is the same kind of isolated OpenSSH to the gateway
     (its own pinned key, the gateway's key file), forwarding with -W."""
     proxy = "none" if addr.gateway is None else _gateway_proxy_command(ssh, addr.gateway)
-    return [ssh, "-F", os.devnull, "-i", str(addr.key_file), "-o", "IdentitiesOnly=yes",
-            "-o", "IdentityAgent=none", "-o", f"UserKnownHostsFile={known_hosts}",
-            "-o", f"GlobalKnownHostsFile={os.devnull}", "-o", "StrictHostKeyChecking=yes",
-            "-o", f"ProxyCommand={proxy}", "-o", "ProxyJump=none",
+    options = {**openssh_pins.pinned(str(known_hosts)), "ProxyCommand": proxy,
+               "ProxyJump": "none"}
+    return [ssh, "-F", os.devnull, "-i", str(addr.key_file), *openssh_pins.as_argv(options),
             *(["-p", str(addr.port)] if addr.port != 22 else []), f"{addr.user}@{addr.host}"]
 
 
@@ -214,11 +213,9 @@ def _gateway_proxy_command(ssh: str, gw: Gateway) -> str:
     with ssh's %-tokens escaped (twice in paths the hop's ssh expands again); %h:%p is
     the guest."""
     key, known = (path.replace("%", "%%") for path in (gw.key_file, gw.known_hosts))
-    argv = [ssh, "-F", os.devnull, "-i", key, "-o", "IdentitiesOnly=yes",
-            "-o", "IdentityAgent=none", "-o", f"UserKnownHostsFile={known}",
-            "-o", f"GlobalKnownHostsFile={os.devnull}", "-o", "StrictHostKeyChecking=yes",
-            "-o", "ProxyCommand=none", "-o", "ProxyJump=none", "-o", "BatchMode=yes",
-            "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
+    options = {**openssh_pins.pinned(known), "ProxyCommand": "none", "ProxyJump": "none",
+               "BatchMode": "yes", "ConnectTimeout": "10", "ServerAliveInterval": "5"}
+    argv = [ssh, "-F", os.devnull, "-i", key, *openssh_pins.as_argv(options),
             "-p", str(gw.port), "-W", "%h:%p", f"{gw.user}@{gw.address}"]
     return " ".join(shlex.quote(arg).replace("%", "%%") if arg != "%h:%p" else arg
                     for arg in argv)

@@ -35,7 +35,7 @@ from urllib.parse import quote
 
 import paramiko
 
-from lab import agent_pipes, netns, no_thp
+from lab import agent_pipes, netns, no_thp, openssh_pins
 from lab.caps_cpu import CAPS_FIELD, QEMU_CAPS_CACHE, probing_cpu, release_when_serving
 from lab.errors import LabError, LabFailure
 from lab.hosttools import run_tool
@@ -264,11 +264,10 @@ def _sshd_config(spec: HostSpec, files: SshFiles) -> str:
 
 
 def _ssh_config(known_hosts: Path, key: Path) -> str:
-    return "\n".join([
-        "Host *", f"  UserKnownHostsFile {known_hosts}", "  GlobalKnownHostsFile /dev/null",
-        "  StrictHostKeyChecking yes", "  CheckHostIP no", "  IdentitiesOnly yes",
-        f"  IdentityFile {key}", "  IdentityAgent none", "  BatchMode yes",
-        "  ConnectTimeout 10", "  ServerAliveInterval 5", "  ServerAliveCountMax 3", ""])
+    options = {**openssh_pins.pinned(str(known_hosts)), "IdentityFile": str(key),
+               "BatchMode": "yes", "ConnectTimeout": "10", "ServerAliveInterval": "5",
+               "ServerAliveCountMax": "3"}
+    return "\n".join(["Host *", *openssh_pins.as_config(options), ""])
 
 
 def parse_state(text: str) -> HostState | None:

@@ -167,6 +167,7 @@ def test_a_remote_hosts_libvirt_hop_pins_its_host_key(tmp_path: Path) -> None:
     assert f"userknownhostsfile {tmp_path / 'kvm2.known_hosts'}" in resolved
     assert f"identityfile {tmp_path / 'kvm2.key'}" in resolved
     assert "stricthostkeychecking true" in resolved and "identityagent none" in resolved
+    assert "updatehostkeys false" in resolved  # the pinned file is never rewritten
     assert target.gateway.address == "192.0.2.20" and target.gateway.user == "root"
 
 
