@@ -96,9 +96,12 @@ class EchoHost:
         HANG_EVIDENCE.parent.mkdir(parents=True, exist_ok=True)
         with HANG_EVIDENCE.open("a") as f:
             f.write(f"==== {SERVICE}: {self.hung}\n{text}\n")
-        lines = winestacks.summary(text, "wskecho.sys", winestacks.Symbols(self.symbols))
-        found = "\n".join(lines) or "(no thread has wskecho.sys on its stack)"
+        found = "\n".join(self.thread_lines(text)) or "(no thread has wskecho.sys on its stack)"
         return f"threads of winedevice.exe (winedbg; all in {HANG_EVIDENCE}):\n{found}"
+
+    def thread_lines(self, backtraces: str) -> list[str]:
+        """One line per thread of the winedevice.exe hosting the driver (winestacks)."""
+        return winestacks.summary(backtraces, "wskecho.sys", winestacks.Symbols(self.symbols))
 
 
 def wait_for_journal(path: Path, event: str, deadline_s: float, count: int = 1) -> list[Event]:
@@ -203,9 +206,9 @@ def test_echo_load_and_clean_unload(echo_host: EchoHost) -> None:
     for sent, echoed in results:
         assert len(echoed) == len(sent)
         assert echoed == sent, "corrupted byte in the echo"
-    # Every connection's CLOSE is journaled (file) before the IOCTL read: under Wine an
-    # IOCTL that races the connection threads' last journal writes has hung winedevice
-    # (once in a clean-clone CI run); the IOCTL path is still read while loaded.
+    # Every connection's CLOSE is journaled (file) before the IOCTL read (written when a
+    # KMUTEX journal lock made such a race hang under Wine: README Known gaps); the IOCTL
+    # path is still read while loaded.
     echo_host.wait_journal(journal, "CLOSE", START_DEADLINE_S, count=8)
     live = echo_host.labctl("journal", SERVICE)  # the IOCTL path, while loaded
     live_events = parse(live)
@@ -271,8 +274,7 @@ def test_hang_evidence_names_the_drivers_waiting_threads(echo_host: EchoHost) ->
     symbol twin) is read here from the real winedevice.exe while the driver is idle: its
     accept thread waits for a connection, inside the driver's own wait loop."""
     echo_host.start()
-    lines = winestacks.summary(echo_host.wine.backtraces(), "wskecho.sys",
-                               winestacks.Symbols(echo_host.symbols))
+    lines = echo_host.thread_lines(echo_host.wine.backtraces())
     echo_host.stop()
     accept = [ln for ln in lines if "wskecho.sys!accept_thread+" in ln]
     assert accept, "\n".join(lines)

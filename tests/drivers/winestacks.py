@@ -16,6 +16,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import pefile  # type: ignore[import-untyped]
+
 _THREAD = re.compile(r"^Backtracing for thread (\w+) in process (\w+) \((.*)\):\s*$")
 # "  5 0x000000021a1332 in wskecho.sys (+0x1332) (0x...)": a frame without a symbol.
 _BARE = re.compile(r"^\s*(?:=>)?\s*\d+\s+0x[0-9a-f]+\s+in\s+(\S+)\s+\(\+0x([0-9a-f]+)\)")
@@ -40,7 +42,7 @@ def parse(text: str) -> list[Thread]:
     threads: list[Thread] = []
     head: tuple[str, str, str] | None = None
     frames: list[str] = []
-    for line in [*text.splitlines(), "Backtracing for thread end in process end (end):"]:
+    for line in text.splitlines():
         m = _THREAD.match(line)
         if m:
             if head:
@@ -48,6 +50,8 @@ def parse(text: str) -> list[Thread]:
             head, frames = (m.group(1), m.group(2), m.group(3)), []
         elif head and (frame := _frame(line)):
             frames.append(frame)
+    if head:
+        threads.append(Thread(*head, tuple(frames)))
     return threads
 
 
@@ -61,15 +65,19 @@ def _frame(line: str) -> str | None:
 
 
 class Symbols:
-    """Static and global function symbols of an unstripped PE image (mingw nm)."""
+    """Static and global function symbols of an unstripped PE image (mingw nm), found by
+    the RVA of a frame (the image's preferred base, read from its header, added)."""
 
-    def __init__(self, image: Path, base: int = 0x140000000) -> None:
-        self.base = base
+    def __init__(self, image: Path) -> None:
+        self.base = 0
         self._addrs: list[int] = []
         self._names: list[str] = []
         nm = shutil.which(_NM_TOOL)
         if nm is None or not image.is_file():
             return
+        pe = pefile.PE(str(image), fast_load=True)
+        self.base = int(pe.OPTIONAL_HEADER.ImageBase)
+        pe.close()
         out = subprocess.run([nm, "-n", str(image)], capture_output=True, text=True,
                              timeout=30, check=False).stdout
         for line in out.splitlines():
